@@ -1,0 +1,231 @@
+"""A claim: what a document says, where it says it, and the named comparison that decides it.
+
+Why: pass/fail must come from one comparison between the measurement and a stated expectation
+(published value + tolerance, written next to the citation), never from asserts scattered per
+test, so the report can always show measured vs expected vs published.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+
+class ClaimFailed(AssertionError):
+    """The measurement does not satisfy the expectation."""
+
+
+class ClaimError(Exception):
+    """The claim could not be decided (no measurement, NaN, a head the model lacks...)."""
+
+
+@dataclass(frozen=True)
+class Source:
+    document: str  # file under ../shared/seeds or a citation
+    where: str  # section / figure / table
+
+    def __str__(self) -> str:
+        return f"{self.document}, {self.where}"
+
+
+class Expectation:
+    """A named comparison. `check` gets the measured value (scalar or array)."""
+
+    op: str = ""
+
+    def check(self, value: Any) -> bool:
+        raise NotImplementedError
+
+    def describe(self) -> str:
+        raise NotImplementedError
+
+    def to_json(self) -> dict:
+        return {"op": self.op, "text": self.describe(), **self._params()}
+
+    def _params(self) -> dict:
+        return {}
+
+
+@dataclass(frozen=True)
+class AtLeast(Expectation):
+    threshold: float
+    op: str = field(default=">=", init=False)
+
+    def check(self, value):
+        return float(value) >= self.threshold
+
+    def describe(self):
+        return f">= {self.threshold:g}"
+
+    def _params(self):
+        return {"threshold": self.threshold}
+
+
+@dataclass(frozen=True)
+class AtMost(Expectation):
+    threshold: float
+    op: str = field(default="<=", init=False)
+
+    def check(self, value):
+        return float(value) <= self.threshold
+
+    def describe(self):
+        return f"<= {self.threshold:g}"
+
+    def _params(self):
+        return {"threshold": self.threshold}
+
+
+@dataclass(frozen=True)
+class Within(Expectation):
+    target: float
+    tol: float
+    op: str = field(default="within", init=False)
+
+    def check(self, value):
+        return abs(float(value) - self.target) <= self.tol
+
+    def describe(self):
+        return f"within {self.target:g} ± {self.tol:g}"
+
+    def _params(self):
+        return {"target": self.target, "tol": self.tol}
+
+
+def _index(item, shape) -> int:
+    if isinstance(item, (tuple, list)):
+        if len(item) != len(shape) or any(not 0 <= i < n for i, n in zip(item, shape)):
+            raise ClaimError(f"index {tuple(item)} does not exist in a measurement of shape {tuple(shape)}")
+        return int(np.ravel_multi_index(tuple(item), shape))
+    if not 0 <= item < int(np.prod(shape)):
+        raise ClaimError(f"index {item} does not exist in a measurement of shape {tuple(shape)}")
+    return int(item)
+
+
+@dataclass(frozen=True)
+class RankAtMost(Expectation):
+    """`item` (e.g. a (layer, head)) is among the top k of the measured array (1 = largest)."""
+
+    item: Any
+    k: int
+    op: str = field(default="rank <=", init=False)
+
+    def rank(self, value) -> int:
+        arr = np.asarray(value, dtype=float)
+        flat = arr.ravel()
+        target = flat[_index(self.item, arr.shape)]
+        return int((flat > target).sum()) + 1
+
+    def check(self, value):
+        return self.rank(value) <= self.k
+
+    def describe(self):
+        return f"rank of {fmt_item(self.item)} <= {self.k}"
+
+    def _params(self):
+        return {"item": _jsonable(self.item), "k": self.k}
+
+
+@dataclass(frozen=True)
+class ArgmaxIs(Expectation):
+    item: Any
+    op: str = field(default="argmax ==", init=False)
+
+    def check(self, value):
+        arr = np.asarray(value, dtype=float)
+        _index(self.item, arr.shape)
+        return int(np.argmax(arr)) == _index(self.item, arr.shape)
+
+    def describe(self):
+        return f"argmax == {fmt_item(self.item)}"
+
+    def _params(self):
+        return {"item": _jsonable(self.item)}
+
+
+def fmt_item(item) -> str:
+    if isinstance(item, (tuple, list)) and len(item) == 2:
+        return f"L{item[0]}H{item[1]}"
+    return str(item)
+
+
+def _jsonable(x):
+    if isinstance(x, tuple):
+        return list(x)
+    return x
+
+
+def at_least(x: float) -> AtLeast:
+    return AtLeast(float(x))
+
+
+def at_most(x: float) -> AtMost:
+    return AtMost(float(x))
+
+
+def within(target: float, tol: float) -> Within:
+    return Within(float(target), float(tol))
+
+
+def rank_at_most(k: int, item) -> RankAtMost:
+    return RankAtMost(item, int(k))
+
+
+def argmax_is(item) -> ArgmaxIs:
+    return ArgmaxIs(item)
+
+
+@dataclass(frozen=True)
+class Claim:
+    """The declaration a test carries (`@pytest.mark.claim(...)`)."""
+
+    id: str
+    statement: str
+    source: Source
+    model: str
+    expect: Expectation
+    published: Any = None
+    tolerance: str = ""  # why the threshold is where it is, next to the citation
+
+    def to_json(self) -> dict:
+        return {
+            "id": self.id,
+            "statement": self.statement,
+            "source": {"document": self.source.document, "where": self.source.where},
+            "model": self.model,
+            "expected": self.expect.to_json(),
+            "published": self.published,
+            "tolerance": self.tolerance,
+        }
+
+
+def all_finite(value) -> bool:
+    try:
+        arr = np.asarray(value, dtype=float)
+    except (TypeError, ValueError):
+        return True
+    return bool(np.isfinite(arr).all())
+
+
+def decide(claim: Claim, value) -> None:
+    """The one place pass/fail is decided. Raises ClaimError or ClaimFailed."""
+    if value is None:
+        raise ClaimError(f"{claim.id}: the test recorded no measurement")
+    if not all_finite(value):
+        raise ClaimError(f"{claim.id}: measured value is not finite ({value!r}); cannot decide the claim")
+    if not claim.expect.check(value):
+        raise ClaimFailed(f"{claim.id}: measured {summarize(value)} does not satisfy {claim.expect.describe()}")
+
+
+def summarize(value) -> str:
+    """A short human form of a measurement (scalar, or shape + max of an array)."""
+    arr = np.asarray(value, dtype=float)
+    if arr.ndim == 0:
+        v = float(arr)
+        return f"{v:.4g}" if math.isfinite(v) else str(v)
+    flat = int(np.argmax(arr))
+    where = np.unravel_index(flat, arr.shape)
+    return f"array{tuple(arr.shape)} max {arr.max():.4g} at {fmt_item(tuple(int(i) for i in where))}"

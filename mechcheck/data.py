@@ -1,0 +1,63 @@
+"""Where offline data comes from.
+
+Why: the machines that run mechcheck in CI have no internet, so the GPT-2 tokenizer, the NLTK
+tagger and TinyStories text come from a data directory named by `--mc-data` or the
+`MECHCHECK_DATA` environment variable. Without one, the normal online sources are used.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+ENV_VAR = "MECHCHECK_DATA"
+
+
+class DataError(Exception):
+    """Offline data was asked for but is not where the data directory says."""
+
+
+def data_dir(option: str | None = None) -> Path | None:
+    """The data directory: the option if given, else $MECHCHECK_DATA, else None (online)."""
+    value = option or os.environ.get(ENV_VAR)
+    if not value:
+        return None
+    path = Path(value).expanduser().resolve()
+    if not path.is_dir():
+        raise DataError(f"data directory {value!r} (from --mc-data or ${ENV_VAR}) does not exist")
+    return path
+
+
+def _cache_root() -> Path:
+    return Path(os.environ.get("MECHCHECK_CACHE", Path.home() / ".cache" / "mechcheck"))
+
+
+def gpt2_tokenizer(data: Path | None, hub_name: str = "gpt2"):
+    """The GPT-2 BPE tokenizer (shared by gpt2 and every roneneldan/TinyStories-* model).
+
+    Offline it is built from <data>/tokenizer/gpt2/tokenizer.json and saved once as a tokenizer
+    directory, because TransformerLens re-opens the tokenizer by its `name_or_path`."""
+    from transformers import AutoTokenizer, PreTrainedTokenizerFast
+
+    if data is None:
+        return AutoTokenizer.from_pretrained(hub_name)
+    source = data / "tokenizer" / "gpt2" / "tokenizer.json"
+    if not source.exists():
+        raise DataError(f"{source} not found: the data directory has no GPT-2 tokenizer")
+    target = _cache_root() / "tokenizer-gpt2"
+    if not (target / "tokenizer.json").exists():
+        eot = "<|endoftext|>"
+        tok = PreTrainedTokenizerFast(
+            tokenizer_file=str(source), bos_token=eot, eos_token=eot, unk_token=eot
+        )
+        tmp = target.with_name(target.name + f".tmp{os.getpid()}")
+        tok.save_pretrained(str(tmp))
+        try:
+            os.replace(tmp, target)
+        except OSError:  # another worker got there first
+            shutil.rmtree(tmp, ignore_errors=True)
+    tok = AutoTokenizer.from_pretrained(str(target))
+    if tok("Once upon a time")["input_ids"] != [7454, 2402, 257, 640]:
+        raise DataError(f"{source} does not encode like GPT-2's BPE; the tokenizer file is wrong")
+    return tok

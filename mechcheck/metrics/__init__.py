@@ -1,0 +1,1 @@
+"""Measurements on a model: one concept per module (ablation, attention, logit lens, ...)."""
