@@ -229,3 +229,11 @@ def summarize(value) -> str:
     flat = int(np.argmax(arr))
     where = np.unravel_index(flat, arr.shape)
     return f"array{tuple(arr.shape)} max {arr.max():.4g} at {fmt_item(tuple(int(i) for i in where))}"
+
+
+def claim_of(test_function) -> Claim:
+    """The Claim declared on a test function by @pytest.mark.claim (for controls in tests/)."""
+    for mark in getattr(test_function, "pytestmark", []):
+        if mark.name == "claim":
+            return Claim(**mark.kwargs)
+    raise ValueError(f"{test_function.__name__} carries no @pytest.mark.claim")

@@ -13,6 +13,7 @@ from collections import defaultdict
 from pathlib import Path
 
 SCHEMA = "mechcheck.results/1"
+SCHEMA_FILE = Path(__file__).with_name("results.schema.json")
 STATUSES = ("pass", "fail", "skip", "error")
 
 
@@ -74,8 +75,8 @@ def summary_markdown(doc: dict, created: str) -> str:
         "Heads are written LxHy (layer x, head y); the thesis notation H7.7 is L7H7.",
         "Measured values show a 95% bootstrap CI in brackets where the measurement samples prompts or sequences.",
         "",
-        "| claim | model | measured | expected | published | status | time (s) |",
-        "|---|---|---|---|---|---|---|",
+        "| claim | source | model | measured | expected | published | status | time (s) |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for r in recs:
         sha = r["model"].get("sha256")
@@ -83,6 +84,7 @@ def summary_markdown(doc: dict, created: str) -> str:
         lines.append(
             "| " + " | ".join(_cell(x) for x in (
                 r["id"] + (f"[{r['param']}]" if r.get("param") else ""),
+                f"{r['source']['document']}: {r['source']['where']}",
                 model,
                 fmt_measured(r.get("measured")),
                 r["expected"]["text"],

@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -100,7 +101,7 @@ def test_every_status_reaches_the_report(suite):
     assert "(7, 7) does not exist" in messages["C8"]
     assert messages["C3"] == "checkpoint not reachable"
     summary = (suite.path / "rep" / "summary.md").read_text()
-    assert "| C1 | mechcheck/toy-reverse-increment | 0.75 [0.7, 0.8] | >= 0.5 | 0.9 | PASS |" in summary
+    assert "| C1 | doc.md: fig 1 | mechcheck/toy-reverse-increment | 0.75 [0.7, 0.8] | >= 0.5 | 0.9 | PASS |" in summary
     assert "C7 on mechcheck/toy-reverse-increment: holds in 1 of 2 decided runs" in summary
     # a claim failure is one line, not a traceback
     result.stdout.fnmatch_lines(["ClaimFailed: C2: measured 0.75 does not satisfy <= 0.1"])
@@ -201,3 +202,27 @@ def test_no_claims_no_report(pytester):
     result = pytester.runpytest("--mc-report", "rep")
     result.assert_outcomes(passed=1)
     assert not (pytester.path / "rep").exists()
+
+
+def test_reports_validate_against_the_json_schema(suite):
+    import jsonschema
+
+    from mechcheck.report import SCHEMA_FILE
+
+    schema = json.loads(SCHEMA_FILE.read_text())
+    suite.runpytest("--mc-report", "rep")
+    jsonschema.validate(_read(suite.path / "rep" / "results.json"), schema)
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate({"schema": "mechcheck.results/1", "run": {}, "counts": {}, "claims": []}, schema)
+
+
+def test_the_repos_own_claim_report_validates(tmp_path):
+    import jsonschema
+
+    from mechcheck.report import SCHEMA_FILE
+
+    root = Path(__file__).resolve().parent.parent
+    out = subprocess.run([sys.executable, "-m", "pytest", str(root / "claims"), "-q", "-k", "seed0",
+                          "--mc-report", str(tmp_path)], capture_output=True, text=True, cwd=root)
+    assert out.returncode in (0, 1), out.stdout[-2000:]
+    jsonschema.validate(_read(tmp_path / "results.json"), json.loads(SCHEMA_FILE.read_text()))

@@ -1,0 +1,74 @@
+"""Measurements of the tutorial's reverse+increment circuit on one toy checkpoint.
+
+Why a module (not inline in the claim file): the same measurement runs in the claim and in the
+controls of tests/, so what is shown to fail on a control is exactly what the claim computes.
+Each function returns keyword arguments for `measure.record(...)`.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from mechcheck import toy
+from mechcheck.metrics import ablation, accuracy, attention, logit_lens
+from mechcheck.stats import mean_ci
+
+OUT = slice(toy.N_IN, 2 * toy.N_IN)  # positions 8..15 predict y0..y7
+QUERIES = [toy.N_IN + i for i in range(toy.N_IN)]  # position 8+i predicts y_i
+KEYS = [toy.N_IN - i for i in range(toy.N_IN)]  # x_{7-i} sits at position 8-i
+HOOKS = ("blocks.0.attn.hook_pattern", "blocks.0.hook_resid_mid", "blocks.0.hook_resid_post")
+
+
+class ToyRun:
+    """One toy model and its holdout forward pass (one cache, shared by every claim on it)."""
+
+    def __init__(self, bridge, device: str = "cpu"):
+        self.bridge = bridge
+        _, holdout = toy.split()
+        self.tokens = holdout[:, :-1].to(device)
+        self.targets = holdout[:, toy.N_IN + 1 :].to(device)
+        with torch.no_grad():
+            self.logits, self.cache = bridge.run_with_cache(self.tokens, names_filter=lambda n: n in HOOKS)
+
+    def accuracy(self, fwd_hooks=()):
+        logits = ablation.logits_with(self.bridge, self.tokens, fwd_hooks) if fwd_hooks else self.logits
+        return accuracy.per_sequence_accuracy(logits[:, OUT], self.targets).cpu().numpy()
+
+
+def holdout_accuracy(run: ToyRun) -> dict:
+    """T1: per-token accuracy on y0..y7 over the 5536 holdout sequences."""
+    per_seq = run.accuracy()
+    value, ci = mean_ci(per_seq)
+    return dict(value=value, ci=ci, n=len(per_seq), sequence_accuracy=float((per_seq == 1).mean()))
+
+
+def reversed_attention(run: ToyRun) -> dict:
+    """T2: mean attention from the position predicting y_i to x_{7-i}."""
+    pattern = run.cache["blocks.0.attn.hook_pattern"]
+    att = attention.pattern_at(pattern, 0, QUERIES, KEYS)  # [batch, 8]
+    per_seq = att.mean(-1).cpu().numpy()
+    argmax_hit = (pattern[:, 0, QUERIES, :].argmax(-1).cpu() == torch.tensor(KEYS)).float().mean().item()
+    value, ci = mean_ci(per_seq)
+    return dict(value=value, ci=ci, n=len(per_seq), per_output=att.mean(0), argmax_on_reversed=argmax_hit)
+
+
+def ablation_drop(run: ToyRun, component: str, index: int | None = None) -> dict:
+    """T3/T4: holdout accuracy lost when `component` (attn.W_O, mlp.W_out) is zeroed."""
+    clean = run.accuracy()
+    ablated = run.accuracy([ablation.zero_hook(component, 0, index)])
+    value, ci = mean_ci(clean - ablated)
+    return dict(value=value, ci=ci, n=len(clean), clean_accuracy=clean.mean(), ablated_accuracy=ablated.mean())
+
+
+def mlp_increment(run: ToyRun) -> dict:
+    """T5: share of output positions whose logit-lens argmax is the target only after the MLP."""
+    pre_resid = run.cache["blocks.0.hook_resid_mid"][:, OUT]
+    pre = logit_lens.lens_logits(run.bridge, pre_resid).argmax(-1)
+    post = logit_lens.lens_logits(run.bridge, run.cache["blocks.0.hook_resid_post"][:, OUT]).argmax(-1)
+    raw_pre = logit_lens.raw_logits(run.bridge, pre_resid).argmax(-1)
+    t = run.targets
+    only_after = ((pre != t) & (post == t)).float().mean(-1).cpu().numpy()
+    value, ci = mean_ci(only_after)
+    return dict(value=value, ci=ci, n=len(only_after),
+                pre_mlp_accuracy=(pre == t).float().mean(), post_mlp_accuracy=(post == t).float().mean(),
+                pre_mlp_accuracy_raw_WU=(raw_pre == t).float().mean())

@@ -1,0 +1,183 @@
+"""The toy reverse+increment set-up, its checkpoint cache, and positive/negative controls for
+every toy claim family (accuracy, attention routing, ablation, logit lens)."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from mechcheck import toy, toy_circuit
+from mechcheck.claim import ClaimFailed, claim_of, decide
+from mechcheck.models import CheckpointError
+
+ROOT = Path(__file__).resolve().parent.parent
+_spec = importlib.util.spec_from_file_location("toy_claims", ROOT / "claims" / "test_toy_reverse_increment.py")
+claims = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(claims)
+T1, T2, T3, T4, T5 = (claim_of(getattr(claims, n)) for n in (
+    "test_t1_holdout_accuracy", "test_t2_attends_to_reversed_input", "test_t3_mlp_ablation",
+    "test_t4_attention_ablation", "test_t5_mlp_does_increment"))
+
+
+def test_dataset_is_the_tutorials():
+    data = toy.all_sequences()
+    assert data.shape == (4**8, 17) and (data[:, 0] == toy.BOS).all()
+    row = data[(data[:, 1:9] == torch.tensor([0, 1, 2, 3, 2, 0, 3, 1])).all(1)][0]
+    assert row.tolist() == [4, 0, 1, 2, 3, 2, 0, 3, 1, 2, 0, 1, 3, 0, 3, 2, 1]  # the tutorial's example
+    train, holdout = toy.split()
+    assert train.shape[0] == 60000 and holdout.shape[0] == 5536
+    assert torch.equal(toy.split()[1], holdout)  # fixed shuffle
+    seen = {tuple(r) for r in train.tolist()}
+    assert not any(tuple(r) in seen for r in holdout.tolist())
+
+
+@pytest.fixture(scope="module")
+def trained():
+    """ToyRun per shipped seed."""
+    return {s: toy_circuit.ToyRun(toy.load(toy.find_checkpoint(toy.TrainConfig(seed=s))).bridge) for s in (0, 2)}
+
+
+@pytest.fixture(scope="module")
+def untrained():
+    """Same architecture, random weights: the negative control."""
+    model = toy.NativeModel(toy.bridge_config(123))
+    toy.initialize_native_model(model, model.cfg, seed=123)
+    return toy_circuit.ToyRun(toy.to_bridge(model))
+
+
+def _holds(claim, result) -> bool:
+    try:
+        decide(claim, result["value"])
+        return True
+    except ClaimFailed:
+        return False
+
+
+@pytest.mark.parametrize("claim, measure", [
+    (T1, toy_circuit.holdout_accuracy),
+    (T3, lambda r: toy_circuit.ablation_drop(r, "mlp.W_out")),
+    (T4, lambda r: toy_circuit.ablation_drop(r, "attn.W_O")),
+    (T5, toy_circuit.mlp_increment),
+], ids=["T1", "T3", "T4", "T5"])
+def test_claim_holds_on_trained_and_fails_on_random(trained, untrained, claim, measure):
+    assert _holds(claim, measure(trained[0]))
+    assert not _holds(claim, measure(untrained))
+
+
+def test_attention_routing_positive_and_negative(trained, untrained):
+    assert _holds(T2, toy_circuit.reversed_attention(trained[2]))
+    assert not _holds(T2, toy_circuit.reversed_attention(untrained))
+
+
+def test_ablating_a_dead_neuron_does_not_drop_accuracy(trained):
+    """Negative control for the ablation family: a neuron that never fires does not matter."""
+    run = trained[0]
+    _, cache = run.bridge.run_with_cache(run.tokens, names_filter=lambda n: n == "blocks.0.mlp.hook_post")
+    firing = (cache["blocks.0.mlp.hook_post"][:, toy_circuit.OUT] > 0).float().mean((0, 1))
+    dead = int(firing.argmin())
+    assert firing[dead] == 0.0
+    result = toy_circuit.ablation_drop(run, "mlp.W_out", index=dead)
+    assert result["value"] == 0.0
+    assert not _holds(T3, result)
+    busiest = int(firing.argmax())
+    assert toy_circuit.ablation_drop(run, "mlp.W_out", index=busiest)["value"] > 0.0
+
+
+def test_hook_ablation_equals_zeroing_the_weight(trained):
+    run = trained[0]
+    o = run.bridge.blocks[0].attn.o.original_component.weight
+    backup = o.detach().clone()
+    with torch.no_grad():
+        o.zero_()
+        direct = toy_circuit.ToyRun(run.bridge).accuracy()
+        o.copy_(backup)
+    hooked = run.accuracy([toy_circuit.ablation.zero_hook("attn.W_O", 0)])
+    assert (direct == hooked).all()
+
+
+def test_shipped_checkpoints_match_their_sha256():
+    for seed in (0, 1, 2):
+        path = toy.find_checkpoint(toy.TrainConfig(seed=seed))
+        assert path is not None and path.parent == toy.SHIPPED_DIR
+        meta = json.loads(path.with_suffix(".json").read_text())
+        assert toy._sha256(path) == meta["sha256"] and meta["train"]["seed"] == seed
+
+
+def test_cache_trains_once_and_is_deterministic(tmp_path, monkeypatch):
+    monkeypatch.setenv("MECHCHECK_CACHE", str(tmp_path))
+    cfg = toy.TrainConfig(seed=7, epochs=1)
+    assert toy.find_checkpoint(cfg) is None
+    first = toy.get_checkpoint(cfg)
+    assert first.parent == tmp_path / "toy"
+    sha = toy._sha256(first)
+
+    def no_training(*a, **k):
+        raise AssertionError("retrained although the checkpoint is cached")
+
+    monkeypatch.setattr(toy, "train", no_training)
+    assert toy.get_checkpoint(cfg) == first
+    monkeypatch.undo()
+    model, _ = toy.train(cfg)  # same config, same CPU -> same bytes
+    again = toy.save(model, cfg, tmp_path / "again")
+    assert toy._sha256(again) == sha
+
+
+@pytest.mark.slow
+def test_full_retraining_reproduces_shipped_seed0(tmp_path):
+    cfg = toy.TrainConfig(seed=0)
+    model, _ = toy.train(cfg)
+    path = toy.save(model, cfg, tmp_path)
+    assert toy._sha256(path) == json.loads(toy.find_checkpoint(cfg).with_suffix(".json").read_text())["sha256"]
+
+
+def test_corrupt_and_wrong_checkpoints_are_one_clear_error(tmp_path):
+    bad = tmp_path / "bad.safetensors"
+    bad.write_bytes(b"not a safetensors file")
+    with pytest.raises(CheckpointError, match="not a readable safetensors file"):
+        toy.load(bad)
+    from safetensors.torch import save_file
+
+    wrong = tmp_path / "wrong.safetensors"
+    save_file({"something.else": torch.zeros(3)}, str(wrong))
+    with pytest.raises(CheckpointError, match="not a toy reverse\\+increment checkpoint"):
+        toy.load(wrong)
+    shipped = toy.find_checkpoint(toy.TrainConfig(seed=0))
+    tampered = tmp_path / shipped.name
+    tampered.write_bytes(shipped.read_bytes()[:-4] + b"\x00\x00\x00\x00")
+    tampered.with_suffix(".json").write_text(shipped.with_suffix(".json").read_text())
+    with pytest.raises(CheckpointError, match="sha256 does not match"):
+        toy.load(tampered)
+
+
+def test_claims_on_a_corrupt_override_error_in_one_line(tmp_path):
+    bad = tmp_path / "bad.safetensors"
+    bad.write_bytes(b"garbage")
+    out = subprocess.run(
+        [sys.executable, "-m", "pytest", str(ROOT / "claims" / "test_toy_reverse_increment.py"), "-q",
+         "--mc-model", f"mechcheck/toy-reverse-increment={bad}", "--mc-report", str(tmp_path / "rep")],
+        capture_output=True, text=True, cwd=ROOT,
+    )
+    assert out.returncode == 1
+    assert "CheckpointError: " in out.stdout and "Traceback" not in out.stdout
+    doc = json.loads((tmp_path / "rep" / "results.json").read_text())
+    assert {r["status"] for r in doc["claims"]} == {"error"} and len(doc["claims"]) == 5
+    assert all(r["param"] == "checkpoint" for r in doc["claims"])
+
+
+def test_override_runs_the_claims_on_that_checkpoint(tmp_path):
+    ckpt = toy.find_checkpoint(toy.TrainConfig(seed=2))
+    out = subprocess.run(
+        [sys.executable, "-m", "pytest", str(ROOT / "claims" / "test_toy_reverse_increment.py"), "-q",
+         "--mc-model", f"mechcheck/toy-reverse-increment={ckpt}", "--mc-report", str(tmp_path / "rep")],
+        capture_output=True, text=True, cwd=ROOT,
+    )
+    assert out.returncode == 0, out.stdout[-2000:]
+    doc = json.loads((tmp_path / "rep" / "results.json").read_text())
+    assert {r["model"]["sha256"] for r in doc["claims"]} == {toy._sha256(ckpt)}
+    assert {r["status"] for r in doc["claims"]} == {"pass"}
