@@ -1,0 +1,136 @@
+"""Model registry, checkpoint resolution and the one-line errors for bad input, on an
+exact-config random TinyStories-1M checkpoint built here (no real weights can be had)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from mechcheck import models
+from mechcheck.data import DataError, data_dir, gpt2_tokenizer
+
+pytest_plugins = ["pytester"]
+
+
+def save_random(name: str, directory: Path, seed: int = 0) -> Path:
+    """A random-weight HF checkpoint with the exact config of registry model `name`."""
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    cfg = dict(models.spec(name).hf_config)
+    cfg = AutoConfig.for_model(cfg.pop("model_type"), **cfg)
+    torch.manual_seed(seed)
+    AutoModelForCausalLM.from_config(cfg).save_pretrained(directory)
+    return directory
+
+
+@pytest.fixture(scope="module")
+def tiny_1m(tmp_path_factory):
+    return save_random("roneneldan/TinyStories-1M", tmp_path_factory.mktemp("ts1m"))
+
+
+@pytest.fixture(scope="module")
+def tokenizer():
+    return gpt2_tokenizer(data_dir())
+
+
+def test_unknown_model_is_one_clear_error():
+    with pytest.raises(models.UnknownModelError, match="unknown model 'gpt3'; known models: .*gpt2"):
+        models.spec("gpt3")
+
+
+@pytest.mark.parametrize("value, match", [
+    ("roneneldan/TinyStories-1M", "expected NAME=PATH"),
+    ("nope=/tmp", "unknown model 'nope'"),
+    ("gpt2=/definitely/not/here", "no such file or directory"),
+])
+def test_bad_overrides(value, match):
+    with pytest.raises(models.ModelError, match=match):
+        models.parse_overrides([value])
+
+
+def test_unreachable_checkpoint_names_the_fix(monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(models.CheckpointUnavailable) as exc:
+        models.resolve_hf("roneneldan/TinyStories-1M", None)
+    assert "--mc-model roneneldan/TinyStories-1M=/path/to/checkpoint" in str(exc.value)
+    assert "\n" not in str(exc.value)
+
+
+def test_exact_config_checkpoint_loads(tiny_1m, tokenizer):
+    loaded = models.load_hf("roneneldan/TinyStories-1M", tiny_1m, "cpu", tokenizer)
+    assert (loaded.n_layers, loaded.n_heads, loaded.bridge.cfg.d_head) == (8, 16, 4)
+    assert loaded.sha256 == models.sha256_of([tiny_1m / "model.safetensors"])
+    logits = loaded.bridge(loaded.bridge.to_tokens("Once upon a time"))
+    assert logits.shape == (1, 5, 50257) and torch.isfinite(logits).all()
+
+
+def test_wrong_architecture_is_refused(tmp_path, tiny_1m):
+    eight = tmp_path / "8m"
+    eight.mkdir()
+    cfg = dict(models.spec("roneneldan/TinyStories-8M").hf_config)
+    (eight / "config.json").write_text(json.dumps(cfg))
+    with pytest.raises(models.CheckpointError, match="8 layers x d_model 256 .*TinyStories-1M is gpt_neo with 8 layers x d_model 64"):
+        models.check_architecture(models.spec("roneneldan/TinyStories-1M"), eight)
+    with pytest.raises(models.CheckpointError, match="no config.json"):
+        models.check_architecture(models.spec("gpt2"), tmp_path)
+
+
+def test_corrupt_weights_are_one_clear_error(tmp_path, tiny_1m, tokenizer):
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / "config.json").write_text((tiny_1m / "config.json").read_text())
+    (bad / "model.safetensors").write_bytes(b"\x00" * 64)
+    with pytest.raises(models.CheckpointError, match="weights cannot be read") as exc:
+        models.load_hf("roneneldan/TinyStories-1M", bad, "cpu", tokenizer)
+    assert "\n" not in str(exc.value)
+
+
+def test_tokenizer_from_the_data_directory():
+    tok = gpt2_tokenizer(data_dir())
+    assert tok("Once upon a time")["input_ids"] == [7454, 2402, 257, 640]
+    with pytest.raises(DataError, match="does not exist"):
+        data_dir("/no/such/dir")
+
+
+CLAIM_ON_1M = '''
+import pytest
+from mechcheck.claim import Source, at_least
+
+@pytest.mark.claim(id="P0", statement="s", source=Source("d", "w"), model="roneneldan/TinyStories-1M", expect=at_least(0))
+def test_p0(mc_load, measure):
+    measure.model = mc_load("roneneldan/TinyStories-1M")
+    measure.record(float(measure.model.n_layers))
+'''
+
+
+def test_claim_on_unreachable_model_skips_with_one_reason(pytester, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    pytester.makepyfile(test_p=CLAIM_ON_1M)
+    result = pytester.runpytest_subprocess("--mc-report", "rep", "-rs")
+    result.assert_outcomes(skipped=1)
+    result.stdout.fnmatch_lines(["*checkpoint roneneldan/TinyStories-1M not reachable (HF_HUB_OFFLINE=1*--mc-model*"])
+    rec = json.loads((pytester.path / "rep" / "results.json").read_text())["claims"][0]
+    assert rec["status"] == "skip" and "--mc-model roneneldan/TinyStories-1M=" in rec["message"]
+
+
+def test_claim_on_override_runs_and_records_the_hash(pytester, tiny_1m):
+    pytester.makepyfile(test_p=CLAIM_ON_1M)
+    result = pytester.runpytest_subprocess("--mc-report", "rep", "--mc-model", f"roneneldan/TinyStories-1M={tiny_1m}")
+    result.assert_outcomes(passed=1)
+    rec = json.loads((pytester.path / "rep" / "results.json").read_text())["claims"][0]
+    assert rec["model"]["sha256"] == models.sha256_of([tiny_1m / "model.safetensors"])
+    assert rec["measured"]["value"] == 8.0
+
+
+def test_claim_on_wrong_architecture_errors_in_one_line(pytester, tmp_path):
+    eight = save_random("roneneldan/TinyStories-8M", tmp_path / "8m")
+    pytester.makepyfile(test_p=CLAIM_ON_1M)
+    result = pytester.runpytest_subprocess("--mc-report", "rep", "--mc-model", f"roneneldan/TinyStories-1M={eight}")
+    result.assert_outcomes(failed=1)  # loaded in the test body; the record says error
+    result.stdout.fnmatch_lines(["CheckpointError: *a gpt_neo model with 8 layers x d_model 256*"])
+    assert "Traceback" not in result.stdout.str()
+    rec = json.loads((pytester.path / "rep" / "results.json").read_text())["claims"][0]
+    assert rec["status"] == "error"
