@@ -45,6 +45,10 @@ class Expectation:
     def to_json(self) -> dict:
         return {"op": self.op, "text": self.describe(), **self._params()}
 
+    def explain(self, value) -> str:
+        """The measured value as a person should read it against this expectation."""
+        return summarize(value)
+
     def _params(self) -> dict:
         return {}
 
@@ -125,6 +129,10 @@ class RankAtMost(Expectation):
     def describe(self):
         return f"rank of {fmt_item(self.item)} <= {self.k}"
 
+    def explain(self, value):
+        arr = np.asarray(value, dtype=float)
+        return f"{fmt_item(self.item)} = {arr.ravel()[_index(self.item, arr.shape)]:.4g}, rank {self.rank(value)}"
+
     def _params(self):
         return {"item": _jsonable(self.item), "k": self.k}
 
@@ -146,9 +154,52 @@ class ArgmaxIs(Expectation):
         return {"item": _jsonable(self.item)}
 
 
+@dataclass(frozen=True)
+class Leads(Expectation):
+    """The named items (heads) all score >= `minimum` and beat every other item by `margin`:
+    "these heads, and no others, do this"."""
+
+    items: tuple
+    minimum: float
+    margin: float = 0.0
+    op: str = field(default="leads", init=False)
+
+    def _split(self, value):
+        arr = np.asarray(value, dtype=float)
+        idx = [_index(i, arr.shape) for i in self.items]
+        flat = arr.ravel()
+        others = np.delete(flat, idx)
+        runner = int(np.delete(np.arange(flat.size), idx)[np.argmax(others)]) if others.size else None
+        return arr, flat, idx, runner
+
+    def check(self, value):
+        arr, flat, idx, runner = self._split(value)
+        weakest = flat[idx].min()
+        return bool(weakest >= self.minimum and (runner is None or weakest - flat[runner] >= self.margin))
+
+    def describe(self):
+        names = ", ".join(fmt_item(i) for i in self.items)
+        return f"{names} >= {self.minimum:g} and ahead of every other by >= {self.margin:g}"
+
+    def explain(self, value):
+        arr, flat, idx, runner = self._split(value)
+        named = ", ".join(f"{fmt_item(i)} {flat[j]:.3g}" for i, j in zip(self.items, idx))
+        if runner is None:
+            return named
+        where = np.unravel_index(runner, arr.shape)
+        item = int(where[0]) if len(where) == 1 else tuple(int(w) for w in where)
+        return f"{named}; runner-up {fmt_item(item)} {flat[runner]:.3g}"
+
+    def _params(self):
+        return {"items": [_jsonable(i) for i in self.items], "minimum": self.minimum, "margin": self.margin}
+
+
 def fmt_item(item) -> str:
+    """Heads: (layer, head) -> LxHy; a bare int is a head of a one-layer model -> Hy."""
     if isinstance(item, (tuple, list)) and len(item) == 2:
         return f"L{item[0]}H{item[1]}"
+    if isinstance(item, (int, np.integer)):
+        return f"H{item}"
     return str(item)
 
 
@@ -178,6 +229,10 @@ def argmax_is(item) -> ArgmaxIs:
     return ArgmaxIs(item)
 
 
+def leads(items, minimum: float, margin: float = 0.0) -> Leads:
+    return Leads(tuple(items), float(minimum), float(margin))
+
+
 @dataclass(frozen=True)
 class Claim:
     """The declaration a test carries (`@pytest.mark.claim(...)`)."""
@@ -199,6 +254,30 @@ class Claim:
             "expected": self.expect.to_json(),
             "published": self.published,
             "tolerance": self.tolerance,
+        }
+
+
+@dataclass(frozen=True)
+class NotEncoded:
+    """A statement of a source document that is not a checkable claim, and why.
+
+    Listed in a claim module's NOT_ENCODED; the report shows it, so a reader sees it was read
+    and deliberately left out rather than forgotten."""
+
+    id: str
+    statement: str
+    source: Source
+    model: str
+    reason: str
+
+    def record(self, module_nodeid: str) -> dict:
+        return {
+            "nodeid": f"{module_nodeid}::{self.id}", "id": self.id, "statement": self.statement,
+            "source": {"document": self.source.document, "where": self.source.where},
+            "model": {"name": self.model}, "expected": {"op": "not encoded", "text": "not encoded"},
+            "published": None, "tolerance": "", "param": None, "measured": None,
+            "status": "not-encoded", "message": self.reason, "timing": {"setup_s": 0.0, "call_s": 0.0},
+            "seed": None,
         }
 
 

@@ -61,3 +61,27 @@ def gpt2_tokenizer(data: Path | None, hub_name: str = "gpt2"):
     if tok("Once upon a time")["input_ids"] != [7454, 2402, 257, 640]:
         raise DataError(f"{source} does not encode like GPT-2's BPE; the tokenizer file is wrong")
     return tok
+
+
+TINYSTORIES_VALIDATION = "tinystories/validation-head-794KB.txt"
+
+
+def tinystories_validation(data: Path | None) -> str:
+    """TinyStories validation text: the offline sample in the data directory, else the
+    dataset's TinyStories-valid.txt from the hub."""
+    if data is not None:
+        path = data / TINYSTORIES_VALIDATION
+        if not path.exists():
+            raise DataError(f"{path} not found: the data directory has no TinyStories validation text")
+        return path.read_text(encoding="utf-8")
+    from huggingface_hub import hf_hub_download
+
+    return Path(hf_hub_download("roneneldan/TinyStories", "TinyStories-valid.txt", repo_type="dataset")).read_text(
+        encoding="utf-8")
+
+
+def paragraphs(text: str, must_contain: str = "", limit: int | None = None) -> list[str]:
+    """Blank-line separated paragraphs (stories and paragraphs are both separated that way in
+    the validation sample), optionally only those containing `must_contain`, in file order."""
+    out = [p.strip() for p in text.split("\n\n") if p.strip() and must_contain in p]
+    return out[:limit] if limit else out

@@ -25,6 +25,7 @@ PROP = "mechcheck"
 _CLAIM = pytest.StashKey[_claim.Claim]()
 _MEAS = pytest.StashKey["Measurement"]()
 _TIMES = pytest.StashKey[dict]()
+_EXTRA = pytest.StashKey[list]()
 # Errors whose message says everything: reported as one line, no traceback.
 ONE_LINE = (_models.ModelError, _claim.ClaimError, _claim.ClaimFailed, DataError)
 
@@ -74,14 +75,31 @@ def _claim_of(item) -> _claim.Claim | None:
     return c
 
 
+def _model_name(item, c: _claim.Claim) -> str:
+    """The claim's model, or the model a parametrization picks (a registry name among its params)."""
+    for value in getattr(getattr(item, "callspec", None), "params", {}).values():
+        if isinstance(value, str) and value in _models.REGISTRY:
+            return value
+    return c.model
+
+
+@pytest.hookimpl(trylast=True)  # after -k / -m deselection
 def pytest_collection_modifyitems(config, items):
+    modules_seen = set()
     for item in items:
+        module = getattr(item, "module", None)
+        if module is not None and module not in modules_seen:
+            modules_seen.add(module)
+            # NOT_ENCODED statements ride on the module's first selected test (one record, xdist-safe)
+            extra = [n.record(item.nodeid.split("::")[0]) for n in getattr(module, "NOT_ENCODED", [])]
+            if extra:
+                item.stash[_EXTRA] = extra
         c = _claim_of(item)
         if c is not None:
             item.stash[_CLAIM] = c
             _models.spec(c.model)  # an unknown model name is a collection-time error
             # xdist --dist loadgroup: all claims on one model go to one worker.
-            item.add_marker(pytest.mark.xdist_group(c.model.replace("/", "_")))
+            item.add_marker(pytest.mark.xdist_group(_model_name(item, c).replace("/", "_")))
 
 
 class Measurement:
@@ -103,11 +121,14 @@ class Measurement:
         self.n = None if n is None else int(n)
         self.details.update({k: _plain(v) for k, v in details.items()})
 
-    def to_json(self) -> dict | None:
+    def to_json(self, expect: _claim.Expectation) -> dict | None:
         if self.value is None:
             return None
-        return {"value": self.value, "text": _claim.summarize(self.value), "ci": self.ci, "p": self.p,
-                "n": self.n, "details": self.details}
+        try:
+            text = expect.explain(self.value) if _claim.all_finite(self.value) else _claim.summarize(self.value)
+        except _claim.ClaimError:
+            text = _claim.summarize(self.value)
+        return {"value": self.value, "text": text, "ci": self.ci, "p": self.p, "n": self.n, "details": self.details}
 
 
 def _plain(x):
@@ -158,20 +179,21 @@ def mc_tokenizer(mc_data):
 
 @pytest.fixture(scope="session")
 def mc_load(pytestconfig, mc_device, request):
-    """load(name) -> LoadedModel, once per session and name; skips when unreachable."""
+    """load(name, compat=True) -> LoadedModel, once per session, name and mode; skips when the
+    checkpoint is unreachable. compat=True gives HookedTransformer numerics (folded LayerNorm,
+    centred writing weights); compat=False the raw HF weights."""
     cache: dict[str, object] = {}
 
-    def load(name: str) -> _models.LoadedModel:
-        if name not in cache:
+    def load(name: str, compat: bool = True) -> _models.LoadedModel:
+        key = (name, compat)
+        if key not in cache:
             try:
                 path = _models.resolve_hf(name, pytestconfig._mc_overrides.get(name))
                 tok = request.getfixturevalue("mc_tokenizer")
-                cache[name] = _models.load_hf(name, path, mc_device, tok)
-            except _models.CheckpointUnavailable as exc:
-                cache[name] = exc
-            except _models.ModelError as exc:
-                cache[name] = exc
-        got = cache[name]
+                cache[key] = _models.load_hf(name, path, mc_device, tok, compat=compat)
+            except (_models.ModelError, DataError) as exc:
+                cache[key] = exc
+        got = cache[key]
         if isinstance(got, _models.CheckpointUnavailable):
             pytest.skip(str(got))
         if isinstance(got, Exception):
@@ -214,6 +236,9 @@ def pytest_runtest_makereport(item, call):
     rep = yield
     if call.excinfo is not None and call.excinfo.errisinstance(ONE_LINE):
         rep.longrepr = f"{type(call.excinfo.value).__name__}: {call.excinfo.value}"
+    if rep.when == "teardown":
+        for record in item.stash.get(_EXTRA, []):
+            rep.user_properties.append((PROP, record))
     c = item.stash.get(_CLAIM, None)
     if c is None:
         return rep
@@ -244,15 +269,14 @@ def _status(rep, call) -> tuple[str, str]:
 
 def _record(item, c: _claim.Claim, state: dict) -> dict:
     m: Measurement | None = item.stash.get(_MEAS, None)
-    model = m.model.info() if m is not None and m.model is not None else {"name": c.model}
-    model.setdefault("name", c.model)
+    model = m.model.info() if m is not None and m.model is not None else {"name": _model_name(item, c)}
     param = getattr(getattr(item, "callspec", None), "id", None)
     return {
         "nodeid": item.nodeid,
         **c.to_json(),
         "param": param,
         "model": model,
-        "measured": m.to_json() if m is not None else None,
+        "measured": m.to_json(c.expect) if m is not None else None,
         "status": state.get("status", "error"),
         "message": state.get("message", ""),
         "timing": {"setup_s": round(state.get("setup_s", 0.0), 3), "call_s": round(state.get("call_s", 0.0), 3)},

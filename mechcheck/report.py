@@ -14,7 +14,7 @@ from pathlib import Path
 
 SCHEMA = "mechcheck.results/1"
 SCHEMA_FILE = Path(__file__).with_name("results.schema.json")
-STATUSES = ("pass", "fail", "skip", "error")
+STATUSES = ("pass", "fail", "skip", "error", "not-encoded")
 
 
 def atomic_write(path: Path, text: str) -> None:
@@ -70,7 +70,8 @@ def summary_markdown(doc: dict, created: str) -> str:
         "# mechcheck report",
         "",
         f"Created {created}. Device: {doc['run'].get('device')}. "
-        f"{len(recs)} claims: {c['pass']} pass, {c['fail']} fail, {c['skip']} skip, {c['error']} error.",
+        f"{len(recs)} claims: {c['pass']} pass, {c['fail']} fail, {c['skip']} skip, {c['error']} error, "
+        f"{c['not-encoded']} not encoded.",
         "",
         "Heads are written LxHy (layer x, head y); the thesis notation H7.7 is L7H7.",
         "Measured values show a 95% bootstrap CI in brackets where the measurement samples prompts or sequences.",
@@ -94,7 +95,7 @@ def summary_markdown(doc: dict, created: str) -> str:
             )) + " |"
         )
     lines += ["", "## What replicated", ""]
-    for cid, model, passed, decided, total in replication(recs):
+    for cid, model, passed, decided, total in replication([r for r in recs if r["status"] != "not-encoded"]):
         if decided:
             lines.append(f"- {cid} on {model}: holds in {passed} of {decided} decided runs ({total} in all)")
         else:
@@ -108,11 +109,17 @@ def summary_markdown(doc: dict, created: str) -> str:
         seen.add(key)
         lines.append(f"- **{r['id']}** — {r['statement']} — *{r['source']['document']}, {r['source']['where']}*"
                      + (f" Threshold: {r['tolerance']}" if r.get("tolerance") else ""))
-    problems = [r for r in recs if r["status"] != "pass"]
+    problems = [r for r in recs if r["status"] not in ("pass", "not-encoded")]
     if problems:
         lines += ["", "## Not passing", ""]
         for r in problems:
             lines.append(f"- `{r['nodeid']}` {r['status'].upper()}: {r.get('message') or ''}")
+    unencoded = [r for r in recs if r["status"] == "not-encoded"]
+    if unencoded:
+        lines += ["", "## Not encoded", ""]
+        for r in unencoded:
+            lines.append(f"- **{r['id']}** ({r['source']['document']}, {r['source']['where']}): "
+                         f"{r['statement']} — not encoded: {r['message']}")
     setup = sum(r["timing"]["setup_s"] for r in recs)
     call = sum(r["timing"]["call_s"] for r in recs)
     lines += ["", f"Time: {call:.1f} s in claims, {setup:.1f} s in set-up (model loading, training, caching).", ""]
