@@ -1,0 +1,100 @@
+"""Path patching of one edge: a sender head's output into one receiver head's query or value
+input only (Wang et al. 2022; the thesis' edge attribution of §3.4.2, done exactly).
+
+Why our own: TL 4.3's patching.get_act_patch_direct_path needs a pre-Q/K/V hook point, which the
+GPT-Neo and GPT-2 bridges do not have; and TL's get_act_patch_attn_head_out_all_pos computes full
+logits per patched run, where we stop at the final residual stream and read two columns
+(logit_diff_from_resid), several times faster on these vocab-dominated models. In compatibility mode a head's q (or v) is exactly
+ln1(resid_pre) @ W_Q + b_Q (tested), so we recompute the receiver's q/v from
+resid_pre + (sender clean write - sender corrupted write) and leave every other reader on the
+corrupted run: the corrupt-to-clean intervention on that edge alone.
+"""
+
+from __future__ import annotations
+
+import torch
+
+
+class _FinalResidual(Exception):
+    """Carries the residual stream out of the forward pass at ln_final's input."""
+
+
+def final_residual(bridge, tokens, fwd_hooks=()) -> torch.Tensor:
+    """The final residual stream [n, seq, d_model] of a hooked run, stopping before ln_final and
+    the unembedding (TL's stop_at_layer cannot stop after the last block)."""
+
+    def stop(act, hook):
+        raise _FinalResidual(act)
+
+    try:
+        bridge.run_with_hooks(tokens, fwd_hooks=list(fwd_hooks) + [("ln_final.hook_in", stop)])
+    except _FinalResidual as done:
+        return done.args[0]
+    raise RuntimeError("ln_final.hook_in did not fire; cannot read the final residual stream")
+
+
+def sender_delta(bridge, clean_cache, corrupted_cache, layer: int, head: int) -> torch.Tensor:
+    """Clean minus corrupted write of head (layer, head) into the residual stream: [n, pos, d_model]."""
+    z = f"blocks.{layer}.attn.hook_z"
+    W_O = bridge.W_O[layer, head]
+    return (clean_cache[z][:, :, head] - corrupted_cache[z][:, :, head]) @ W_O
+
+
+@torch.no_grad()
+def patch_edge(bridge, corrupted_tokens, delta, receiver: tuple[int, int], component: str) -> torch.Tensor:
+    """Final residual stream of the corrupted run with `delta` added to
+    the `component` ("q" or "v") input of the receiver head only."""
+    if component not in ("q", "v"):
+        raise ValueError(f"component must be 'q' or 'v', not {component!r}")
+    layer, head = receiver
+    W = (bridge.W_Q if component == "q" else bridge.W_V)[layer, head]
+    b = (bridge.b_Q if component == "q" else bridge.b_V)[layer, head]
+    ln1 = bridge.blocks[layer].ln1
+    store = {}
+
+    def keep_resid(act, hook):
+        store["resid"] = act
+
+    def patch(act, hook):
+        act = act.clone()
+        act[:, :, head] = ln1(store["resid"] + delta) @ W + b
+        return act
+
+    return final_residual(bridge, corrupted_tokens, [
+        (f"blocks.{layer}.hook_resid_pre", keep_resid), (f"blocks.{layer}.attn.hook_{component}", patch)])
+
+
+@torch.no_grad()
+def patch_head_output(bridge, corrupted_tokens, clean_cache, layer: int, head: int) -> torch.Tensor:
+    """Final residual stream of the corrupted run with head (layer, head)'s output (hook_z, all
+    positions) taken from the clean run: corrupt-to-clean head patching (thesis fig 3.13)."""
+    name = f"blocks.{layer}.attn.hook_z"
+
+    def patch(act, hook):
+        act = act.clone()
+        act[:, :, head] = clean_cache[name][:, :, head]
+        return act
+
+    return final_residual(bridge, corrupted_tokens, [(name, patch)])
+
+
+def head_output_scores(bridge, prompts, clean_cache, metric) -> torch.Tensor:
+    """Per-prompt metric with each head's output patched: [n_layers, n_heads, n]."""
+    out = torch.zeros(bridge.cfg.n_layers, bridge.cfg.n_heads, len(prompts))
+    for layer in range(bridge.cfg.n_layers):
+        for head in range(bridge.cfg.n_heads):
+            out[layer, head] = metric(patch_head_output(bridge, prompts.corrupted, clean_cache, layer, head)).cpu()
+    return out
+
+
+def edge_scores(bridge, prompts, clean_cache, corrupted_cache, receiver, component, metric, clean, corrupt):
+    """Normalised recovery (metric - corrupt) / (clean - corrupt) of every sender head in the layers
+    before the receiver: [receiver_layer, n_heads]."""
+    layer, _ = receiver
+    out = torch.zeros(layer, bridge.cfg.n_heads)
+    for sl in range(layer):
+        for sh in range(bridge.cfg.n_heads):
+            delta = sender_delta(bridge, clean_cache, corrupted_cache, sl, sh)
+            value = metric(patch_edge(bridge, prompts.corrupted, delta, receiver, component)).mean()
+            out[sl, sh] = (value - corrupt) / (clean - corrupt)
+    return out
