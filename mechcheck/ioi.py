@@ -17,6 +17,8 @@ from dataclasses import dataclass
 
 import torch
 
+from mechcheck.claim import ClaimError
+
 # The thesis' clean sentence is the first template with S = John, IO = Mary.
 TEMPLATES = (
     "When {S1} and {IO} went to the shops, {S2} gave the bag to",
@@ -52,10 +54,14 @@ class IOIPrompts:
         return self
 
 
+def _encode(tokenizer, text: str) -> list[int]:
+    return tokenizer.encode(text, add_special_tokens=False)
+
+
 def _single_token(tokenizer, name: str) -> int:
-    ids = tokenizer.encode(" " + name)
+    ids = _encode(tokenizer, " " + name)
     if len(ids) != 1:
-        raise ValueError(f"IOI name {name!r} is {len(ids)} tokens for this tokenizer; names must be one token")
+        raise ClaimError(f"IOI name {name!r} is {len(ids)} tokens for this tokenizer; names must be one token")
     return ids[0]
 
 
@@ -68,17 +74,17 @@ def build(tokenizer, names=NAMES, templates=TEMPLATES, bos: int | None = None) -
     for template, (io, s) in itertools.product(templates, itertools.permutations(names, 2)):
         text = template.format(IO=io, S1=s, S2=s)
         bad = template.format(IO=io, S1=s, S2=io)
-        toks = [bos] + tokenizer.encode(text)
+        toks = [bos] + _encode(tokenizer, text)
         positions = [i for i, t in enumerate(toks) if t == ids[s]]
         if len(positions) != 2 or toks.count(ids[io]) != 1:
-            raise ValueError(f"IOI template {template!r} does not tokenize to one IO and two S names")
+            raise ClaimError(f"IOI template {template!r} does not tokenize to one IO and two S names")
         texts.append(text)
         rows.append(toks)
-        corrupted.append([bos] + tokenizer.encode(bad))
+        corrupted.append([bos] + _encode(tokenizer, bad))
         meta.append((ids[io], ids[s], toks.index(ids[io]), positions[0], positions[1], len(toks) - 1))
     lengths = {len(r) for r in rows} | {len(r) for r in corrupted}
     if len(lengths) != 1:
-        raise ValueError(f"IOI templates tokenize to different lengths {sorted(lengths)}; they must match")
+        raise ClaimError(f"IOI templates tokenize to different lengths {sorted(lengths)}; they must match")
     m = torch.tensor(meta)
     return IOIPrompts(texts, torch.tensor(rows), torch.tensor(corrupted), *m.T)
 

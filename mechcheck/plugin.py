@@ -42,6 +42,8 @@ def pytest_addoption(parser):
     g.addoption("--mc-claims-nonfatal", action="store_true",
                 help="a claim that does not hold is reported as xfail (FAIL in the report) instead of "
                 "failing the run; errors still fail")
+    g.addoption("--mc-ioi-names", metavar="NAME,NAME,...", default=None,
+                help="names of the IOI prompt set (default: mechcheck.ioi.NAMES); fewer names, fewer prompts")
     g.addoption("--mc-data", metavar="DIR", default=None,
                 help="offline data directory (tokenizer, NLTK tagger, TinyStories text); also $MECHCHECK_DATA")
 

@@ -31,7 +31,9 @@ def patterns(bridge, tokens: torch.Tensor) -> torch.Tensor:
 
 
 def scores(pattern: torch.Tensor, half: int, offset: int) -> dict[str, torch.Tensor]:
-    """{score: [n_layers, n_heads]} from patterns of `repeated_random_tokens` (offset = 1 with BOS).
+    """{score: [n_layers, batch, n_heads]} per sequence (average over the batch axis for the
+    score; the spread over sequences gives its CI), from patterns of `repeated_random_tokens`
+    (offset = 1 with BOS).
 
     previous_token: first-half queries (random, unrepeated tokens) on position q-1;
     duplicate_token: second-half queries on the previous instance of their token, q-half;
@@ -41,9 +43,9 @@ def scores(pattern: torch.Tensor, half: int, offset: int) -> dict[str, torch.Ten
     induct = second[:-1]
     p = pattern.float()
     return {
-        "previous_token": p[..., first, first - 1].mean((1, 3)),
-        "duplicate_token": p[..., second, second - half].mean((1, 3)),
-        "induction": p[..., induct, induct - half + 1].mean((1, 3)),
+        "previous_token": p[..., first, first - 1].mean(-1),
+        "duplicate_token": p[..., second, second - half].mean(-1),
+        "induction": p[..., induct, induct - half + 1].mean(-1),
     }
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import torch
 
 
+@torch.no_grad()
 def logit_diff(logits: torch.Tensor, prompts) -> torch.Tensor:
     """Per prompt: logit(IO) - logit(S) at END. logits [n, seq, vocab]."""
     n = torch.arange(len(prompts), device=logits.device)
@@ -18,6 +19,7 @@ def logit_diff(logits: torch.Tensor, prompts) -> torch.Tensor:
     return end[n, prompts.io] - end[n, prompts.s]
 
 
+@torch.no_grad()
 def logit_diff_from_resid(bridge, resid: torch.Tensor, prompts) -> torch.Tensor:
     """Per prompt logit difference from the final residual stream [n, seq, d_model]
     (path_patching.final_residual): ln_final, then only the IO and S columns of the unembedding.
@@ -29,6 +31,7 @@ def logit_diff_from_resid(bridge, resid: torch.Tensor, prompts) -> torch.Tensor:
     return (final * _direction(bridge, prompts)).sum(-1) + b_U[prompts.io] - b_U[prompts.s]
 
 
+@torch.no_grad()
 def correct_probability(logits: torch.Tensor, prompts) -> torch.Tensor:
     """Per prompt: softmax probability of IO at END (thesis §3.5.1: 77.3%)."""
     n = torch.arange(len(prompts), device=logits.device)
@@ -51,6 +54,7 @@ def _read(bridge, cache, prompts, resid_end: torch.Tensor) -> torch.Tensor:
     return ((centred / scale) * _direction(bridge, prompts)).sum(-1)
 
 
+@torch.no_grad()
 def accumulated(bridge, cache, prompts) -> tuple[torch.Tensor, list[str]]:
     """Logit difference read off the residual stream after the embedding and after every attention
     and MLP layer: ([n_points, n], labels). Labels follow the thesis' ticks: layer L's attention
@@ -64,6 +68,7 @@ def accumulated(bridge, cache, prompts) -> tuple[torch.Tensor, list[str]]:
     return _read(bridge, cache, prompts, torch.stack(points)), labels
 
 
+@torch.no_grad()
 def head_dla(bridge, cache, prompts) -> torch.Tensor:
     """Direct logit attribution of every head: [n_layers, n_heads, n] (its output at END, through
     the final LayerNorm scale, on IO - S)."""

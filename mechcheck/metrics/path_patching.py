@@ -33,6 +33,7 @@ def final_residual(bridge, tokens, fwd_hooks=()) -> torch.Tensor:
     raise RuntimeError("ln_final.hook_in did not fire; cannot read the final residual stream")
 
 
+@torch.no_grad()
 def sender_delta(bridge, clean_cache, corrupted_cache, layer: int, head: int) -> torch.Tensor:
     """Clean minus corrupted write of head (layer, head) into the residual stream: [n, pos, d_model]."""
     z = f"blocks.{layer}.attn.hook_z"
@@ -78,6 +79,7 @@ def patch_head_output(bridge, corrupted_tokens, clean_cache, layer: int, head: i
     return final_residual(bridge, corrupted_tokens, [(name, patch)])
 
 
+@torch.no_grad()
 def head_output_scores(bridge, prompts, clean_cache, metric) -> torch.Tensor:
     """Per-prompt metric with each head's output patched: [n_layers, n_heads, n]."""
     out = torch.zeros(bridge.cfg.n_layers, bridge.cfg.n_heads, len(prompts))
@@ -87,6 +89,7 @@ def head_output_scores(bridge, prompts, clean_cache, metric) -> torch.Tensor:
     return out
 
 
+@torch.no_grad()
 def edge_scores(bridge, prompts, clean_cache, corrupted_cache, receiver, component, metric, clean, corrupt):
     """Normalised recovery (metric - corrupt) / (clean - corrupt) of every sender head in the layers
     before the receiver: [receiver_layer, n_heads]."""

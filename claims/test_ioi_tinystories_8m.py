@@ -1,0 +1,350 @@
+"""Claims of the thesis "IOI circuits in TinyStories-8M vs GPT-2 small"
+(../shared/seeds/thesis-ioi-circuits-tinystories-8M.txt, §3.3 Experiment 1, §3.4 Experiment 2).
+
+Heads are written LxHy in the report; the thesis writes H7.7 for layer 7, head 7 (= L7H7).
+Models load in TransformerLens compatibility mode (HookedTransformer numerics, as the thesis).
+Head scores: 16 sequences of 50 uniformly random tokens repeated once (after BOS), seed 0.
+IOI: every ordered (IO, S) pair of mechcheck.ioi.NAMES in the four templates of mechcheck.ioi
+(120 prompts), corrupted by replacing S2 with IO (the thesis' clean/corrupted pair).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from mechcheck import ioi
+from mechcheck.claim import Source, at_least, at_most, leads, rank_at_most, within
+from mechcheck.metrics import head_scores, logit_diff
+from mechcheck.stats import bootstrap_ci, mean_ci
+
+TS8M = "roneneldan/TinyStories-8M"
+GPT2 = "gpt2"
+DOC = "thesis-ioi-circuits-tinystories-8M.txt"
+INDUCTION_HEAD = 0.3  # a head with induction score >= 0.3 counts as an induction head
+
+
+def _src(where):
+    return Source(DOC, where)
+
+
+@pytest.fixture(scope="module")
+def ts8m(mc_load):
+    return mc_load(TS8M)
+
+
+@pytest.fixture(scope="module")
+def gpt2(mc_load):
+    return mc_load(GPT2)
+
+
+@pytest.fixture(scope="module")
+def names(pytestconfig):
+    opt = pytestconfig.getoption("mc_ioi_names")
+    return tuple(n.strip() for n in opt.split(",")) if opt else ioi.NAMES
+
+
+_runs: dict = {}
+_scores: dict = {}
+
+
+def ioi_run(loaded, names):
+    """One IOIRun per model per session: every IOI claim on a model reads the same two caches."""
+    key = (loaded.name, loaded.sha256, names)
+    if key not in _runs:
+        _runs[key] = ioi.IOIRun(loaded.bridge, ioi.build(loaded.bridge.tokenizer, names=names))
+    return _runs[key]
+
+
+def scores_of(loaded):
+    """{score: [n_layers, batch, n_heads]} per model, computed once."""
+    key = (loaded.name, loaded.sha256)
+    if key not in _scores:
+        _scores[key] = {k: v.cpu().numpy() for k, v in head_scores.head_scores(loaded.bridge).items()}
+    return _scores[key]
+
+
+def _head_ci(per_seq: np.ndarray, heads) -> dict:
+    """Bootstrap CI over sequences/prompts of named heads: per_seq [n_layers, n, n_heads]."""
+    return {f"L{l}H{h}": bootstrap_ci(per_seq[l, :, h]) for l, h in heads}
+
+
+# ---------------------------------------------------------------- §3.3 head scores (figs 3.1-3.6)
+
+@pytest.mark.claim(
+    id="I1.8m", model=TS8M, statement="TinyStories-8M has no induction heads",
+    source=_src("§3.3, fig 3.3 ('Remarkably, TinyStories-8M have no induction heads')"),
+    published="no head", expect=at_most(INDUCTION_HEAD),
+    tolerance=f"max induction score over all heads below {INDUCTION_HEAD} (our induction-head threshold)",
+)
+def test_i1_8m_has_no_induction_heads(ts8m, measure):
+    measure.model = ts8m
+    s = scores_of(ts8m)["induction"]
+    mean = s.mean(1)
+    top = np.unravel_index(mean.argmax(), mean.shape)
+    measure.record(mean.max(), ci=bootstrap_ci(s[top[0], :, top[1]]), n=s.shape[1], top_head=f"L{top[0]}H{top[1]}",
+                   scores=mean)
+
+
+@pytest.mark.claim(
+    id="I1.gpt2", model=GPT2, statement="GPT-2 small has many induction heads",
+    source=_src("§3.3, fig 3.4 ('GPT2-small, as previously observed [Olsson et al.], has many')"),
+    published="many (Olsson et al.: L5H1, L5H5, L6H9, L7H2, L7H10, ...)", expect=at_least(4),
+    tolerance=f"count of heads with induction score >= {INDUCTION_HEAD}; 'many' = at least 4",
+)
+def test_i1_gpt2_has_many_induction_heads(gpt2, measure):
+    measure.model = gpt2
+    mean = scores_of(gpt2)["induction"].mean(1)
+    heads = [f"L{l}H{h}" for l, h in zip(*np.nonzero(mean >= INDUCTION_HEAD))]
+    measure.record(len(heads), heads=heads, scores=mean)
+
+
+@pytest.mark.claim(
+    id="I2.weaker", model=TS8M,
+    statement="TinyStories-8M's previous-token heads are far weaker than GPT-2 small's",
+    source=_src("§3.3, figs 3.1/3.2"), published="far weaker", expect=at_most(-0.2),
+    tolerance="max previous-token score of 8M minus that of GPT-2 small; 'far weaker' = at least 0.2 lower",
+)
+def test_i2_previous_token_heads_weaker(ts8m, gpt2, measure):
+    measure.model = ts8m
+    a, b = scores_of(ts8m)["previous_token"].mean(1), scores_of(gpt2)["previous_token"].mean(1)
+    measure.record(a.max() - b.max(), max_8m=a.max(), max_gpt2=b.max(), models=[TS8M, GPT2])
+
+
+@pytest.mark.claim(
+    id="I2.gpt2_L4H11", model=GPT2,
+    statement="In GPT-2 small, H4.11 puts approximately all its attention on the previous token",
+    source=_src("§3.3, fig 3.2"), published="~1.0", expect=at_least(0.9),
+    tolerance="'approximately all' = previous-token score >= 0.9",
+)
+def test_i2_gpt2_h4_11(gpt2, measure):
+    measure.model = gpt2
+    s = scores_of(gpt2)["previous_token"]
+    measure.record(s[4, :, 11].mean(), ci=bootstrap_ci(s[4, :, 11]), n=s.shape[1])
+
+
+@pytest.mark.claim(
+    id="I3.8m", model=TS8M, statement="TinyStories-8M has a single duplicate-token head, H4.0",
+    source=_src("§3.3, fig 3.5"), published="single weak head H4.0", expect=leads([(4, 0)], 0.05, 0.05),
+    tolerance="H4.0 has the top duplicate-token score, >= 0.05 and ahead of every other head by >= 0.05",
+)
+def test_i3_8m_duplicate_head(ts8m, measure):
+    measure.model = ts8m
+    s = scores_of(ts8m)["duplicate_token"]
+    measure.record(s.mean(1), n=s.shape[1], ci_per_head=_head_ci(s, [(4, 0)]))
+
+
+@pytest.mark.claim(
+    id="I3.8m_weak", model=TS8M, statement="TinyStories-8M's duplicate-token head H4.0 is weak",
+    source=_src("§3.3, fig 3.5"), published="weak", expect=at_most(0.5),
+    tolerance="'weak' = duplicate-token score below 0.5",
+)
+def test_i3_8m_duplicate_head_is_weak(ts8m, measure):
+    measure.model = ts8m
+    s = scores_of(ts8m)["duplicate_token"]
+    measure.record(s[4, :, 0].mean(), ci=bootstrap_ci(s[4, :, 0]), n=s.shape[1])
+
+
+@pytest.mark.claim(
+    id="I3.gpt2", model=GPT2, statement="GPT-2 small has two strong duplicate-token heads, H3.0 and H0.5",
+    source=_src("§3.3, fig 3.6"), published="H3.0, H0.5 strong", expect=leads([(3, 0), (0, 5)], 0.5, 0.0),
+    tolerance="both >= 0.5 ('strong') and ahead of every other head",
+)
+def test_i3_gpt2_duplicate_heads(gpt2, measure):
+    measure.model = gpt2
+    s = scores_of(gpt2)["duplicate_token"]
+    measure.record(s.mean(1), n=s.shape[1], ci_per_head=_head_ci(s, [(3, 0), (0, 5)]))
+
+
+# ---------------------------------------------------------------- §3.4.1 performance
+
+@pytest.mark.claim(
+    id="I4.8m", model=TS8M, statement="TinyStories-8M's average IOI logit difference is 9.4",
+    source=_src("§3.4.1"), published=9.4, expect=within(9.4, 2.0),
+    tolerance="9.4 ± 2.0: our names and templates differ from the thesis' (unpublished) test set",
+)
+def test_i4_8m_logit_diff(ts8m, names, measure):
+    measure.model = ts8m
+    run = ioi_run(ts8m, names)
+    value, ci = mean_ci(run.ld.cpu().numpy())
+    measure.record(value, ci=ci, n=len(run.prompts), prompt_token_ids=run.prompts.tokens[0])
+
+
+@pytest.mark.claim(
+    id="I4.gpt2", model=GPT2, statement="GPT-2 small's average IOI logit difference is 3.6",
+    source=_src("§3.4.1"), published=3.6, expect=within(3.6, 1.0),
+    tolerance="3.6 ± 1.0 (Wang et al. report 3.55 on their own templates)",
+)
+def test_i4_gpt2_logit_diff(gpt2, names, measure):
+    measure.model = gpt2
+    run = ioi_run(gpt2, names)
+    value, ci = mean_ci(run.ld.cpu().numpy())
+    measure.record(value, ci=ci, n=len(run.prompts))
+
+
+@pytest.mark.claim(
+    id="I4.compare", model=TS8M, statement="TinyStories-8M has a larger IOI logit difference than GPT-2 small",
+    source=_src("§3.4.1"), published="9.4 > 3.6", expect=at_least(0.0),
+    tolerance="paired difference 8M - GPT-2 over the same prompts > 0",
+)
+def test_i4_8m_beats_gpt2(ts8m, gpt2, names, measure):
+    measure.model = ts8m
+    diff = (ioi_run(ts8m, names).ld - ioi_run(gpt2, names).ld).cpu().numpy()
+    value, ci = mean_ci(diff)
+    measure.record(value, ci=ci, n=len(diff), models=[TS8M, GPT2])
+
+
+# ---------------------------------------------------------------- §3.4.2 the circuit
+
+def _curve(loaded, names):
+    run = ioi_run(loaded, names)
+    values, labels = logit_diff.accumulated(loaded.bridge, run.cache, run.prompts)
+    curve = values.mean(-1).cpu().numpy()
+    return curve, labels, float(np.max(curve[:-1] - curve[1:]))
+
+
+@pytest.mark.claim(
+    id="I5.8m", model=TS8M, statement="TinyStories-8M's logit difference never decreases through the residual stream",
+    source=_src("§3.4.2, fig 3.7 ('Performance only increases')"), published="monotone", expect=at_most(0.1),
+    tolerance="largest drop between consecutive points (embed, L0 attn, L0 MLP, ...) <= 0.1 logit",
+)
+def test_i5_8m_monotone(ts8m, names, measure):
+    measure.model = ts8m
+    curve, labels, drop = _curve(ts8m, names)
+    measure.record(drop, curve=curve, labels=labels)
+
+
+@pytest.mark.claim(
+    id="I5.gpt2", model=GPT2, statement="GPT-2 small's logit difference dips through the residual stream",
+    source=_src("§3.4.2, fig 3.8 ('Performances sometimes decreases')"), published="dips", expect=at_least(0.25),
+    tolerance="largest drop between consecutive points >= 0.25 logit",
+)
+def test_i5_gpt2_dips(gpt2, names, measure):
+    measure.model = gpt2
+    curve, labels, drop = _curve(gpt2, names)
+    measure.record(drop, curve=curve, labels=labels)
+
+
+def _dla(loaded, names):
+    run = ioi_run(loaded, names)
+    return logit_diff.head_dla(loaded.bridge, run.cache, run.prompts).cpu().numpy(), run  # [L, H, n]
+
+
+@pytest.mark.claim(
+    id="I6", model=TS8M, statement="In TinyStories-8M only H7.7 has a noticeable direct effect on the logit difference",
+    source=_src("§3.4.2, fig 3.9"), published="only H7.7", expect=leads([(7, 7)], 0.3, 0.2),
+    tolerance="share of total |DLA| (mean over prompts): H7.7 >= 0.3 and >= 0.2 above the runner-up",
+)
+def test_i6_only_h7_7_direct(ts8m, names, measure):
+    measure.model = ts8m
+    dla, _ = _dla(ts8m, names)
+    mean = dla.mean(-1)
+    share = np.abs(mean) / np.abs(mean).sum()
+    measure.record(share, n=dla.shape[-1], dla_mean=mean, ci_L7H7_dla=bootstrap_ci(dla[7, 7]))
+
+
+@pytest.mark.claim(
+    id="I7.gpt2", model=GPT2, statement="GPT-2 small has negative name movers H10.7 and H11.10 (negative DLA)",
+    source=_src("§3.4.2 (fig 3.10; Wang et al. 2022)"), published="negative", expect=at_most(-0.2),
+    tolerance="the larger (less negative) of the two heads' mean DLA <= -0.2 logit",
+)
+def test_i7_gpt2_negative_name_movers(gpt2, names, measure):
+    measure.model = gpt2
+    dla, _ = _dla(gpt2, names)
+    pair = np.stack([dla[10, 7], dla[11, 10]])
+    measure.record(pair.mean(-1).max(), n=dla.shape[-1], L10H7=bootstrap_ci(dla[10, 7]), L11H10=bootstrap_ci(dla[11, 10]))
+
+
+@pytest.mark.claim(
+    id="I7.8m", model=TS8M, statement="TinyStories-8M has no negative name-mover heads",
+    source=_src("§3.4.2 ('TinyStories-8M doesn't have negative name mover heads')"), published="none",
+    expect=at_least(-0.05),
+    tolerance="most negative head DLA as a fraction of |mean logit difference| >= -0.05",
+)
+def test_i7_8m_no_negative_name_movers(ts8m, names, measure):
+    measure.model = ts8m
+    dla, run = _dla(ts8m, names)
+    mean = dla.mean(-1)
+    l, h = np.unravel_index(mean.argmin(), mean.shape)
+    measure.record(mean.min() / abs(run.ld.mean().item()), most_negative=f"L{l}H{h}", dla=mean[l, h])
+
+
+@pytest.mark.claim(
+    id="I8", model=TS8M, statement="Head-output patching: H7.7 and H5.7 are the two most important heads in TinyStories-8M",
+    source=_src("§3.4.2, fig 3.13"), published="H7.7, H5.7", expect=leads([(7, 7), (5, 7)], 0.05, 0.0),
+    tolerance="normalised recovery of the logit difference (corrupt-to-clean): both >= 0.05 and ahead of every other head",
+)
+def test_i8_head_patching(ts8m, names, measure):
+    measure.model = ts8m
+    run = ioi_run(ts8m, names)
+    recovery, values = run.head_patching()
+    clean, corrupt = run.ld.mean().item(), run.ld_corrupted.mean().item()
+    per_prompt = ((values - corrupt) / (clean - corrupt)).numpy()  # [L, H, n]
+    measure.record(recovery, n=len(run.prompts),
+                   ci_per_head={f"L{l}H{h}": bootstrap_ci(per_prompt[l, h]) for l, h in [(7, 7), (5, 7)]})
+
+
+def _attention(loaded, names, layer, head):
+    run = ioi_run(loaded, names)
+    return {k: v.cpu().numpy() for k, v in logit_diff.attention_from_end(run.cache, run.prompts, layer, head).items()}
+
+
+@pytest.mark.claim(
+    id="I9", model=TS8M, statement="H7.7 attends from END to IO far more than to S",
+    source=_src("§3.4.2, fig 3.17; §3.5.1 ('attention from \"to\" to IO ... 0.7')"), published="IO ~0.7, S ~0",
+    expect=at_least(0.4), tolerance="attention END->IO minus END->(S1+S2) >= 0.4 (published ~0.7 - ~0)",
+)
+def test_i9_h7_7_attends_to_io(ts8m, names, measure):
+    measure.model = ts8m
+    a = _attention(ts8m, names, 7, 7)
+    value, ci = mean_ci(a["IO"] - a["S1"] - a["S2"])
+    measure.record(value, ci=ci, n=len(a["IO"]), **{f"mean_{k}": v.mean() for k, v in a.items()})
+
+
+@pytest.mark.claim(
+    id="I10", model=TS8M, statement="H5.7 moves S2 information to END (attention END->S2)",
+    source=_src("§3.4.2, fig 3.19"), published="END attends to S2", expect=at_least(0.1),
+    tolerance="attention END->S2 minus max(END->IO, END->S1) >= 0.1",
+)
+def test_i10_h5_7_attends_to_s2(ts8m, names, measure):
+    measure.model = ts8m
+    a = _attention(ts8m, names, 5, 7)
+    value, ci = mean_ci(a["S2"] - np.maximum(a["IO"], a["S1"]))
+    measure.record(value, ci=ci, n=len(a["IO"]), **{f"mean_{k}": v.mean() for k, v in a.items()})
+
+
+@pytest.mark.claim(
+    id="I11.v", model=TS8M, statement="H5.7's value reads from H4.0 (V-composition)",
+    source=_src("§3.4.2 (edge attribution, fig 3.20)"), published="H4.0 -> H5.7 value",
+    expect=rank_at_most(3, (4, 0)),
+    tolerance="path patching of every earlier head into H5.7's value input: H4.0 among the top 3 by recovery",
+)
+def test_i11_h4_0_to_h5_7_value(ts8m, names, measure):
+    measure.model = ts8m
+    measure.record(ioi_run(ts8m, names).edges((5, 7), "v"))
+
+
+@pytest.mark.claim(
+    id="I11.q", model=TS8M, statement="H7.7's query reads from H5.7 (Q-composition)",
+    source=_src("§3.4.2 (edge attribution, fig 3.20)"), published="H5.7 -> H7.7 query",
+    expect=rank_at_most(3, (5, 7)),
+    tolerance="path patching of every earlier head into H7.7's query input: H5.7 among the top 3 by recovery",
+)
+def test_i11_h5_7_to_h7_7_query(ts8m, names, measure):
+    measure.model = ts8m
+    measure.record(ioi_run(ts8m, names).edges((7, 7), "q"))
+
+
+@pytest.mark.claim(
+    id="I12", model=TS8M, statement="Baseline probability of the correct name on the IOI prompts is 77.3%",
+    source=_src("§3.5.1 ('changes correct name probability from 77.3% ...')"), published=0.773,
+    expect=within(0.773, 0.1), tolerance="77.3% ± 10 pp: the thesis' prompt set is not published",
+)
+def test_i12_correct_probability(ts8m, names, measure):
+    measure.model = ts8m
+    run = ioi_run(ts8m, names)
+    with torch.no_grad():
+        p = logit_diff.correct_probability(run.logits, run.prompts).cpu().numpy()
+    value, ci = mean_ci(p)
+    measure.record(value, ci=ci, n=len(p))
