@@ -7,7 +7,8 @@ import sys
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    commands = {"train-toy": "retrain and ship the toy checkpoints (fixtures/)"}
+    commands = {"train-toy": "retrain and ship the toy checkpoints (fixtures/)",
+                "train-organisms": "retrain and ship the model organisms (fixtures/organisms/)"}
     if not argv or argv[0] not in commands:
         print("usage: mechcheck COMMAND ...\n" + "\n".join(f"  {k:10} {v}" for k, v in commands.items()))
         return 2
@@ -15,6 +16,10 @@ def main(argv: list[str] | None = None) -> int:
         from mechcheck import toy
 
         toy.main(argv[1:])
+    if argv[0] == "train-organisms":
+        from mechcheck import organisms
+
+        organisms.main(argv[1:])
     return 0
 
 

@@ -316,3 +316,11 @@ def claim_of(test_function) -> Claim:
         if mark.name == "claim":
             return Claim(**mark.kwargs)
     raise ValueError(f"{test_function.__name__} carries no @pytest.mark.claim")
+
+
+def satisfies(expect: Expectation, value) -> bool:
+    """Whether a finite measurement meets an expectation (the check `decide` applies), for the
+    positive and negative controls in tests/."""
+    if not all_finite(value):
+        raise ClaimError(f"measured value is not finite ({value!r})")
+    return bool(expect.check(value))

@@ -1,0 +1,233 @@
+"""IOI thesis measurements: the prompt set, exactness of the logit-lens / DLA / path patching,
+bridge-vs-HF parity, power on model organisms (passes where the mechanism is, fails where it is
+not), and the end-to-end dry run on exact-config random checkpoints."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from mechcheck import ioi, models, organisms
+from mechcheck.claim import ClaimError, at_least, at_most, leads, rank_at_most
+from mechcheck.claim import satisfies as holds
+from mechcheck.data import data_dir, gpt2_tokenizer
+from mechcheck.metrics import ablation, head_scores, logit_diff, path_patching
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(Path(__file__).parent))
+from test_models import save_random  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def tok():
+    return gpt2_tokenizer(data_dir())
+
+
+def test_prompt_set_enumerates_every_name_pair(tok):
+    p = ioi.build(tok)
+    assert len(p) == len(ioi.TEMPLATES) * 6 * 5 and p.tokens.shape == (120, 15)
+    i = p.texts.index(ioi.CLEAN_EXAMPLE)
+    dec = lambda ids: [tok.decode([t]) for t in ids]  # noqa: E731
+    words = dec(p.tokens[i])
+    assert (words[p.pos_s1[i]], words[p.pos_io[i]], words[p.pos_s2[i]], words[p.pos_end[i]]) == (
+        " John", " Mary", " John", " to")
+    assert "".join(dec(p.corrupted[i][1:])) == ioi.CORRUPTED_EXAMPLE
+    assert (p.tokens[torch.arange(120), p.pos_io] == p.io).all()
+    assert (p.corrupted[torch.arange(120), p.pos_s2] == p.io).all()
+    assert torch.equal(ioi.build(tok).tokens, p.tokens)  # deterministic
+
+
+def test_prompt_set_refuses_bad_names_and_templates(tok):
+    with pytest.raises(ClaimError, match="'Bartholomew' is 3 tokens"):
+        ioi.build(tok, names=("John", "Bartholomew"))
+    with pytest.raises(ClaimError, match="different lengths"):
+        ioi.build(tok, templates=ioi.TEMPLATES[:1] + ("Then {S1} and {IO} met, {S2} gave it to",))
+
+
+@pytest.fixture(scope="module")
+def ts8m_random(tmp_path_factory, tok):
+    path = save_random("roneneldan/TinyStories-8M", tmp_path_factory.mktemp("ts8m"))
+    return path, models.load_hf("roneneldan/TinyStories-8M", path, "cpu", tok)
+
+
+def test_bridge_matches_hf_beyond_the_local_window(ts8m_random, tok):
+    """Parity on 300 tokens (> window 256, so the local-attention layers matter)."""
+    from transformer_lens.model_bridge import TransformerBridge
+    from transformers import AutoModelForCausalLM
+
+    path, _ = ts8m_random
+    hf = AutoModelForCausalLM.from_pretrained(str(path), attn_implementation="eager").eval()
+    bridge = TransformerBridge.boot_transformers(
+        str(path), device="cpu", tokenizer=tok,
+        hf_model=AutoModelForCausalLM.from_pretrained(str(path), attn_implementation="eager"))
+    ids = torch.randint(0, 50257, (1, 300), generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        diff = (hf(ids).logits - bridge(ids)).abs().max().item()
+    assert diff < 1e-4, diff
+
+
+def test_logit_lens_and_path_patching_are_exact(ts8m_random, tok):
+    _, loaded = ts8m_random
+    b = loaded.bridge
+    run = ioi.IOIRun(b, ioi.build(tok, names=("John", "Mary", "Tom")))
+    curve, labels = logit_diff.accumulated(b, run.cache, run.prompts)
+    assert labels[0] == "embed" and labels[-1] == "7.5" and curve.shape[0] == 17
+    assert torch.allclose(curve[-1] + b.b_U[run.prompts.io] - b.b_U[run.prompts.s], run.ld, atol=1e-4)
+    final = path_patching.final_residual(b, run.prompts.tokens)
+    assert torch.allclose(run.metric(final), run.ld, atol=1e-4)
+    zero = torch.zeros(*run.prompts.tokens.shape, b.cfg.d_model)
+    for component in ("q", "v"):
+        resid = path_patching.patch_edge(b, run.prompts.corrupted, zero, (5, 7), component)
+        assert torch.allclose(run.metric(resid), run.ld_corrupted, atol=1e-4)
+    # the full clean-minus-corrupted residual delta into every head of a layer's q, k, v would be
+    # clean; one head's q only must move the metric by less than that
+    assert run.edges((1, 0), "q").shape == (1, 16)
+
+
+@pytest.fixture(scope="module")
+def induction():
+    return {n: organisms.bridge(organisms.get(r)) for n, r in
+            (("2L", organisms.INDUCTION), ("1L", organisms.INDUCTION_CONTROL))}
+
+
+def _scores(bridge):
+    return {k: v.mean(1).numpy() for k, v in head_scores.head_scores(bridge, batch=16, half=24).items()}
+
+
+def test_induction_checks_fire_on_the_induction_organism_only(induction):
+    """I1's checks: 'no induction heads' (max score <= 0.3) holds on the 1-layer control and fails
+    on the 2-layer organism; 'many induction heads' (count >= 0.3) the other way round."""
+    two, one = _scores(induction["2L"]), _scores(induction["1L"])
+    assert holds(at_most(0.3), one["induction"].max()) and not holds(at_most(0.3), two["induction"].max())
+    count = lambda s: int((s["induction"] >= 0.3).sum())  # noqa: E731
+    assert holds(at_least(1), count(two)) and not holds(at_least(1), count(one))
+    assert two["induction"][1].max() > 0.5  # the induction heads sit in layer 1
+
+
+def test_previous_token_check_finds_the_layer0_head(induction):
+    two, one = _scores(induction["2L"]), _scores(induction["1L"])
+    top = np.unravel_index(two["previous_token"].argmax(), two["previous_token"].shape)
+    assert top[0] == 0
+    assert holds(leads([tuple(int(t) for t in top)], 0.5, 0.1), two["previous_token"])
+    assert not holds(at_least(0.5), one["previous_token"].max())
+
+
+def test_duplicate_token_check_on_a_constructed_head(induction):
+    """A head made to attend exactly to the previous instance of the current token scores as a
+    duplicate-token head (I3's check); the same model without the edit does not."""
+    b = induction["1L"]
+    half = 24
+    tokens = head_scores.repeated_random_tokens(16, half, b.cfg.d_vocab, None, seed=0)
+
+    def duplicate(pattern, hook):
+        pattern = pattern.clone()
+        n = pattern.shape[-1]
+        target = torch.zeros(n, n)
+        target[torch.arange(n), torch.arange(n)] = 1.0
+        target[torch.arange(half, n), torch.arange(0, n - half)] = 1.0
+        target[torch.arange(half, n), torch.arange(half, n)] = 0.0
+        pattern[:, 2] = target
+        return pattern
+
+    with b.hooks(fwd_hooks=[("blocks.0.attn.hook_pattern", duplicate)]):
+        edited = head_scores.scores(head_scores.patterns(b, tokens), half, offset=0)["duplicate_token"].mean(1)
+    plain = head_scores.scores(head_scores.patterns(b, tokens), half, offset=0)["duplicate_token"].mean(1)
+    assert holds(leads([(0, 2)], 0.5, 0.3), edited.numpy())
+    assert not holds(leads([(0, 2)], 0.5, 0.3), plain.numpy())
+
+
+@pytest.fixture(scope="module")
+def name_mover():
+    tok = organisms.name_mover_tokenizer()
+    prompts = ioi.build(tok, names=organisms.NM_NAMES, templates=organisms.NM_TEMPLATES)
+    trained = organisms.bridge(organisms.get(organisms.name_mover_recipe()), tok)
+    untrained_model = organisms.NativeModel(organisms.name_mover_recipe().config())
+    organisms.initialize_native_model(untrained_model, untrained_model.cfg, seed=0)
+    untrained = organisms.bridge(untrained_model, tok)
+    return {"trained": ioi.IOIRun(trained, prompts), "untrained": ioi.IOIRun(untrained, prompts)}
+
+
+def _mover(run):
+    """The head with the largest mean DLA."""
+    dla = logit_diff.head_dla(run.bridge, run.cache, run.prompts).mean(-1)
+    return tuple(int(i) for i in np.unravel_index(int(dla.argmax()), dla.shape)), dla.numpy()
+
+
+def test_ioi_measurements_find_the_name_mover(name_mover):
+    run = name_mover["trained"]
+    assert holds(at_least(2.0), run.ld.mean().item())  # the organism prefers IO
+    assert not holds(at_least(2.0), name_mover["untrained"].ld.mean().item())
+    mover, dla = _mover(run)
+    assert mover[0] == 1  # a layer-1 head writes the name
+    share = np.abs(dla) / np.abs(dla).sum()
+    assert holds(leads([mover], 0.2, 0.0), share)
+    _, dla_u = _mover(name_mover["untrained"])
+    assert not holds(leads([mover], 0.2, 0.0), np.abs(dla_u) / np.abs(dla_u).sum())
+    a = logit_diff.attention_from_end(run.cache, run.prompts, *mover)
+    a_u = logit_diff.attention_from_end(name_mover["untrained"].cache, run.prompts, *mover)
+    io_minus_s = lambda x: (x["IO"] - x["S1"] - x["S2"]).mean().item()  # noqa: E731  (I9's measure)
+    assert holds(at_least(0.4), io_minus_s(a)) and not holds(at_least(0.4), io_minus_s(a_u))
+
+
+def test_patching_and_path_patching_find_the_circuit(name_mover):
+    run, control = name_mover["trained"], name_mover["untrained"]
+    recovery, _ = run.head_patching()
+    top = tuple(int(i) for i in np.unravel_index(int(recovery.argmax()), recovery.shape))
+    assert top[0] == 0  # the S2-attending layer-0 head matters most when patched
+    assert holds(leads([top], 0.5, 0.3), recovery.numpy())
+    assert not holds(leads([top], 0.5, 0.3), control.head_patching()[0].numpy())
+    s2 = logit_diff.attention_from_end(run.cache, run.prompts, *top)
+    assert (s2["S2"] - torch.maximum(s2["IO"], s2["S1"])).mean() > 0.1  # I10's measure
+    mover, _ = _mover(run)
+    edges = run.edges(mover, "q")  # I11's measure: which earlier head feeds the mover's query
+    assert holds(rank_at_most(1, top), edges.numpy())
+    assert edges[top].item() > 0.2
+
+
+def test_ablating_the_name_movers_drops_the_logit_difference(name_mover):
+    """Positive control: zeroing the name-mover layer's W_O drops the logit difference by > 40%;
+    negative control: zeroing the layer-0 head that patching finds least important barely does."""
+    run = name_mover["trained"]
+    recovery, _ = run.head_patching()
+    idle = int(recovery[0].abs().argmin())
+    with torch.no_grad():
+        ablated = run.bridge.run_with_hooks(run.prompts.tokens, fwd_hooks=[ablation.zero_hook("attn.W_O", 1)])
+        other = run.bridge.run_with_hooks(run.prompts.tokens, fwd_hooks=[ablation.zero_hook("attn.W_O", 0, idle)])
+    drop = (run.ld.mean() - logit_diff.logit_diff(ablated, run.prompts).mean()).item()
+    small = (run.ld.mean() - logit_diff.logit_diff(other, run.prompts).mean()).item()
+    assert drop > 0.4 * run.ld.mean().item()
+    assert abs(small) < drop / 3
+
+
+def test_dry_run_on_exact_config_checkpoints(tmp_path):
+    """Every IOI claim runs end to end on random checkpoints with the exact TinyStories-8M and
+    GPT-2 small configs; all values finite (the claims mostly, rightly, fail)."""
+    ts8m = save_random("roneneldan/TinyStories-8M", tmp_path / "ts8m")
+    gpt2 = save_random("gpt2", tmp_path / "gpt2")
+    out = subprocess.run(
+        [sys.executable, "-m", "pytest", str(ROOT / "claims" / "test_ioi_tinystories_8m.py"), "-q",
+         "--mc-claims-nonfatal", "--mc-report", str(tmp_path / "rep"), "--mc-ioi-names", "John,Mary,Tom",
+         "--mc-model", f"roneneldan/TinyStories-8M={ts8m}", "--mc-model", f"gpt2={gpt2}"],
+        capture_output=True, text=True, cwd=ROOT,
+    )
+    assert out.returncode == 0, out.stdout[-3000:]
+    doc = json.loads((tmp_path / "rep" / "results.json").read_text())
+    assert len(doc["claims"]) == 21 and {r["status"] for r in doc["claims"]} <= {"pass", "fail"}
+    assert all(np.isfinite(np.asarray(r["measured"]["value"], dtype=float)).all() for r in doc["claims"])
+
+
+def test_claims_skip_with_one_reason_without_checkpoints(tmp_path):
+    out = subprocess.run(
+        [sys.executable, "-m", "pytest", str(ROOT / "claims" / "test_ioi_tinystories_8m.py"), "-q",
+         "--mc-report", str(tmp_path / "rep")], capture_output=True, text=True, cwd=ROOT)
+    assert out.returncode == 0, out.stdout[-3000:]
+    doc = json.loads((tmp_path / "rep" / "results.json").read_text())
+    assert {r["status"] for r in doc["claims"]} == {"skip"} and len(doc["claims"]) == 21
+    assert {r["message"].split(" not reachable")[0] for r in doc["claims"]} == {
+        "checkpoint roneneldan/TinyStories-8M", "checkpoint gpt2"}
