@@ -1,0 +1,180 @@
+"""TinyStories-1M POS-head claims: tagging and alignment on real sentences, power of the probe /
+activity / attention-by-class measurements on a constructed quotation head, the dry run on the
+exact-config random checkpoint, and the skip without the real one."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from mechcheck import organisms, tagging
+from mechcheck.claim import claim_of, satisfies
+from mechcheck.data import data_dir, gpt2_tokenizer, paragraphs, tinystories_validation
+from mechcheck.pos_heads import POSRun, best_head
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(Path(__file__).parent))
+from test_models import save_random  # noqa: E402
+
+_spec = importlib.util.spec_from_file_location("pos_claims", ROOT / "claims" / "test_pos_heads_tinystories_1m.py")
+claims = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(claims)
+P1, P2, P3 = (claim_of(getattr(claims, n)) for n in (
+    "test_p1_quote_key_probe", "test_p2_quote_activity", "test_p3_quote_attention"))
+
+
+@pytest.fixture(scope="module")
+def tok():
+    tagging.use_data_dir(data_dir())
+    return gpt2_tokenizer(data_dir())
+
+
+def tagged(tok, text):
+    ids, tags = tagging.tokenize_and_tag(tok, text)
+    return [(tok.decode([i]), t) for i, t in zip(ids, tags)]
+
+
+def test_quotes_possessives_and_past_tense(tok):
+    pairs = tagged(tok, 'Tom said, "I lost my ball." His mom looked for it.')
+    assert (' "', "``") in pairs and ('."', "''") in pairs  # a closing quote merged with "." keeps ''
+    assert (" my", "PRP$") in pairs and (" His", "PRP$") in pairs
+    assert (" said", "VBD") in pairs and (" looked", "VBD") in pairs and (" ball", "NN") in pairs
+
+
+def test_multi_token_word_gets_its_tag_on_every_piece(tok):
+    pairs = tagged(tok, "Lily saw a rhinoceros.")
+    pieces = [p for p in pairs if p[0].strip() and p[0].strip() in "rhinoceros" and p[0] != " a"]
+    assert len(pieces) > 1 and {t for _, t in pieces} == {"NN"}
+    assert pairs[0][1] == pairs[1][1]  # "L" + "ily": one word, one tag
+
+
+def test_sentences_are_split_so_periods_are_their_own_words(tok):
+    assert tagging.sentence_spans('He ran. "Wait!" she said. ') == [(0, 7), (8, 15), (16, 25)]
+    pairs = tagged(tok, "He ran fast. She smiled.")
+    assert ("fast", "RB") in [(w.strip(), t) for w, t in pairs] and (".", ".") in pairs
+
+
+QUOTE_HEAD = (2, 0)
+
+
+def constructed_quote_model(tok, construct: bool):
+    """A 1M-shaped native model (8 layers, d_model 64, 16 heads of 4) on the GPT-2 vocabulary.
+    With `construct`, head L2H0 is a quotation head by construction: embeddings mark tokens that
+    start with a quote (dim 1: ' "', '"I', ...) and the other quote tokens (dim 2: '."', '!"', ...), its keys read those dims, its values the
+    opening-quote dim, and a pattern hook makes it attend to the last opening quote from inside a
+    quotation (BOS elsewhere). Without it, the same random model: no head tracks quotes."""
+    from transformer_lens.config import TransformerBridgeConfig
+
+    cfg = TransformerBridgeConfig(n_layers=8, d_model=64, n_heads=16, d_head=4, d_mlp=256, d_vocab=50257,
+                                  n_ctx=256, act_fn="gelu", normalization_type="LNPre", seed=3)
+    model = organisms.NativeModel(cfg)
+    organisms.initialize_native_model(model, cfg, seed=3)
+    quotes = [i for i in range(50257) if '"' in tok.decode([i])]
+    opening = tok.encode(' "')[0]
+    starts = {i for i in quotes if tok.decode([i]).strip().startswith('"')}  # ' "', '"', '"I' ... open
+    if construct:
+        with torch.no_grad():
+            emb = model.tok_embed.weight
+            emb[:, :3] = 0.0
+            emb[quotes, 2] = 3.0
+            emb[sorted(starts), 2] = 0.0
+            emb[sorted(starts), 1] = 3.0
+            attn = model.layers[2].attn
+            rows = slice(0, 4)  # head 0's slice of the key / value projections
+            attn.k.weight[rows] = 0.0
+            attn.k.weight[0, 1], attn.k.weight[1, 2] = 3.0, 3.0
+            attn.v.weight[rows] = 0.0
+            attn.v.weight[0, 1] = 5.0
+            attn.o.weight[:, rows] = 0.0
+            attn.o.weight[:, 0] = 1.0
+    bridge = organisms.bridge(model, tok)
+    if construct:
+        quote_set = set(quotes)
+
+        def hook(pattern, hook):
+            ids = bridge._mc_tokens
+            pattern = pattern.clone()
+            for b in range(ids.shape[0]):
+                open_pos = -1
+                for q, t in enumerate(ids[b].tolist()):
+                    if t == opening:
+                        open_pos = q
+                    elif t in quote_set:
+                        open_pos = -1
+                    pattern[b, 0, q] = 0.0
+                    pattern[b, 0, q, open_pos if open_pos >= 0 and open_pos < q else 0] = 1.0
+            return pattern
+
+        original = bridge.run_with_cache
+
+        def run_with_cache(tokens, **kw):
+            bridge._mc_tokens = tokens
+            with bridge.hooks(fwd_hooks=[(f"blocks.{QUOTE_HEAD[0]}.attn.hook_pattern", hook)]):
+                return original(tokens, **kw)
+
+        bridge.run_with_cache = run_with_cache
+    return bridge
+
+
+@pytest.fixture(scope="module")
+def texts():
+    return paragraphs(tinystories_validation(data_dir()), must_contain='"', limit=60)
+
+
+@pytest.fixture(scope="module")
+def runs(tok, texts):
+    return {c: POSRun(constructed_quote_model(tok, c), texts) for c in (True, False)}
+
+
+def test_quote_probe_fires_on_the_quotation_head_only(runs):
+    for construct, run in runs.items():
+        f1 = run.probe_f1("key", tags=("``", "''"), heads=[QUOTE_HEAD, (2, 1)])
+        both = np.minimum(f1["``"], f1["''"])
+        assert satisfies(P1.expect, both[QUOTE_HEAD]) is construct, (construct, both[QUOTE_HEAD])
+        assert not satisfies(P1.expect, both[2, 1])  # a head that does not track quotes
+    base = runs[True].probe_f1("key", tags=("``",), heads=[QUOTE_HEAD], shuffled=True)
+    assert base["``"][QUOTE_HEAD] < 0.5  # the shuffled-label baseline stays near chance
+
+
+def test_quote_activity_and_attention_fire_on_the_quotation_head_only(runs):
+    for construct, run in runs.items():
+        ratio = run.activity_ratio(run.in_quote)
+        att = run.attention_to_opening_quote()
+        assert satisfies(P2.expect, ratio[QUOTE_HEAD]) is construct, (construct, ratio[QUOTE_HEAD])
+        assert satisfies(P3.expect, att[QUOTE_HEAD]) is construct, (construct, att[QUOTE_HEAD])
+        if construct:  # the location-free form finds it
+            assert best_head(att) == "L2H0" and best_head(ratio) == "L2H0"
+
+
+def test_dry_run_on_the_exact_config_checkpoint(tmp_path):
+    ckpt = save_random("roneneldan/TinyStories-1M", tmp_path / "ts1m")
+    out = subprocess.run(
+        [sys.executable, "-m", "pytest", str(ROOT / "claims" / "test_pos_heads_tinystories_1m.py"), "-q",
+         "--mc-claims-nonfatal", "--mc-report", str(tmp_path / "rep"), "--mc-model", f"roneneldan/TinyStories-1M={ckpt}"],
+        capture_output=True, text=True, cwd=ROOT,
+    )
+    assert out.returncode == 0, out.stdout[-3000:]
+    doc = json.loads((tmp_path / "rep" / "results.json").read_text())
+    assert len(doc["claims"]) == 9 and {r["status"] for r in doc["claims"]} <= {"pass", "fail"}
+    assert all(np.isfinite(np.asarray(r["measured"]["value"], dtype=float)).all() for r in doc["claims"])
+    assert all(r["measured"]["details"]["best_head"].startswith("L") for r in doc["claims"])
+
+
+def test_claims_skip_with_one_reason_without_the_checkpoint(tmp_path):
+    out = subprocess.run(
+        [sys.executable, "-m", "pytest", str(ROOT / "claims" / "test_pos_heads_tinystories_1m.py"), "-q",
+         "--mc-report", str(tmp_path / "rep")], capture_output=True, text=True, cwd=ROOT)
+    assert out.returncode == 0, out.stdout[-3000:]
+    doc = json.loads((tmp_path / "rep" / "results.json").read_text())
+    assert {r["status"] for r in doc["claims"]} == {"skip"} and len(doc["claims"]) == 9
+    assert {r["message"] for r in doc["claims"]} == {
+        "checkpoint roneneldan/TinyStories-1M not reachable (HF_HUB_OFFLINE=1 and it is not in the HF cache); "
+        "provide it with --mc-model roneneldan/TinyStories-1M=/path/to/checkpoint, or run once with internet "
+        "to fill the HF cache"}
