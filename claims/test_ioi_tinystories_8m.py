@@ -290,6 +290,15 @@ def _attention(loaded, names, layer, head):
     return {k: v.cpu().numpy() for k, v in logit_diff.attention_from_end(run.cache, run.prompts, layer, head).items()}
 
 
+def _example(loaded, names, layer, head) -> dict:
+    """The head's pattern on the thesis' clean sentence (or the first prompt), for the report."""
+    run = ioi_run(loaded, names)
+    i = run.prompts.texts.index(ioi.CLEAN_EXAMPLE) if ioi.CLEAN_EXAMPLE in run.prompts.texts else 0
+    tokens = [loaded.bridge.tokenizer.decode([t]) for t in run.prompts.tokens[i].tolist()]
+    pattern = run.cache[f"blocks.{layer}.attn.hook_pattern"][i, head].cpu().numpy().round(3)
+    return {"head": f"L{layer}H{head}", "tokens": tokens, "pattern": pattern}
+
+
 @pytest.mark.claim(
     id="I9", model=TS8M, statement="H7.7 attends from END to IO far more than to S",
     source=_src("§3.4.2, fig 3.17; §3.5.1 ('attention from \"to\" to IO ... 0.7')"), published="IO ~0.7, S ~0",
@@ -299,7 +308,8 @@ def test_i9_h7_7_attends_to_io(ts8m, names, measure):
     measure.model = ts8m
     a = _attention(ts8m, names, 7, 7)
     value, ci = mean_ci(a["IO"] - a["S1"] - a["S2"])
-    measure.record(value, ci=ci, n=len(a["IO"]), **{f"mean_{k}": v.mean() for k, v in a.items()})
+    measure.record(value, ci=ci, n=len(a["IO"]), example_pattern=_example(ts8m, names, 7, 7),
+                   **{f"mean_{k}": v.mean() for k, v in a.items()})
 
 
 @pytest.mark.claim(
@@ -311,7 +321,8 @@ def test_i10_h5_7_attends_to_s2(ts8m, names, measure):
     measure.model = ts8m
     a = _attention(ts8m, names, 5, 7)
     value, ci = mean_ci(a["S2"] - np.maximum(a["IO"], a["S1"]))
-    measure.record(value, ci=ci, n=len(a["IO"]), **{f"mean_{k}": v.mean() for k, v in a.items()})
+    measure.record(value, ci=ci, n=len(a["IO"]), example_pattern=_example(ts8m, names, 5, 7),
+                   **{f"mean_{k}": v.mean() for k, v in a.items()})
 
 
 @pytest.mark.claim(

@@ -73,6 +73,9 @@ def _record_role(measure, one_layer, roles, source_input, role, heads):
         details["ci_per_head"] = {f"H{h}": bootstrap_ci(usable[:, h]) for h in heads}
     if source_input == "prompt":
         details["prompt_token_ids"] = one_layer.bridge.to_tokens(PROMPT)[0].tolist()
+        pattern, str_tokens, _ = head_roles.patterns(one_layer.bridge, PROMPT)
+        details["example_pattern"] = {"head": f"H{heads[0]}", "tokens": str_tokens,
+                                      "pattern": pattern[heads[0]].round(3)}
     measure.record(value, n=len(usable), **details)
 
 

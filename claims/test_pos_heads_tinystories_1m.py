@@ -95,7 +95,15 @@ def test_p3_quote_attention(ts1m, run, measure):
     att = run.attention_to_opening_quote()
     closing = run.closing_quote_attention()
     measure.record(att[2, 0], n=int(run.in_quote.sum()), best_head=best_head(att),
-                   closing_quote_row={k: v[2, 0] for k, v in closing.items()})
+                   closing_quote_row={k: v[2, 0] for k, v in closing.items()}, example_pattern=_quote_example(ts1m, run))
+
+
+def _quote_example(ts1m, run, width: int = 40) -> dict:
+    """L2H0's pattern on the first paragraph with a quotation (first `width` tokens), for the report."""
+    seq = int(np.nonzero(run.in_quote.any(1))[0][0]) if run.in_quote.any() else 0
+    ids = run.tokens[seq, :width].tolist()
+    return {"head": "L2H0", "tokens": [ts1m.bridge.tokenizer.decode([t]) for t in ids],
+            "pattern": run.pattern[2, seq, 0, :width, :width].round(3)}
 
 
 @pytest.mark.claim(

@@ -333,7 +333,7 @@ def pytest_sessionfinish(session, exitstatus):
         return
     created = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     _report.write(directory, records, _run_info(config), created)
-    config._mc_report_note = f"mechcheck: {len(records)} claims -> {directory}/results.json, summary.md"
+    config._mc_report_note = f"mechcheck: {len(records)} claims -> {directory}/results.json, summary.md, index.html"
 
 
 def pytest_terminal_summary(terminalreporter, config):

@@ -20,11 +20,15 @@ STATUSES = ("pass", "fail", "skip", "error", "not-encoded")
 def atomic_write(path: Path, text: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
 
 
 def build(records: list[dict], run: dict) -> dict:
@@ -127,9 +131,14 @@ def summary_markdown(doc: dict, created: str) -> str:
 
 
 def write(directory: Path, records: list[dict], run: dict, created: str) -> dict:
-    """Write results.json then summary.md, each atomically."""
+    """Render everything first, then write results.json, summary.md and index.html, each
+    atomically: a crash while rendering leaves the previous report untouched."""
+    from mechcheck.html import render
+
     doc = build(records, run)
+    texts = {"results.json": json.dumps(doc, indent=2, sort_keys=True) + "\n",
+             "summary.md": summary_markdown(doc, created), "index.html": render(doc, created)}
     directory = Path(directory)
-    atomic_write(directory / "results.json", json.dumps(doc, indent=2, sort_keys=True) + "\n")
-    atomic_write(directory / "summary.md", summary_markdown(doc, created))
+    for name, text in texts.items():
+        atomic_write(directory / name, text)
     return doc

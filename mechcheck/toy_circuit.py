@@ -49,7 +49,10 @@ def reversed_attention(run: ToyRun) -> dict:
     per_seq = att.mean(-1).cpu().numpy()
     argmax_hit = (pattern[:, 0, QUERIES, :].argmax(-1).cpu() == torch.tensor(KEYS)).float().mean().item()
     value, ci = mean_ci(per_seq)
-    return dict(value=value, ci=ci, n=len(per_seq), per_output=att.mean(0), argmax_on_reversed=argmax_hit)
+    tokens = ["BOS"] + [f"x{i}" for i in range(8)] + [f"y{i}" for i in range(7)]
+    example = {"head": "L0H0", "tokens": tokens, "pattern": pattern[0, 0].cpu().numpy().round(3)}
+    return dict(value=value, ci=ci, n=len(per_seq), per_output=att.mean(0), argmax_on_reversed=argmax_hit,
+                example_pattern=example)
 
 
 def ablation_drop(run: ToyRun, component: str, index: int | None = None) -> dict:
