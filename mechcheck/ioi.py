@@ -89,25 +89,28 @@ def build(tokenizer, names=NAMES, templates=TEMPLATES, bos: int | None = None) -
     return IOIPrompts(texts, torch.tensor(rows), torch.tensor(corrupted), *m.T)
 
 
-KEEP = ("attn.hook_z", "attn.hook_pattern", "hook_resid_pre", "hook_resid_mid", "hook_resid_post", "ln_final.hook_scale")
+KEEP = ("attn.hook_z", "attn.hook_pattern", "hook_resid_pre", "hook_resid_mid", "hook_resid_post")
 
 
 class IOIRun:
     """One model on the prompt set: the clean and corrupted forward passes (one cache each, only
-    the hooks the IOI measurements read), shared by every IOI claim on that model; the costly
-    sweeps (head patching, edges) are computed on first use and kept."""
+    the hooks the IOI measurements read, in bounded batches, END logits only), shared by every
+    IOI claim on that model; the costly sweeps (head patching, edges) are computed on first use
+    and kept."""
 
     def __init__(self, bridge, prompts: IOIPrompts):
-        from mechcheck.metrics.logit_diff import logit_diff
+        from mechcheck.activations import cached
+        from mechcheck.metrics.logit_diff import end_logits, logit_diff
 
         self.bridge = bridge
         self.prompts = prompts.to(bridge.cfg.device)
-        keep = lambda n: n.endswith(KEEP)  # noqa: E731
-        with torch.no_grad():
-            self.logits, self.cache = bridge.run_with_cache(self.prompts.tokens, names_filter=keep)
-            corrupted_logits, self.corrupted_cache = bridge.run_with_cache(self.prompts.corrupted, names_filter=keep)
+        names = [f"blocks.{l}.{k}" for l in range(bridge.cfg.n_layers) for k in KEEP]
+        names = [n for n in names if n in bridge.hook_dict]  # attention-only models have no resid_mid
+        self.cache = cached(bridge, self.prompts.tokens, names, keep_final=True)
+        self.corrupted_cache = cached(bridge, self.prompts.corrupted, names, keep_final=True)
+        self.logits = end_logits(bridge, self.cache["final_resid"], self.prompts)  # [n, vocab] at END
         self.ld = logit_diff(self.logits, self.prompts)
-        self.ld_corrupted = logit_diff(corrupted_logits, self.prompts)
+        self.ld_corrupted = logit_diff(end_logits(bridge, self.corrupted_cache["final_resid"], self.prompts), self.prompts)
         self._edges: dict = {}
         self._head_patching = None
 

@@ -35,10 +35,12 @@ class POSRun:
         self.valid = self.tags != ""  # real word tokens (not BOS, not padding)
         self.tokens = ids
         self.seed = seed
+        from mechcheck.activations import cached
+
         L = bridge.cfg.n_layers
-        keep = ("attn.hook_k", "attn.hook_q", "attn.hook_z", "attn.hook_pattern")
+        keep = ("hook_k", "hook_q", "hook_z", "hook_pattern")
+        cache = cached(bridge, ids, [f"blocks.{l}.attn.{k}" for l in range(L) for k in keep], chunk=16)
         with torch.no_grad():
-            _, cache = bridge.run_with_cache(ids.to(bridge.cfg.device), names_filter=lambda x: x.endswith(keep))
             stack = lambda name: torch.stack([cache[f"blocks.{l}.attn.{name}"] for l in range(L)]).cpu()  # noqa: E731
             self.keys, self.queries = stack("hook_k").numpy(), stack("hook_q").numpy()  # [L, n, pos, H, d]
             z = stack("hook_z")

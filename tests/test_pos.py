@@ -112,14 +112,13 @@ def constructed_quote_model(tok, construct: bool):
                     pattern[b, 0, q, open_pos if open_pos >= 0 and open_pos < q else 0] = 1.0
             return pattern
 
-        original = bridge.run_with_cache
+        original = bridge.run_with_hooks
 
-        def run_with_cache(tokens, **kw):
+        def run_with_hooks(tokens, fwd_hooks=(), **kw):  # every measurement runs through here
             bridge._mc_tokens = tokens
-            with bridge.hooks(fwd_hooks=[(f"blocks.{QUOTE_HEAD[0]}.attn.hook_pattern", hook)]):
-                return original(tokens, **kw)
+            return original(tokens, fwd_hooks=[(f"blocks.{QUOTE_HEAD[0]}.attn.hook_pattern", hook)] + list(fwd_hooks), **kw)
 
-        bridge.run_with_cache = run_with_cache
+        bridge.run_with_hooks = run_with_hooks
     return bridge
 
 

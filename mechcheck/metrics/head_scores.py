@@ -25,9 +25,12 @@ def repeated_random_tokens(batch: int, half: int, d_vocab: int, bos: int | None,
 
 @torch.no_grad()
 def patterns(bridge, tokens: torch.Tensor) -> torch.Tensor:
-    """Attention patterns of every layer: [n_layers, batch, n_heads, q, k]."""
-    _, cache = bridge.run_with_cache(tokens, names_filter=lambda n: n.endswith("attn.hook_pattern"))
-    return torch.stack([cache[f"blocks.{i}.attn.hook_pattern"] for i in range(bridge.cfg.n_layers)])
+    """Attention patterns of every layer: [n_layers, batch, n_heads, q, k] (no logits computed)."""
+    from mechcheck.activations import cached
+
+    names = [f"blocks.{i}.attn.hook_pattern" for i in range(bridge.cfg.n_layers)]
+    cache = cached(bridge, tokens, names)
+    return torch.stack([cache[n] for n in names])
 
 
 def scores(pattern: torch.Tensor, half: int, offset: int) -> dict[str, torch.Tensor]:

@@ -2,8 +2,9 @@
 direct logit attribution of every head (thesis §3.4.1-3.4.2, figs 3.7-3.10).
 
 All three read the residual stream through the final LayerNorm the way TransformerLens does for
-a compatibility-mode model (folded LayerNorm): centre, then divide by the final LayerNorm scale
-of the actual run at END, then project on W_U[:, IO] - W_U[:, S]. With that, the last point of
+a compatibility-mode model (folded LayerNorm, or an organism with parameter-free LNPre): centre,
+then divide by the final LayerNorm scale of the actual run at END, then project on
+W_U[:, IO] - W_U[:, S]. With that, the last point of
 the curve plus b_U[IO] - b_U[S] is exactly the model's logit difference (tested)."""
 
 from __future__ import annotations
@@ -13,10 +14,16 @@ import torch
 
 @torch.no_grad()
 def logit_diff(logits: torch.Tensor, prompts) -> torch.Tensor:
-    """Per prompt: logit(IO) - logit(S) at END. logits [n, seq, vocab]."""
+    """Per prompt: logit(IO) - logit(S) at END. logits [n, seq, vocab] or END logits [n, vocab]."""
     n = torch.arange(len(prompts), device=logits.device)
-    end = logits[n, prompts.pos_end]
+    end = logits[n, prompts.pos_end] if logits.dim() == 3 else logits
     return end[n, prompts.io] - end[n, prompts.s]
+
+
+@torch.no_grad()
+def end_logits(bridge, final_resid: torch.Tensor, prompts) -> torch.Tensor:
+    """Full-vocabulary logits at END only, [n, vocab], from the residual entering ln_final."""
+    return bridge.unembed(bridge.ln_final(_at_end(final_resid, prompts)))
 
 
 @torch.no_grad()
@@ -33,9 +40,10 @@ def logit_diff_from_resid(bridge, resid: torch.Tensor, prompts) -> torch.Tensor:
 
 @torch.no_grad()
 def correct_probability(logits: torch.Tensor, prompts) -> torch.Tensor:
-    """Per prompt: softmax probability of IO at END (thesis §3.5.1: 77.3%)."""
+    """Per prompt: softmax probability of IO at END (thesis §3.5.1: 77.3%); logits as logit_diff."""
     n = torch.arange(len(prompts), device=logits.device)
-    return logits[n, prompts.pos_end].softmax(-1)[n, prompts.io]
+    end = logits[n, prompts.pos_end] if logits.dim() == 3 else logits
+    return end.softmax(-1)[n, prompts.io]
 
 
 def _direction(bridge, prompts) -> torch.Tensor:
@@ -47,9 +55,17 @@ def _at_end(x: torch.Tensor, prompts) -> torch.Tensor:
     return x[torch.arange(len(prompts), device=x.device), prompts.pos_end]
 
 
+def final_scale(bridge, cache, prompts) -> torch.Tensor:
+    """The final LayerNorm's scale at END of the actual run, [n, 1] (from the residual entering
+    ln_final, cache["final_resid"] of mechcheck.activations.cached)."""
+    x = _at_end(cache["final_resid"], prompts)
+    x = x - x.mean(-1, keepdim=True)
+    return (x.pow(2).mean(-1, keepdim=True) + bridge.cfg.eps).sqrt()
+
+
 def _read(bridge, cache, prompts, resid_end: torch.Tensor) -> torch.Tensor:
     """Project END residual vectors [..., n, d_model] onto the logit-difference direction."""
-    scale = _at_end(cache["ln_final.hook_scale"], prompts)  # [n, 1]
+    scale = final_scale(bridge, cache, prompts)  # [n, 1]
     centred = resid_end - resid_end.mean(-1, keepdim=True)
     return ((centred / scale) * _direction(bridge, prompts)).sum(-1)
 
@@ -61,10 +77,12 @@ def accumulated(bridge, cache, prompts) -> tuple[torch.Tensor, list[str]]:
     is L, its MLP L.5."""
     points, labels = [_at_end(cache["blocks.0.hook_resid_pre"], prompts)], ["embed"]
     for layer in range(bridge.cfg.n_layers):
-        points.append(_at_end(cache[f"blocks.{layer}.hook_resid_mid"], prompts))
-        labels.append(f"{layer}")
+        mid = f"blocks.{layer}.hook_resid_mid"
+        if mid in cache:  # attention-only models: the residual after attention is resid_post
+            points.append(_at_end(cache[mid], prompts))
+            labels.append(f"{layer}")
         points.append(_at_end(cache[f"blocks.{layer}.hook_resid_post"], prompts))
-        labels.append(f"{layer}.5")
+        labels.append(f"{layer}.5" if mid in cache else f"{layer}")
     return _read(bridge, cache, prompts, torch.stack(points)), labels
 
 
