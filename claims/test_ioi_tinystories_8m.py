@@ -45,24 +45,19 @@ def names(pytestconfig):
     return tuple(n.strip() for n in opt.split(",")) if opt else ioi.NAMES
 
 
-_runs: dict = {}
-_scores: dict = {}
+@pytest.fixture
+def ioi_run(mc_shared, names):
+    """run(loaded): one IOIRun per model per session; every IOI claim on a model reads the same
+    two caches (and the same head-patching and edge sweeps)."""
+    return lambda loaded: mc_shared(("ioi", loaded.sha256, names), lambda: ioi.IOIRun(
+        loaded.bridge, ioi.build(loaded.bridge.tokenizer, names=names)))
 
 
-def ioi_run(loaded, names):
-    """One IOIRun per model per session: every IOI claim on a model reads the same two caches."""
-    key = (loaded.name, loaded.sha256, names)
-    if key not in _runs:
-        _runs[key] = ioi.IOIRun(loaded.bridge, ioi.build(loaded.bridge.tokenizer, names=names))
-    return _runs[key]
-
-
-def scores_of(loaded):
-    """{score: [n_layers, batch, n_heads]} per model, computed once."""
-    key = (loaded.name, loaded.sha256)
-    if key not in _scores:
-        _scores[key] = {k: v.cpu().numpy() for k, v in head_scores.head_scores(loaded.bridge).items()}
-    return _scores[key]
+@pytest.fixture
+def scores_of(mc_shared):
+    """scores(loaded): {score: [n_layers, batch, n_heads]} per model, computed once."""
+    return lambda loaded: mc_shared(("head_scores", loaded.sha256), lambda: {
+        k: v.cpu().numpy() for k, v in head_scores.head_scores(loaded.bridge).items()})
 
 
 def _head_ci(per_seq: np.ndarray, heads) -> dict:
@@ -78,7 +73,7 @@ def _head_ci(per_seq: np.ndarray, heads) -> dict:
     published="no head", expect=at_most(INDUCTION_HEAD),
     tolerance=f"max induction score over all heads below {INDUCTION_HEAD} (our induction-head threshold)",
 )
-def test_i1_8m_has_no_induction_heads(ts8m, measure):
+def test_i1_8m_has_no_induction_heads(ts8m, measure, scores_of):
     measure.model = ts8m
     s = scores_of(ts8m)["induction"]
     mean = s.mean(1)
@@ -93,7 +88,7 @@ def test_i1_8m_has_no_induction_heads(ts8m, measure):
     published="many (Olsson et al.: L5H1, L5H5, L6H9, L7H2, L7H10, ...)", expect=at_least(4),
     tolerance=f"count of heads with induction score >= {INDUCTION_HEAD}; 'many' = at least 4",
 )
-def test_i1_gpt2_has_many_induction_heads(gpt2, measure):
+def test_i1_gpt2_has_many_induction_heads(gpt2, measure, scores_of):
     measure.model = gpt2
     mean = scores_of(gpt2)["induction"].mean(1)
     heads = [f"L{l}H{h}" for l, h in zip(*np.nonzero(mean >= INDUCTION_HEAD))]
@@ -106,7 +101,7 @@ def test_i1_gpt2_has_many_induction_heads(gpt2, measure):
     source=_src("§3.3, figs 3.1/3.2"), published="far weaker", expect=at_most(-0.2),
     tolerance="max previous-token score of 8M minus that of GPT-2 small; 'far weaker' = at least 0.2 lower",
 )
-def test_i2_previous_token_heads_weaker(ts8m, gpt2, measure):
+def test_i2_previous_token_heads_weaker(ts8m, gpt2, measure, scores_of):
     measure.model = ts8m
     a, b = scores_of(ts8m)["previous_token"].mean(1), scores_of(gpt2)["previous_token"].mean(1)
     measure.record(a.max() - b.max(), max_8m=a.max(), max_gpt2=b.max(), models=[TS8M, GPT2])
@@ -118,7 +113,7 @@ def test_i2_previous_token_heads_weaker(ts8m, gpt2, measure):
     source=_src("§3.3, fig 3.2"), published="~1.0", expect=at_least(0.9),
     tolerance="'approximately all' = previous-token score >= 0.9",
 )
-def test_i2_gpt2_h4_11(gpt2, measure):
+def test_i2_gpt2_h4_11(gpt2, measure, scores_of):
     measure.model = gpt2
     s = scores_of(gpt2)["previous_token"]
     measure.record(s[4, :, 11].mean(), ci=bootstrap_ci(s[4, :, 11]), n=s.shape[1])
@@ -129,7 +124,7 @@ def test_i2_gpt2_h4_11(gpt2, measure):
     source=_src("§3.3, fig 3.5"), published="single weak head H4.0", expect=leads([(4, 0)], 0.05, 0.05),
     tolerance="H4.0 has the top duplicate-token score, >= 0.05 and ahead of every other head by >= 0.05",
 )
-def test_i3_8m_duplicate_head(ts8m, measure):
+def test_i3_8m_duplicate_head(ts8m, measure, scores_of):
     measure.model = ts8m
     s = scores_of(ts8m)["duplicate_token"]
     measure.record(s.mean(1), n=s.shape[1], ci_per_head=_head_ci(s, [(4, 0)]))
@@ -140,7 +135,7 @@ def test_i3_8m_duplicate_head(ts8m, measure):
     source=_src("§3.3, fig 3.5"), published="weak", expect=at_most(0.5),
     tolerance="'weak' = duplicate-token score below 0.5",
 )
-def test_i3_8m_duplicate_head_is_weak(ts8m, measure):
+def test_i3_8m_duplicate_head_is_weak(ts8m, measure, scores_of):
     measure.model = ts8m
     s = scores_of(ts8m)["duplicate_token"]
     measure.record(s[4, :, 0].mean(), ci=bootstrap_ci(s[4, :, 0]), n=s.shape[1])
@@ -151,7 +146,7 @@ def test_i3_8m_duplicate_head_is_weak(ts8m, measure):
     source=_src("§3.3, fig 3.6"), published="H3.0, H0.5 strong", expect=leads([(3, 0), (0, 5)], 0.5, 0.0),
     tolerance="both >= 0.5 ('strong') and ahead of every other head",
 )
-def test_i3_gpt2_duplicate_heads(gpt2, measure):
+def test_i3_gpt2_duplicate_heads(gpt2, measure, scores_of):
     measure.model = gpt2
     s = scores_of(gpt2)["duplicate_token"]
     measure.record(s.mean(1), n=s.shape[1], ci_per_head=_head_ci(s, [(3, 0), (0, 5)]))
@@ -164,9 +159,9 @@ def test_i3_gpt2_duplicate_heads(gpt2, measure):
     source=_src("§3.4.1"), published=9.4, expect=within(9.4, 2.0),
     tolerance="9.4 ± 2.0: our names and templates differ from the thesis' (unpublished) test set",
 )
-def test_i4_8m_logit_diff(ts8m, names, measure):
+def test_i4_8m_logit_diff(ts8m, measure, ioi_run):
     measure.model = ts8m
-    run = ioi_run(ts8m, names)
+    run = ioi_run(ts8m)
     value, ci = mean_ci(run.ld.cpu().numpy())
     measure.record(value, ci=ci, n=len(run.prompts), prompt_token_ids=run.prompts.tokens[0])
 
@@ -176,9 +171,9 @@ def test_i4_8m_logit_diff(ts8m, names, measure):
     source=_src("§3.4.1"), published=3.6, expect=within(3.6, 1.0),
     tolerance="3.6 ± 1.0 (Wang et al. report 3.55 on their own templates)",
 )
-def test_i4_gpt2_logit_diff(gpt2, names, measure):
+def test_i4_gpt2_logit_diff(gpt2, measure, ioi_run):
     measure.model = gpt2
-    run = ioi_run(gpt2, names)
+    run = ioi_run(gpt2)
     value, ci = mean_ci(run.ld.cpu().numpy())
     measure.record(value, ci=ci, n=len(run.prompts))
 
@@ -188,17 +183,17 @@ def test_i4_gpt2_logit_diff(gpt2, names, measure):
     source=_src("§3.4.1"), published="9.4 > 3.6", expect=at_least(0.0),
     tolerance="paired difference 8M - GPT-2 over the same prompts > 0",
 )
-def test_i4_8m_beats_gpt2(ts8m, gpt2, names, measure):
+def test_i4_8m_beats_gpt2(ts8m, gpt2, measure, ioi_run):
     measure.model = ts8m
-    diff = (ioi_run(ts8m, names).ld - ioi_run(gpt2, names).ld).cpu().numpy()
+    diff = (ioi_run(ts8m).ld - ioi_run(gpt2).ld).cpu().numpy()
     value, ci = mean_ci(diff)
     measure.record(value, ci=ci, n=len(diff), models=[TS8M, GPT2])
 
 
 # ---------------------------------------------------------------- §3.4.2 the circuit
 
-def _curve(loaded, names):
-    run = ioi_run(loaded, names)
+def _curve(ioi_run, loaded):
+    run = ioi_run(loaded)
     values, labels = logit_diff.accumulated(loaded.bridge, run.cache, run.prompts)
     curve = values.mean(-1).cpu().numpy()
     return curve, labels, float(np.max(curve[:-1] - curve[1:]))
@@ -209,9 +204,9 @@ def _curve(loaded, names):
     source=_src("§3.4.2, fig 3.7 ('Performance only increases')"), published="monotone", expect=at_most(0.1),
     tolerance="largest drop between consecutive points (embed, L0 attn, L0 MLP, ...) <= 0.1 logit",
 )
-def test_i5_8m_monotone(ts8m, names, measure):
+def test_i5_8m_monotone(ts8m, measure, ioi_run):
     measure.model = ts8m
-    curve, labels, drop = _curve(ts8m, names)
+    curve, labels, drop = _curve(ioi_run, ts8m)
     measure.record(drop, curve=curve, labels=labels)
 
 
@@ -220,14 +215,14 @@ def test_i5_8m_monotone(ts8m, names, measure):
     source=_src("§3.4.2, fig 3.8 ('Performances sometimes decreases')"), published="dips", expect=at_least(0.25),
     tolerance="largest drop between consecutive points >= 0.25 logit",
 )
-def test_i5_gpt2_dips(gpt2, names, measure):
+def test_i5_gpt2_dips(gpt2, measure, ioi_run):
     measure.model = gpt2
-    curve, labels, drop = _curve(gpt2, names)
+    curve, labels, drop = _curve(ioi_run, gpt2)
     measure.record(drop, curve=curve, labels=labels)
 
 
-def _dla(loaded, names):
-    run = ioi_run(loaded, names)
+def _dla(ioi_run, loaded):
+    run = ioi_run(loaded)
     return logit_diff.head_dla(loaded.bridge, run.cache, run.prompts).cpu().numpy(), run  # [L, H, n]
 
 
@@ -236,9 +231,9 @@ def _dla(loaded, names):
     source=_src("§3.4.2, fig 3.9"), published="only H7.7", expect=leads([(7, 7)], 0.3, 0.2),
     tolerance="share of total |DLA| (mean over prompts): H7.7 >= 0.3 and >= 0.2 above the runner-up",
 )
-def test_i6_only_h7_7_direct(ts8m, names, measure):
+def test_i6_only_h7_7_direct(ts8m, measure, ioi_run):
     measure.model = ts8m
-    dla, _ = _dla(ts8m, names)
+    dla, _ = _dla(ioi_run, ts8m)
     mean = dla.mean(-1)
     share = np.abs(mean) / np.abs(mean).sum()
     measure.record(share, n=dla.shape[-1], dla_mean=mean, ci_L7H7_dla=bootstrap_ci(dla[7, 7]))
@@ -249,9 +244,9 @@ def test_i6_only_h7_7_direct(ts8m, names, measure):
     source=_src("§3.4.2 (fig 3.10; Wang et al. 2022)"), published="negative", expect=at_most(-0.2),
     tolerance="the larger (less negative) of the two heads' mean DLA <= -0.2 logit",
 )
-def test_i7_gpt2_negative_name_movers(gpt2, names, measure):
+def test_i7_gpt2_negative_name_movers(gpt2, measure, ioi_run):
     measure.model = gpt2
-    dla, _ = _dla(gpt2, names)
+    dla, _ = _dla(ioi_run, gpt2)
     pair = np.stack([dla[10, 7], dla[11, 10]])
     measure.record(pair.mean(-1).max(), n=dla.shape[-1], L10H7=bootstrap_ci(dla[10, 7]), L11H10=bootstrap_ci(dla[11, 10]))
 
@@ -262,9 +257,9 @@ def test_i7_gpt2_negative_name_movers(gpt2, names, measure):
     expect=at_least(-0.05),
     tolerance="most negative head DLA as a fraction of |mean logit difference| >= -0.05",
 )
-def test_i7_8m_no_negative_name_movers(ts8m, names, measure):
+def test_i7_8m_no_negative_name_movers(ts8m, measure, ioi_run):
     measure.model = ts8m
-    dla, run = _dla(ts8m, names)
+    dla, run = _dla(ioi_run, ts8m)
     mean = dla.mean(-1)
     l, h = np.unravel_index(mean.argmin(), mean.shape)
     measure.record(mean.min() / abs(run.ld.mean().item()), most_negative=f"L{l}H{h}", dla=mean[l, h])
@@ -275,9 +270,9 @@ def test_i7_8m_no_negative_name_movers(ts8m, names, measure):
     source=_src("§3.4.2, fig 3.13"), published="H7.7, H5.7", expect=leads([(7, 7), (5, 7)], 0.05, 0.0),
     tolerance="normalised recovery of the logit difference (corrupt-to-clean): both >= 0.05 and ahead of every other head",
 )
-def test_i8_head_patching(ts8m, names, measure):
+def test_i8_head_patching(ts8m, measure, ioi_run):
     measure.model = ts8m
-    run = ioi_run(ts8m, names)
+    run = ioi_run(ts8m)
     recovery, values = run.head_patching()
     clean, corrupt = run.ld.mean().item(), run.ld_corrupted.mean().item()
     per_prompt = ((values - corrupt) / (clean - corrupt)).numpy()  # [L, H, n]
@@ -285,14 +280,14 @@ def test_i8_head_patching(ts8m, names, measure):
                    ci_per_head={f"L{l}H{h}": bootstrap_ci(per_prompt[l, h]) for l, h in [(7, 7), (5, 7)]})
 
 
-def _attention(loaded, names, layer, head):
-    run = ioi_run(loaded, names)
+def _attention(ioi_run, loaded, layer, head):
+    run = ioi_run(loaded)
     return {k: v.cpu().numpy() for k, v in logit_diff.attention_from_end(run.cache, run.prompts, layer, head).items()}
 
 
-def _example(loaded, names, layer, head) -> dict:
+def _example(ioi_run, loaded, layer, head) -> dict:
     """The head's pattern on the thesis' clean sentence (or the first prompt), for the report."""
-    run = ioi_run(loaded, names)
+    run = ioi_run(loaded)
     i = run.prompts.texts.index(ioi.CLEAN_EXAMPLE) if ioi.CLEAN_EXAMPLE in run.prompts.texts else 0
     tokens = [loaded.bridge.tokenizer.decode([t]) for t in run.prompts.tokens[i].tolist()]
     pattern = run.cache[f"blocks.{layer}.attn.hook_pattern"][i, head].cpu().numpy().round(3)
@@ -304,11 +299,11 @@ def _example(loaded, names, layer, head) -> dict:
     source=_src("§3.4.2, fig 3.17; §3.5.1 ('attention from \"to\" to IO ... 0.7')"), published="IO ~0.7, S ~0",
     expect=at_least(0.4), tolerance="attention END->IO minus END->(S1+S2) >= 0.4 (published ~0.7 - ~0)",
 )
-def test_i9_h7_7_attends_to_io(ts8m, names, measure):
+def test_i9_h7_7_attends_to_io(ts8m, measure, ioi_run):
     measure.model = ts8m
-    a = _attention(ts8m, names, 7, 7)
+    a = _attention(ioi_run, ts8m, 7, 7)
     value, ci = mean_ci(a["IO"] - a["S1"] - a["S2"])
-    measure.record(value, ci=ci, n=len(a["IO"]), example_pattern=_example(ts8m, names, 7, 7),
+    measure.record(value, ci=ci, n=len(a["IO"]), example_pattern=_example(ioi_run, ts8m, 7, 7),
                    **{f"mean_{k}": v.mean() for k, v in a.items()})
 
 
@@ -317,11 +312,11 @@ def test_i9_h7_7_attends_to_io(ts8m, names, measure):
     source=_src("§3.4.2, fig 3.19"), published="END attends to S2", expect=at_least(0.1),
     tolerance="attention END->S2 minus max(END->IO, END->S1) >= 0.1",
 )
-def test_i10_h5_7_attends_to_s2(ts8m, names, measure):
+def test_i10_h5_7_attends_to_s2(ts8m, measure, ioi_run):
     measure.model = ts8m
-    a = _attention(ts8m, names, 5, 7)
+    a = _attention(ioi_run, ts8m, 5, 7)
     value, ci = mean_ci(a["S2"] - np.maximum(a["IO"], a["S1"]))
-    measure.record(value, ci=ci, n=len(a["IO"]), example_pattern=_example(ts8m, names, 5, 7),
+    measure.record(value, ci=ci, n=len(a["IO"]), example_pattern=_example(ioi_run, ts8m, 5, 7),
                    **{f"mean_{k}": v.mean() for k, v in a.items()})
 
 
@@ -331,9 +326,9 @@ def test_i10_h5_7_attends_to_s2(ts8m, names, measure):
     expect=rank_at_most(3, (4, 0)),
     tolerance="path patching of every earlier head into H5.7's value input: H4.0 among the top 3 by recovery",
 )
-def test_i11_h4_0_to_h5_7_value(ts8m, names, measure):
+def test_i11_h4_0_to_h5_7_value(ts8m, measure, ioi_run):
     measure.model = ts8m
-    measure.record(ioi_run(ts8m, names).edges((5, 7), "v"))
+    measure.record(ioi_run(ts8m).edges((5, 7), "v"))
 
 
 @pytest.mark.claim(
@@ -342,9 +337,9 @@ def test_i11_h4_0_to_h5_7_value(ts8m, names, measure):
     expect=rank_at_most(3, (5, 7)),
     tolerance="path patching of every earlier head into H7.7's query input: H5.7 among the top 3 by recovery",
 )
-def test_i11_h5_7_to_h7_7_query(ts8m, names, measure):
+def test_i11_h5_7_to_h7_7_query(ts8m, measure, ioi_run):
     measure.model = ts8m
-    measure.record(ioi_run(ts8m, names).edges((7, 7), "q"))
+    measure.record(ioi_run(ts8m).edges((7, 7), "q"))
 
 
 @pytest.mark.claim(
@@ -352,9 +347,9 @@ def test_i11_h5_7_to_h7_7_query(ts8m, names, measure):
     source=_src("§3.5.1 ('changes correct name probability from 77.3% ...')"), published=0.773,
     expect=within(0.773, 0.1), tolerance="77.3% ± 10 pp: the thesis' prompt set is not published",
 )
-def test_i12_correct_probability(ts8m, names, measure):
+def test_i12_correct_probability(ts8m, measure, ioi_run):
     measure.model = ts8m
-    run = ioi_run(ts8m, names)
+    run = ioi_run(ts8m)
     with torch.no_grad():
         p = logit_diff.correct_probability(run.logits, run.prompts).cpu().numpy()
     value, ci = mean_ci(p)

@@ -52,15 +52,19 @@ def one_layer(request, mc_load):
     return mc_load(request.param, compat=False)
 
 
-@pytest.fixture(scope="module")
-def roles(one_layer, mc_data):
+@pytest.fixture
+def roles(one_layer, mc_data, mc_shared):
     """{input: {role: [n_texts, n_heads]}}: one pass over the prompt and the paragraphs, shared
     by every role claim on this checkpoint."""
-    texts = paragraphs(tinystories_validation(mc_data), must_contain='"', limit=N_PARAGRAPHS)
-    return {
-        "prompt": head_roles.role_scores(one_layer.bridge, [PROMPT]),
-        "tinystories": head_roles.role_scores(one_layer.bridge, texts, max_tokens=MAX_TOKENS),
-    }
+
+    def build():
+        texts = paragraphs(tinystories_validation(mc_data), must_contain='"', limit=N_PARAGRAPHS)
+        return {
+            "prompt": head_roles.role_scores(one_layer.bridge, [PROMPT]),
+            "tinystories": head_roles.role_scores(one_layer.bridge, texts, max_tokens=MAX_TOKENS),
+        }
+
+    return mc_shared(("roles", one_layer.sha256), build)
 
 
 def _record_role(measure, one_layer, roles, source_input, role, heads):
@@ -136,9 +140,10 @@ PUBLISHED_AFTER_LN = {"mean": -0.0115, "std": 0.7612, "max": 5.4987, "min": -10.
 STAT_TOL = 0.001  # the table has 4 decimals; 1e-3 absorbs rounding and float32/kernel differences
 
 
-@pytest.fixture(scope="module")
-def conventions(one_layer):
-    return activation_stats.attention_output_conventions(one_layer.bridge, PROMPT)
+@pytest.fixture
+def conventions(one_layer, mc_shared):
+    return mc_shared(("conventions", one_layer.sha256),
+                     lambda: activation_stats.attention_output_conventions(one_layer.bridge, PROMPT))
 
 
 def _record_stats(measure, one_layer, conventions, which, published):

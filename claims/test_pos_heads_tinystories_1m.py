@@ -33,21 +33,25 @@ def ts1m(mc_load):
     return mc_load(TS1M)
 
 
-@pytest.fixture(scope="module")
-def run(ts1m, mc_data):
+@pytest.fixture
+def run(ts1m, mc_data, mc_shared):
     """One forward pass over the tagged text, shared by every claim of this paper."""
-    tagging.use_data_dir(mc_data)
-    return POSRun(ts1m.bridge, paragraphs(tinystories_validation(mc_data), limit=N_PARAGRAPHS))
+
+    def build():
+        tagging.use_data_dir(mc_data)
+        return POSRun(ts1m.bridge, paragraphs(tinystories_validation(mc_data), limit=N_PARAGRAPHS))
+
+    return mc_shared(("pos", ts1m.sha256), build)
 
 
-@pytest.fixture(scope="module")
-def key_f1(run):
-    return run.probe_f1("key", tags=("``", "''", "VBD"))
+@pytest.fixture
+def key_f1(run, mc_shared, ts1m):
+    return mc_shared(("key_f1", ts1m.sha256), lambda: run.probe_f1("key", tags=("``", "''", "VBD")))
 
 
-@pytest.fixture(scope="module")
-def query_f1(run):
-    return run.probe_f1("query", tags=("PRP$",))
+@pytest.fixture
+def query_f1(run, mc_shared, ts1m):
+    return mc_shared(("query_f1", ts1m.sha256), lambda: run.probe_f1("query", tags=("PRP$",)))
 
 
 def _seq_ci(run, stat) -> tuple[float, float]:

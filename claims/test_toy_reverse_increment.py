@@ -30,20 +30,20 @@ def pytest_generate_tests(metafunc):
 
 @pytest.fixture(scope="module")
 def toy_run(request, mc_device):
-    """(LoadedModel, training seed or None, ToyRun) for a seed's checkpoint or the --mc-model one."""
+    """(LoadedModel, training seed or None) for a seed's checkpoint or the --mc-model one."""
     if isinstance(request.param, int):
         seed, path = request.param, toy.get_checkpoint(toy.TrainConfig(seed=request.param))
     else:
         seed, path = None, request.param
-    loaded = toy.load(path, mc_device)
-    return loaded, seed, toy_circuit.ToyRun(loaded.bridge, mc_device)
+    return toy.load(path, mc_device), seed
 
 
 @pytest.fixture
-def run(toy_run, measure):
-    loaded, seed, toy_run_ = toy_run
+def run(toy_run, measure, mc_shared, mc_device):
+    """The holdout forward pass of this checkpoint, shared by every claim on it."""
+    loaded, seed = toy_run
     measure.model, measure.seed = loaded, seed
-    return toy_run_
+    return mc_shared(("toy", loaded.sha256), lambda: toy_circuit.ToyRun(loaded.bridge, mc_device))
 
 
 @pytest.mark.claim(

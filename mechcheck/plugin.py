@@ -42,6 +42,9 @@ def pytest_addoption(parser):
     g.addoption("--mc-claims-nonfatal", action="store_true",
                 help="a claim that does not hold is reported as xfail (FAIL in the report) instead of "
                 "failing the run; errors still fail")
+    g.addoption("--mc-no-shared-cache", action="store_true",
+                help="every claim computes its own forward passes instead of sharing one per model and "
+                "input set (for the benchmark; results are the same)")
     g.addoption("--mc-ioi-names", metavar="NAME,NAME,...", default=None,
                 help="names of the IOI prompt set (default: mechcheck.ioi.NAMES); fewer names, fewer prompts")
     g.addoption("--mc-data", metavar="DIR", default=None,
@@ -170,6 +173,23 @@ def mc_data(pytestconfig) -> Path | None:
 def mc_override(pytestconfig):
     """name -> local checkpoint path given with --mc-model (or None)."""
     return lambda name: pytestconfig._mc_overrides.get(name)
+
+
+@pytest.fixture(scope="session")
+def mc_shared(pytestconfig):
+    """shared(key, build): one computation per key per session (a model's forward pass over an
+    input set, read by every claim on it); with --mc-no-shared-cache, build() on every call."""
+    store: dict = {}
+    off = pytestconfig.getoption("mc_no_shared_cache")
+
+    def shared(key, build):
+        if off:
+            return build()
+        if key not in store:
+            store[key] = build()
+        return store[key]
+
+    return shared
 
 
 @pytest.fixture(scope="session")
