@@ -178,7 +178,7 @@ def test_b2_attention_output_stats(one_layer, conventions, measure):
     "std 0.7612, max 5.4987, min -10.6500, quartiles -0.4581 / -0.0019 / 0.4553",
     source=Source(STATS, "Attention Embedding Analysis (table, 'Attention Embed + Residual + LayerNorm')"),
     published=PUBLISHED_AFTER_LN, expect=at_most(STAT_TOL),
-    tolerance=f"as B2.attn_out; LayerNorm = the block's ln_2 with its weights (raw) or without (TL-processed)",
+    tolerance="as B2.attn_out; LayerNorm = the block's ln_2 with its weights (raw) or without (TL-processed)",
 )
 def test_b2_after_layernorm_stats(one_layer, conventions, measure):
     _record_stats(measure, one_layer, conventions, "after_ln", PUBLISHED_AFTER_LN)

@@ -20,7 +20,6 @@ from mechcheck import tagging
 from mechcheck.claim import Source, argmax_is, at_least
 from mechcheck.data import paragraphs, tinystories_validation
 from mechcheck.pos_heads import NOUNS, POSRun, best_head
-from mechcheck.stats import bootstrap_ci
 
 TS1M = "roneneldan/TinyStories-1M"
 DOC = "paper-interpreting-tiny-transformers-1M.md"

@@ -211,6 +211,18 @@ def load_hf(name: str, path: Path, device: str, tokenizer, compat: bool = True) 
     return LoadedModel(name, bridge, str(path), sha256_of(files), device)
 
 
+def save_random(name: str, directory: Path, seed: int = 0) -> Path:
+    """A random-weight HF checkpoint with the exact config of registry model `name` (a dry-run
+    stand-in: every measurement runs end to end on it; no claim should be expected to hold)."""
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    cfg = dict(spec(name).hf_config)
+    cfg = AutoConfig.for_model(cfg.pop("model_type"), **cfg)
+    torch.manual_seed(seed)
+    AutoModelForCausalLM.from_config(cfg).save_pretrained(directory)
+    return Path(directory)
+
+
 def pick_device(option: str = "auto") -> str:
     """`--mc-device`: auto means CUDA when available, else CPU."""
     if option == "auto":

@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from mechcheck.tagging import QUOTE_TAGS, tokenize_and_tag
+from mechcheck.tagging import tokenize_and_tag
 
 NOUNS = ("NN", "NNS", "NNP", "NNPS")
 # Probe label set: the tags the claims are about plus the common ones; every other tag is OTHER.

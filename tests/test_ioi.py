@@ -20,8 +20,6 @@ from mechcheck.data import data_dir, gpt2_tokenizer
 from mechcheck.metrics import ablation, head_scores, logit_diff, path_patching
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(Path(__file__).parent))
-from test_models import save_random  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -52,7 +50,7 @@ def test_prompt_set_refuses_bad_names_and_templates(tok):
 
 @pytest.fixture(scope="module")
 def ts8m_random(tmp_path_factory, tok):
-    path = save_random("roneneldan/TinyStories-8M", tmp_path_factory.mktemp("ts8m"))
+    path = models.save_random("roneneldan/TinyStories-8M", tmp_path_factory.mktemp("ts8m"))
     return path, models.load_hf("roneneldan/TinyStories-8M", path, "cpu", tok)
 
 
@@ -208,8 +206,8 @@ def test_ablating_the_name_movers_drops_the_logit_difference(name_mover):
 def test_dry_run_on_exact_config_checkpoints(tmp_path):
     """Every IOI claim runs end to end on random checkpoints with the exact TinyStories-8M and
     GPT-2 small configs; all values finite (the claims mostly, rightly, fail)."""
-    ts8m = save_random("roneneldan/TinyStories-8M", tmp_path / "ts8m")
-    gpt2 = save_random("gpt2", tmp_path / "gpt2")
+    ts8m = models.save_random("roneneldan/TinyStories-8M", tmp_path / "ts8m")
+    gpt2 = models.save_random("gpt2", tmp_path / "gpt2")
     out = subprocess.run(
         [sys.executable, "-m", "pytest", str(ROOT / "claims" / "test_ioi_tinystories_8m.py"), "-q",
          "--mc-claims-nonfatal", "--mc-report", str(tmp_path / "rep"), "--mc-ioi-names", "John,Mary,Tom",

@@ -4,7 +4,6 @@ exact-config random TinyStories-1M checkpoint built here (no real weights can be
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 import torch
@@ -15,20 +14,9 @@ from mechcheck.data import DataError, data_dir, gpt2_tokenizer
 pytest_plugins = ["pytester"]
 
 
-def save_random(name: str, directory: Path, seed: int = 0) -> Path:
-    """A random-weight HF checkpoint with the exact config of registry model `name`."""
-    from transformers import AutoConfig, AutoModelForCausalLM
-
-    cfg = dict(models.spec(name).hf_config)
-    cfg = AutoConfig.for_model(cfg.pop("model_type"), **cfg)
-    torch.manual_seed(seed)
-    AutoModelForCausalLM.from_config(cfg).save_pretrained(directory)
-    return directory
-
-
 @pytest.fixture(scope="module")
 def tiny_1m(tmp_path_factory):
-    return save_random("roneneldan/TinyStories-1M", tmp_path_factory.mktemp("ts1m"))
+    return models.save_random("roneneldan/TinyStories-1M", tmp_path_factory.mktemp("ts1m"))
 
 
 @pytest.fixture(scope="module")
@@ -126,7 +114,7 @@ def test_claim_on_override_runs_and_records_the_hash(pytester, tiny_1m):
 
 
 def test_claim_on_wrong_architecture_errors_in_one_line(pytester, tmp_path):
-    eight = save_random("roneneldan/TinyStories-8M", tmp_path / "8m")
+    eight = models.save_random("roneneldan/TinyStories-8M", tmp_path / "8m")
     pytester.makepyfile(test_p=CLAIM_ON_1M)
     result = pytester.runpytest_subprocess("--mc-report", "rep", "--mc-model", f"roneneldan/TinyStories-1M={eight}")
     result.assert_outcomes(failed=1)  # loaded in the test body; the record says error

@@ -19,8 +19,6 @@ from mechcheck.data import data_dir, gpt2_tokenizer, paragraphs, tinystories_val
 from mechcheck.metrics import activation_stats, head_roles
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(Path(__file__).parent))
-from test_models import save_random  # noqa: E402
 
 _spec = importlib.util.spec_from_file_location("one_layer_claims", ROOT / "claims" / "test_one_layer_tinystories.py")
 claims = importlib.util.module_from_spec(_spec)
@@ -190,7 +188,7 @@ def test_tl_processed_convention_matches_compatibility_mode(tmp_path):
 def test_dry_run_on_exact_config_checkpoints(tmp_path):
     """Every one-layer claim runs end to end on a random checkpoint with the exact config, on
     the real prompt and TinyStories text; values are finite; the claims (rightly) do not hold."""
-    ckpt = save_random("roneneldan/TinyStories-1Layer-21M", tmp_path / "ts21m")
+    ckpt = models.save_random("roneneldan/TinyStories-1Layer-21M", tmp_path / "ts21m")
     out = subprocess.run(
         [sys.executable, "-m", "pytest", str(ROOT / "claims" / "test_one_layer_tinystories.py"), "-q",
          "--mc-claims-nonfatal", "--mc-report", str(tmp_path / "rep"),

@@ -14,14 +14,12 @@ import numpy as np
 import pytest
 import torch
 
-from mechcheck import organisms, tagging
+from mechcheck import models, organisms, tagging
 from mechcheck.claim import claim_of, satisfies
 from mechcheck.data import data_dir, gpt2_tokenizer, paragraphs, tinystories_validation
 from mechcheck.pos_heads import POSRun, best_head
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(Path(__file__).parent))
-from test_models import save_random  # noqa: E402
 
 _spec = importlib.util.spec_from_file_location("pos_claims", ROOT / "claims" / "test_pos_heads_tinystories_1m.py")
 claims = importlib.util.module_from_spec(_spec)
@@ -153,7 +151,7 @@ def test_quote_activity_and_attention_fire_on_the_quotation_head_only(runs):
 
 
 def test_dry_run_on_the_exact_config_checkpoint(tmp_path):
-    ckpt = save_random("roneneldan/TinyStories-1M", tmp_path / "ts1m")
+    ckpt = models.save_random("roneneldan/TinyStories-1M", tmp_path / "ts1m")
     out = subprocess.run(
         [sys.executable, "-m", "pytest", str(ROOT / "claims" / "test_pos_heads_tinystories_1m.py"), "-q",
          "--mc-claims-nonfatal", "--mc-report", str(tmp_path / "rep"), "--mc-model", f"roneneldan/TinyStories-1M={ckpt}"],
