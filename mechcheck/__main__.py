@@ -4,22 +4,46 @@ from __future__ import annotations
 
 import sys
 
+COMMANDS = {
+    "train-toy": "retrain and ship the toy checkpoints (fixtures/toy_reverse_increment/)",
+    "train-organisms": "retrain and ship the model organisms (fixtures/organisms/)",
+    "standins": "DIR: write exact-config random checkpoints of the hub models; print the --mc-model args",
+    "bench": "time the claim suite with shared vs separate forward passes, and IOI prompt scaling",
+    "diff": "BASE NEW: claims whose status changed or whose value drifted; exit 1 on a regression",
+}
+
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    commands = {"train-toy": "retrain and ship the toy checkpoints (fixtures/)",
-                "train-organisms": "retrain and ship the model organisms (fixtures/organisms/)"}
-    if not argv or argv[0] not in commands:
-        print("usage: mechcheck COMMAND ...\n" + "\n".join(f"  {k:10} {v}" for k, v in commands.items()))
+    if not argv or argv[0] not in COMMANDS:
+        print("usage: mechcheck COMMAND ...\n" + "\n".join(f"  {k:16} {v}" for k, v in COMMANDS.items()))
         return 2
-    if argv[0] == "train-toy":
+    command, rest = argv[0], argv[1:]
+    if command == "train-toy":
         from mechcheck import toy
 
-        toy.main(argv[1:])
-    if argv[0] == "train-organisms":
+        toy.main(rest)
+    elif command == "train-organisms":
         from mechcheck import organisms
 
-        organisms.main(argv[1:])
+        organisms.main(rest)
+    elif command == "standins":
+        from pathlib import Path
+
+        from mechcheck.bench import standins
+
+        if len(rest) != 1:
+            print("usage: mechcheck standins DIR")
+            return 2
+        print(" ".join(standins(Path(rest[0]))))
+    elif command == "bench":
+        from mechcheck.bench import main as bench
+
+        return bench(rest)
+    elif command == "diff":
+        from mechcheck.diff import main as diff
+
+        return diff(rest)
     return 0
 
 

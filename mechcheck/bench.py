@@ -1,0 +1,82 @@
+"""`python -m mechcheck bench`: the offline claim suite timed two ways, and its growth with the
+number of IOI prompts.
+
+Why a command and not timed assertions: timings depend on the machine; what matters is the ratio
+(shared forward passes vs each claim computing its own) and the growth curve, written to
+bench.json / bench.md next to the other reports. Every claim file runs on exact-config random
+stand-ins (models.save_random), so all measurements run, as on real checkpoints.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from mechcheck import models
+from mechcheck.report import atomic_write
+
+ROOT = Path(__file__).resolve().parent.parent
+STANDINS = ("roneneldan/TinyStories-1M", "roneneldan/TinyStories-8M", "roneneldan/TinyStories-1Layer-21M", "gpt2")
+SCALING_NAMES = {48: "John,Mary,Tom,Sue", 224: "John,Mary,Tom,Sue,Ben,Anna,Max,Lily",
+                 960: "John,Mary,Tom,Sue,Ben,Anna,Max,Lily,Sam,Tim,Lucy,Jack,Kim,Bob,Eva,Dan"}
+
+
+def standins(directory: Path) -> list[str]:
+    """Write (once) a random checkpoint with the exact config of every hub model; return the
+    --mc-model arguments that point the claims at them."""
+    args = []
+    for name in STANDINS:
+        path = directory / name.replace("/", "__")
+        if not (path / "config.json").exists():
+            models.save_random(name, path)
+        args += ["--mc-model", f"{name}={path}"]
+        if name.endswith("1Layer-21M"):
+            args += ["--mc-model", f"roneneldan/TinyStories-Instuct-1Layer-21M={path}"]
+    return args
+
+
+def _timed(args: list[str]) -> float:
+    start = time.perf_counter()
+    out = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *args],
+                         cwd=ROOT, capture_output=True, text=True)
+    if out.returncode not in (0, 1):
+        raise RuntimeError(f"pytest failed ({out.returncode}):\n{out.stdout[-2000:]}")
+    return round(time.perf_counter() - start, 1)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="mechcheck bench", description=__doc__)
+    parser.add_argument("--out", type=Path, default=ROOT / "reports" / "bench")
+    parser.add_argument("--standins", type=Path, default=None, help="folder for the stand-in checkpoints")
+    args = parser.parse_args(argv)
+    folder = args.standins or Path(tempfile.mkdtemp(prefix="mechcheck-standins-"))
+    folder.mkdir(parents=True, exist_ok=True)
+    overrides = standins(folder)
+    with tempfile.TemporaryDirectory() as tmp:
+        suite = ["claims/", "--mc-claims-nonfatal", "--mc-ioi-names", "John,Mary,Tom", *overrides]
+        shared = _timed(suite + ["--mc-report", f"{tmp}/shared"])
+        separate = _timed(suite + ["--mc-report", f"{tmp}/separate", "--mc-no-shared-cache"])
+        scaling = {}
+        for n_prompts, names in SCALING_NAMES.items():
+            scaling[n_prompts] = _timed([
+                "claims/test_ioi_tinystories_8m.py", "-k", "i4_8m_logit or i5_8m or i6_ or i9_ or i12_",
+                "--mc-claims-nonfatal", "--mc-ioi-names", names, "--mc-report", f"{tmp}/scale{n_prompts}",
+                "--mc-model", next(a for a in overrides if a.startswith("roneneldan/TinyStories-8M="))])
+    result = {"suite_shared_s": shared, "suite_separate_s": separate, "ratio": round(separate / shared, 2),
+              "ioi_scaling_s": scaling}
+    md = ["# mechcheck benchmark", "",
+          "Full claim suite on exact-config random stand-ins (3 IOI names = 24 prompts), wall time:", "",
+          f"- one shared forward pass per model and input set: {shared} s",
+          f"- each claim computing its own forward passes (--mc-no-shared-cache): {separate} s",
+          f"- ratio: {result['ratio']}x", "",
+          "IOI claims I4/I5/I6/I9/I12 on the TinyStories-8M stand-in vs number of prompts:", "",
+          "| prompts | wall time (s) |", "|---|---|"] + [f"| {k} | {v} |" for k, v in scaling.items()] + [""]
+    atomic_write(args.out / "bench.json", json.dumps(result, indent=2) + "\n")
+    atomic_write(args.out / "bench.md", "\n".join(md))
+    print("\n".join(md))
+    return 0
