@@ -17,6 +17,7 @@ from typing import Any
 import torch
 
 TOY = "mechcheck/toy-reverse-increment"
+INDUCTION_ORGANISM = "mechcheck/induction-organism"
 
 
 class ModelError(Exception):
@@ -76,6 +77,7 @@ REGISTRY: dict[str, ModelSpec] = {
                  n_positions=1024, activation_function="gelu_new"),
         ),
         ModelSpec(TOY, "toy", 1, 4, 1),
+        ModelSpec(INDUCTION_ORGANISM, "organism", 2, 64, 4),
     ]
 }
 
@@ -85,6 +87,10 @@ def spec(name: str) -> ModelSpec:
         known = ", ".join(sorted(REGISTRY))
         raise UnknownModelError(f"unknown model {name!r}; known models: {known}")
     return REGISTRY[name]
+
+
+_WHAT = {"toy": "a safetensors file", "organism": "a safetensors file or a folder of a checkpoint series",
+         "hf": "a folder with config.json and weights"}
 
 
 def parse_overrides(values: list[str] | None) -> dict[str, Path]:
@@ -99,7 +105,7 @@ def parse_overrides(values: list[str] | None) -> dict[str, Path]:
         if not p.exists():
             raise CheckpointError(
                 f"--mc-model {name}={path}: no such file or directory; give the path of a local "
-                f"checkpoint ({'a safetensors file' if spec(name).kind == 'toy' else 'a folder with config.json and weights'})"
+                f"checkpoint ({_WHAT[spec(name).kind]})"
             )
         overrides[name] = p.resolve()
     return overrides

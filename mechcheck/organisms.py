@@ -9,6 +9,8 @@ minutes on 2 CPU cores; trained weights ship in fixtures/organisms/ with their s
   at a random offset (random tokens before the copy, a random gap) grows a previous-token head
   in layer 0 and an induction head in layer 1; the 1-layer control cannot form one (and with the
   random offset cannot fake it positionally).
+- quote: a 3-layer transformer trained on the TinyStories train sample (its ~7.7k used GPT-2
+  tokens re-indexed): some head learns to attend from inside a quotation to its opening quote.
 - name mover: a 2-layer attention-only transformer on IOI sentences over a word-level
   vocabulary, trained to predict IO at END (800 steps, ~6 s): a layer-0 head attends END->S2
   (S-inhibition-like) and the layer-1 heads attend END->IO and write IO (name movers); with
@@ -99,6 +101,55 @@ class WordTokenizer:
         return " ".join(self.vocab[i] for i in ids)
 
 
+class CompactTokenizer:
+    """GPT-2 BPE restricted to the token ids a corpus uses (the quote organism's vocabulary):
+    same text, same offsets, ids re-indexed; ids outside the corpus map to <unk>."""
+
+    def __init__(self, gpt2, used_ids: list[int]):
+        self.gpt2 = gpt2
+        self.vocab = [gpt2.bos_token_id] + [i for i in sorted(set(used_ids)) if i != gpt2.bos_token_id]
+        self.unk = len(self.vocab)
+        self.index = {g: c for c, g in enumerate(self.vocab)}
+        self.bos_token_id = 0
+
+    def _map(self, ids):
+        return [self.index.get(i, self.unk) for i in ids]
+
+    def __call__(self, text, add_special_tokens=False, **kw):
+        enc = self.gpt2(text, add_special_tokens=False, **kw)
+        return {**enc, "input_ids": self._map(enc["input_ids"])}
+
+    def encode(self, text, add_special_tokens=False):
+        return self._map(self.gpt2.encode(text, add_special_tokens=False))
+
+    def decode(self, ids):
+        return self.gpt2.decode([self.vocab[i] if i < self.unk else self.gpt2.unk_token_id for i in ids])
+
+
+def quote_corpus(data):
+    """(CompactTokenizer, token stream) from the TinyStories train sample (stories separated by
+    BOS), for the quote organism."""
+    from mechcheck.data import DataError, gpt2_tokenizer
+
+    if data is None:
+        raise DataError("the quote organism trains on <data>/tinystories/train-head-2MiB.txt: give --mc-data or $MECHCHECK_DATA")
+    gpt2 = gpt2_tokenizer(data)
+    stories = (data / "tinystories" / "train-head-2MiB.txt").read_text(encoding="utf-8").split("<|endoftext|>")
+    ids = []
+    for story in stories:
+        ids += [gpt2.bos_token_id] + gpt2.encode(story.strip(), add_special_tokens=False)
+    tok = CompactTokenizer(gpt2, ids)
+    return tok, torch.tensor(tok._map(ids))
+
+
+QUOTE = Recipe("quote", n_layers=3, d_model=64, n_heads=4, d_vocab=0, n_ctx=128, attn_only=False,
+               steps=1200, batch=16)
+
+
+def quote_recipe(tok: "CompactTokenizer") -> Recipe:
+    return Recipe(**{**asdict(QUOTE), "d_vocab": tok.unk + 1})
+
+
 NM_NAMES = ("John", "Mary", "Tom", "Sue", "Ben", "Anna", "Max", "Lily", "Sam", "Tim", "Lucy", "Jack",
             "Kim", "Bob", "Eva", "Dan")
 NM_HELD_OUT = ("Kim", "Bob", "Eva", "Dan")  # names never seen as (IO, S) pairs together in training
@@ -128,8 +179,9 @@ def _train_pairs(held_out: bool):
 
 # ------------------------------------------------------------------ training
 
-def train(recipe: Recipe, log=None) -> tuple[NativeModel, dict]:
-    """Train the organism from scratch (deterministic on CPU for a given recipe)."""
+def train(recipe: Recipe, log=None, save_every: int = 0, series_dir: Path | None = None) -> tuple[NativeModel, dict]:
+    """Train the organism from scratch (deterministic on CPU for a given recipe). With
+    save_every, also write the checkpoint series step0000, step0250, ... into series_dir."""
     from mechcheck import ioi
 
     torch.manual_seed(recipe.seed)
@@ -138,6 +190,10 @@ def train(recipe: Recipe, log=None) -> tuple[NativeModel, dict]:
     initialize_native_model(model, cfg, seed=recipe.seed)
     opt = torch.optim.AdamW(model.parameters(), lr=recipe.lr, weight_decay=0.01)
     gen = torch.Generator().manual_seed(recipe.seed)
+    if recipe.kind == "quote":
+        from mechcheck.data import data_dir
+
+        _, stream = quote_corpus(data_dir())
     if recipe.kind == "name_mover":
         tok = name_mover_tokenizer()
         prompts = ioi.build(tok, names=NM_NAMES, templates=NM_TEMPLATES)
@@ -145,9 +201,19 @@ def train(recipe: Recipe, log=None) -> tuple[NativeModel, dict]:
         train_rows = torch.tensor(train_rows)
     start = time.perf_counter()
     model.train()
-    for step in range(recipe.steps):
-        if recipe.kind == "induction":
-            x = induction_batch(recipe, gen)
+    for step in range(recipe.steps + 1):
+        if save_every and step % save_every == 0:
+            model.eval()
+            save(model, recipe, series_dir, {"step": step}, tag=f"-step{step:04d}")
+            model.train()
+        if step == recipe.steps:
+            break
+        if recipe.kind in ("induction", "quote"):
+            if recipe.kind == "induction":
+                x = induction_batch(recipe, gen)
+            else:  # random windows of the TinyStories token stream
+                starts = torch.randint(0, len(stream) - recipe.n_ctx - 1, (recipe.batch,), generator=gen)
+                x = torch.stack([stream[s : s + recipe.n_ctx + 1] for s in starts.tolist()])
             logits = model(x[:, :-1])
             loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), x[:, 1:].reshape(-1))
         else:
@@ -218,8 +284,22 @@ def bridge(model: NativeModel, tokenizer=None, device: str = "cpu"):
     return b
 
 
+SERIES_DIR = SHIPPED_DIR / "induction-series"
+SERIES_EVERY = 250
+
+
+def series(directory: Path = SERIES_DIR) -> list[tuple[int, Path]]:
+    """(step, checkpoint) of the induction organism's training series, in step order."""
+    out = []
+    for path in sorted(Path(directory).glob("*-step*.safetensors")):
+        out.append((int(path.stem.rsplit("-step", 1)[1]), path))
+    return out
+
+
 def main(argv: list[str] | None = None) -> None:
-    """Train and ship the organisms: python -m mechcheck train-organisms."""
+    """Train and ship the organisms (and the induction checkpoint series): python -m mechcheck
+    train-organisms."""
     for recipe in (INDUCTION, INDUCTION_CONTROL, name_mover_recipe()):
-        model, info = train(recipe, log=print)
+        every = SERIES_EVERY if recipe == INDUCTION else 0
+        model, info = train(recipe, log=print, save_every=every, series_dir=SERIES_DIR)
         print("saved", save(model, recipe, SHIPPED_DIR, info), info)

@@ -51,6 +51,24 @@ def replication(records: list[dict]) -> list[tuple[str, str, int, int, int]]:
     return out
 
 
+def series_markdown(records: list[dict]) -> list[str]:
+    """A table per claim run over a checkpoint series (params "stepN"): the measured value and
+    status at every step, and the step at which the claim flips."""
+    groups: dict[tuple[str, str], list[dict]] = defaultdict(list)
+    for r in records:
+        if (r.get("param") or "").startswith("step") and r["param"][4:].isdigit():
+            groups[(r["id"], r["model"]["name"])].append(r)
+    lines = []
+    for (cid, model), rs in sorted(groups.items()):
+        rs.sort(key=lambda r: int(r["param"][4:]))
+        flips = [int(b["param"][4:]) for a, b in zip(rs, rs[1:]) if a["status"] != b["status"]]
+        lines += ["", f"## Checkpoint series: {cid} on {model}", "",
+                  f"Flips at step {', '.join(map(str, flips))}." if flips else "Never flips.", "",
+                  "| step | measured | status |", "|---|---|---|"]
+        lines += [f"| {r['param'][4:]} | {_cell(fmt_measured(r.get('measured')))} | {r['status'].upper()} |" for r in rs]
+    return lines
+
+
 def fmt_measured(m: dict | None) -> str:
     if not m or m.get("value") is None:
         return "—"
@@ -104,6 +122,7 @@ def summary_markdown(doc: dict, created: str) -> str:
             lines.append(f"- {cid} on {model}: holds in {passed} of {decided} decided runs ({total} in all)")
         else:
             lines.append(f"- {cid} on {model}: not decided in this run ({total} skipped or errored)")
+    lines += series_markdown(recs)
     lines += ["", "## Claims", ""]
     seen = set()
     for r in recs:

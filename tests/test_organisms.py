@@ -1,0 +1,96 @@
+"""Model organisms: the shipped checkpoints match their sha256, the quote organism's head is found
+by the POS measurements (and nothing fires on a random model of the same shape), the claims run
+over the induction checkpoint series and the report shows the phase change, `mechcheck diff`
+flags the induction claim between two series checkpoints, and (slow) retraining reproduces every
+mechanism."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from mechcheck import organisms
+from mechcheck.data import data_dir, paragraphs, tinystories_validation
+from mechcheck.metrics import head_scores
+from mechcheck.pos_heads import POSRun, best_head
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_shipped_organisms_match_their_sha256():
+    shipped = sorted(organisms.SHIPPED_DIR.rglob("*.safetensors"))
+    assert len(shipped) >= 4 + len(organisms.series())
+    for path in shipped:
+        assert json.loads(path.with_suffix(".json").read_text())["sha256"] == organisms._sha256(path), path
+
+
+def _quote_runs():
+    tok, _ = organisms.quote_corpus(data_dir())
+    recipe = organisms.quote_recipe(tok)
+    trained = organisms.bridge(organisms.get(recipe), tok)
+    random_model = organisms.NativeModel(recipe.config())
+    organisms.initialize_native_model(random_model, random_model.cfg, seed=recipe.seed)
+    texts = paragraphs(tinystories_validation(data_dir()), must_contain='"', limit=60)
+    return POSRun(trained, texts), POSRun(organisms.bridge(random_model, tok), texts)
+
+
+def test_pos_measurements_find_the_quote_head_of_the_trained_organism():
+    trained, untrained = _quote_runs()
+    att = trained.attention_to_opening_quote()
+    layer, head = (int(i) for i in np.unravel_index(np.nanargmax(att), att.shape))
+    assert att[layer, head] >= 0.15  # uniform attention over ~30 earlier tokens would be ~0.03
+    assert np.nanmax(untrained.attention_to_opening_quote()) < 0.1
+    assert best_head(att) == f"L{layer}H{head}"
+    ratio = trained.activity_ratio(trained.in_quote)
+    assert ratio[layer, head] > np.nanmedian(untrained.activity_ratio(untrained.in_quote))
+
+
+def _claims(tmp_path: Path, *extra: str) -> dict:
+    out = subprocess.run([sys.executable, "-m", "pytest", str(ROOT / "claims" / "test_induction_organism.py"),
+                          "-q", "--mc-claims-nonfatal", "--mc-report", str(tmp_path), *extra],
+                         capture_output=True, text=True, cwd=ROOT)
+    assert out.returncode == 0, out.stdout[-3000:]
+    return json.loads((tmp_path / "results.json").read_text())
+
+
+def test_claims_over_the_checkpoint_series_show_the_phase_change(tmp_path):
+    doc = _claims(tmp_path)
+    steps = [r for r in doc["claims"] if r["id"] == "O1"]
+    assert len(steps) == len(organisms.series()) >= 5
+    by_step = {int(r["param"][4:]): r["status"] for r in steps}
+    assert by_step[0] == "fail" and by_step[max(by_step)] == "pass"  # the induction head forms
+    summary = (tmp_path / "summary.md").read_text()
+    assert "## Checkpoint series: O1 on mechcheck/induction-organism" in summary
+    assert "Flips at step" in summary
+
+
+def test_diff_between_two_series_checkpoints_flags_the_induction_claim(tmp_path):
+    series = dict(organisms.series())
+    last = max(series)
+    late = _claims(tmp_path / "late", "--mc-model", f"mechcheck/induction-organism={series[last]}")
+    early = _claims(tmp_path / "early", "--mc-model", f"mechcheck/induction-organism={series[0]}")
+    assert {r["id"]: r["status"] for r in late["claims"]}["O1"] == "pass"
+    out = subprocess.run([sys.executable, "-m", "mechcheck", "diff", str(tmp_path / "late"), str(tmp_path / "early")],
+                         capture_output=True, text=True, cwd=ROOT)
+    assert out.returncode == 1 and "O1[checkpoint]: pass -> fail" in out.stdout
+
+
+@pytest.mark.slow
+def test_retraining_reproduces_every_mechanism():
+    two = head_scores.head_scores(organisms.bridge(organisms.train(organisms.INDUCTION)[0]), batch=16, half=24)
+    one = head_scores.head_scores(organisms.bridge(organisms.train(organisms.INDUCTION_CONTROL)[0]), batch=16, half=24)
+    assert two["induction"].mean(1)[1].max() >= 0.3 and one["induction"].mean(1).max() < 0.3
+    assert two["previous_token"].mean(1)[0].max() >= 0.5
+    from mechcheck import ioi
+    from mechcheck.metrics.logit_diff import logit_diff
+
+    tok = organisms.name_mover_tokenizer()
+    model, _ = organisms.train(organisms.name_mover_recipe())
+    prompts = ioi.build(tok, names=organisms.NM_NAMES, templates=organisms.NM_TEMPLATES)
+    run = ioi.IOIRun(organisms.bridge(model, tok), prompts)
+    assert logit_diff(run.logits, run.prompts).mean() > 2.0
