@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -40,13 +41,16 @@ def standins(directory: Path) -> list[str]:
     return args
 
 
-def _timed(args: list[str]) -> float:
+def _timed(args: list[str], report: Path) -> float:
+    """Wall time of one pytest run; refuses a run in which any claim errored or none ran."""
     start = time.perf_counter()
-    out = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *args],
-                         cwd=ROOT, capture_output=True, text=True)
-    if out.returncode not in (0, 1):
-        raise RuntimeError(f"pytest failed ({out.returncode}):\n{out.stdout[-2000:]}")
-    return round(time.perf_counter() - start, 1)
+    out = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *args,
+                          "--mc-report", str(report)], cwd=ROOT, capture_output=True, text=True)
+    seconds = round(time.perf_counter() - start, 1)
+    counts = json.loads((report / "results.json").read_text())["counts"] if (report / "results.json").exists() else {}
+    if out.returncode not in (0, 1) or counts.get("error", 1) or not counts.get("pass", 0) + counts.get("fail", 0):
+        raise RuntimeError(f"benchmark run is not usable (exit {out.returncode}, counts {counts}):\n{out.stdout[-2000:]}")
+    return seconds
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -54,19 +58,24 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=ROOT / "reports" / "bench")
     parser.add_argument("--standins", type=Path, default=None, help="folder for the stand-in checkpoints")
     args = parser.parse_args(argv)
+    if not os.environ.get("MECHCHECK_DATA"):
+        print("mechcheck bench: set MECHCHECK_DATA (offline data) so every claim can run")
+        return 2
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
     folder = args.standins or Path(tempfile.mkdtemp(prefix="mechcheck-standins-"))
     folder.mkdir(parents=True, exist_ok=True)
     overrides = standins(folder)
     with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
         suite = ["claims/", "--mc-claims-nonfatal", "--mc-ioi-names", "John,Mary,Tom", *overrides]
-        shared = _timed(suite + ["--mc-report", f"{tmp}/shared"])
-        separate = _timed(suite + ["--mc-report", f"{tmp}/separate", "--mc-no-shared-cache"])
+        shared = _timed(suite, tmp / "shared")
+        separate = _timed(suite + ["--mc-no-shared-cache"], tmp / "separate")
         scaling = {}
         for n_prompts, names in SCALING_NAMES.items():
             scaling[n_prompts] = _timed([
                 "claims/test_ioi_tinystories_8m.py", "-k", "i4_8m_logit or i5_8m or i6_ or i9_ or i12_",
-                "--mc-claims-nonfatal", "--mc-ioi-names", names, "--mc-report", f"{tmp}/scale{n_prompts}",
-                "--mc-model", next(a for a in overrides if a.startswith("roneneldan/TinyStories-8M="))])
+                "--mc-claims-nonfatal", "--mc-ioi-names", names,
+                "--mc-model", next(a for a in overrides if a.startswith("roneneldan/TinyStories-8M="))], tmp / f"scale{n_prompts}")
     result = {"suite_shared_s": shared, "suite_separate_s": separate, "ratio": round(separate / shared, 2),
               "ioi_scaling_s": scaling}
     md = ["# mechcheck benchmark", "",

@@ -4,9 +4,6 @@ not), and the end-to-end dry run on exact-config random checkpoints."""
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +17,7 @@ from mechcheck.data import data_dir, gpt2_tokenizer
 from mechcheck.metrics import ablation, head_scores, logit_diff, path_patching
 
 ROOT = Path(__file__).resolve().parent.parent
+DRYRUN = ROOT / "reports" / "dryrun"  # the dry runs' reports (timings per claim), kept for reading
 
 
 @pytest.fixture(scope="module")
@@ -203,29 +201,19 @@ def test_ablating_the_name_movers_drops_the_logit_difference(name_mover):
     assert abs(small) < drop / 3
 
 
-def test_dry_run_on_exact_config_checkpoints(tmp_path):
+def test_dry_run_on_exact_config_checkpoints(tmp_path, run_claims):
     """Every IOI claim runs end to end on random checkpoints with the exact TinyStories-8M and
     GPT-2 small configs; all values finite (the claims mostly, rightly, fail)."""
     ts8m = models.save_random("roneneldan/TinyStories-8M", tmp_path / "ts8m")
     gpt2 = models.save_random("gpt2", tmp_path / "gpt2")
-    out = subprocess.run(
-        [sys.executable, "-m", "pytest", str(ROOT / "claims" / "test_ioi_tinystories_8m.py"), "-q",
-         "--mc-claims-nonfatal", "--mc-report", str(tmp_path / "rep"), "--mc-ioi-names", "John,Mary,Tom",
-         "--mc-model", f"roneneldan/TinyStories-8M={ts8m}", "--mc-model", f"gpt2={gpt2}"],
-        capture_output=True, text=True, cwd=ROOT,
-    )
-    assert out.returncode == 0, out.stdout[-3000:]
-    doc = json.loads((tmp_path / "rep" / "results.json").read_text())
+    doc = run_claims("test_ioi_tinystories_8m.py", DRYRUN / "ioi", "--mc-claims-nonfatal", "--mc-ioi-names",
+                     "John,Mary,Tom", "--mc-model", f"roneneldan/TinyStories-8M={ts8m}", "--mc-model", f"gpt2={gpt2}")
     assert len(doc["claims"]) == 21 and {r["status"] for r in doc["claims"]} <= {"pass", "fail"}
     assert all(np.isfinite(np.asarray(r["measured"]["value"], dtype=float)).all() for r in doc["claims"])
 
 
-def test_claims_skip_with_one_reason_without_checkpoints(tmp_path):
-    out = subprocess.run(
-        [sys.executable, "-m", "pytest", str(ROOT / "claims" / "test_ioi_tinystories_8m.py"), "-q",
-         "--mc-report", str(tmp_path / "rep")], capture_output=True, text=True, cwd=ROOT)
-    assert out.returncode == 0, out.stdout[-3000:]
-    doc = json.loads((tmp_path / "rep" / "results.json").read_text())
+def test_claims_skip_with_one_reason_without_checkpoints(tmp_path, run_claims):
+    doc = run_claims("test_ioi_tinystories_8m.py", tmp_path)
     assert {r["status"] for r in doc["claims"]} == {"skip"} and len(doc["claims"]) == 21
     assert {r["message"].split(" not reachable")[0] for r in doc["claims"]} == {
         "checkpoint roneneldan/TinyStories-8M", "checkpoint gpt2"}

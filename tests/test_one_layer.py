@@ -4,9 +4,6 @@ the activation statistics, and the end-to-end dry run on exact-config random che
 from __future__ import annotations
 
 import importlib.util
-import json
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +16,7 @@ from mechcheck.data import data_dir, gpt2_tokenizer, paragraphs, tinystories_val
 from mechcheck.metrics import activation_stats, head_roles
 
 ROOT = Path(__file__).resolve().parent.parent
+DRYRUN = ROOT / "reports" / "dryrun"  # the dry runs' reports (timings per claim), kept for reading
 
 _spec = importlib.util.spec_from_file_location("one_layer_claims", ROOT / "claims" / "test_one_layer_tinystories.py")
 claims = importlib.util.module_from_spec(_spec)
@@ -185,19 +183,13 @@ def test_tl_processed_convention_matches_compatibility_mode(tmp_path):
         assert abs(derived["attn_out"][k] - direct[k]) < 1e-4, k
 
 
-def test_dry_run_on_exact_config_checkpoints(tmp_path):
+def test_dry_run_on_exact_config_checkpoints(tmp_path, run_claims):
     """Every one-layer claim runs end to end on a random checkpoint with the exact config, on
     the real prompt and TinyStories text; values are finite; the claims (rightly) do not hold."""
     ckpt = models.save_random("roneneldan/TinyStories-1Layer-21M", tmp_path / "ts21m")
-    out = subprocess.run(
-        [sys.executable, "-m", "pytest", str(ROOT / "claims" / "test_one_layer_tinystories.py"), "-q",
-         "--mc-claims-nonfatal", "--mc-report", str(tmp_path / "rep"),
-         "--mc-model", f"roneneldan/TinyStories-1Layer-21M={ckpt}",
-         "--mc-model", f"roneneldan/TinyStories-Instuct-1Layer-21M={ckpt}"],
-        capture_output=True, text=True, cwd=ROOT,
-    )
-    assert out.returncode == 0, out.stdout[-3000:]
-    doc = json.loads((tmp_path / "rep" / "results.json").read_text())
+    doc = run_claims("test_one_layer_tinystories.py", DRYRUN / "one_layer", "--mc-claims-nonfatal",
+                     "--mc-model", f"roneneldan/TinyStories-1Layer-21M={ckpt}",
+                     "--mc-model", f"roneneldan/TinyStories-Instuct-1Layer-21M={ckpt}")
     ran = [r for r in doc["claims"] if r["status"] != "not-encoded"]
     assert len(ran) == 2 * (7 * 2 + 2)
     assert {r["status"] for r in ran} <= {"pass", "fail"}
@@ -205,14 +197,8 @@ def test_dry_run_on_exact_config_checkpoints(tmp_path):
     assert [r["id"] for r in doc["claims"] if r["status"] == "not-encoded"] == ["B3"]
 
 
-def test_claims_skip_with_one_reason_without_the_checkpoint(tmp_path):
-    out = subprocess.run(
-        [sys.executable, "-m", "pytest", str(ROOT / "claims" / "test_one_layer_tinystories.py"), "-q", "-rs",
-         "--mc-report", str(tmp_path / "rep")],
-        capture_output=True, text=True, cwd=ROOT,
-    )
-    assert out.returncode == 0, out.stdout[-3000:]
-    doc = json.loads((tmp_path / "rep" / "results.json").read_text())
+def test_claims_skip_with_one_reason_without_the_checkpoint(tmp_path, run_claims):
+    doc = run_claims("test_one_layer_tinystories.py", tmp_path, "-rs")
     skipped = [r for r in doc["claims"] if r["status"] == "skip"]
     assert len(skipped) == 32
     reasons = {r["message"] for r in skipped}

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mechcheck import organisms
+from mechcheck import organisms, tagging
 from mechcheck.data import data_dir, paragraphs, tinystories_validation
 from mechcheck.metrics import head_scores
 from mechcheck.pos_heads import POSRun, best_head
@@ -30,6 +30,7 @@ def test_shipped_organisms_match_their_sha256():
 
 
 def _quote_runs():
+    tagging.use_data_dir(data_dir())
     tok, _ = organisms.quote_corpus(data_dir())
     recipe = organisms.quote_recipe(tok)
     trained = organisms.bridge(organisms.get(recipe), tok)
@@ -50,16 +51,8 @@ def test_pos_measurements_find_the_quote_head_of_the_trained_organism():
     assert ratio[layer, head] > np.nanmedian(untrained.activity_ratio(untrained.in_quote))
 
 
-def _claims(tmp_path: Path, *extra: str) -> dict:
-    out = subprocess.run([sys.executable, "-m", "pytest", str(ROOT / "claims" / "test_induction_organism.py"),
-                          "-q", "--mc-claims-nonfatal", "--mc-report", str(tmp_path), *extra],
-                         capture_output=True, text=True, cwd=ROOT)
-    assert out.returncode == 0, out.stdout[-3000:]
-    return json.loads((tmp_path / "results.json").read_text())
-
-
-def test_claims_over_the_checkpoint_series_show_the_phase_change(tmp_path):
-    doc = _claims(tmp_path)
+def test_claims_over_the_checkpoint_series_show_the_phase_change(tmp_path, run_claims):
+    doc = run_claims("test_induction_organism.py", tmp_path, "--mc-claims-nonfatal")
     steps = [r for r in doc["claims"] if r["id"] == "O1"]
     assert len(steps) == len(organisms.series()) >= 5
     by_step = {int(r["param"][4:]): r["status"] for r in steps}
@@ -69,12 +62,13 @@ def test_claims_over_the_checkpoint_series_show_the_phase_change(tmp_path):
     assert "Flips at step" in summary
 
 
-def test_diff_between_two_series_checkpoints_flags_the_induction_claim(tmp_path):
+def test_diff_between_two_series_checkpoints_flags_the_induction_claim(tmp_path, run_claims):
     series = dict(organisms.series())
-    last = max(series)
-    late = _claims(tmp_path / "late", "--mc-model", f"mechcheck/induction-organism={series[last]}")
-    early = _claims(tmp_path / "early", "--mc-model", f"mechcheck/induction-organism={series[0]}")
+    args = ("--mc-claims-nonfatal", "--mc-model")
+    late = run_claims("test_induction_organism.py", tmp_path / "late", *args, f"mechcheck/induction-organism={series[max(series)]}")
+    early = run_claims("test_induction_organism.py", tmp_path / "early", *args, f"mechcheck/induction-organism={series[0]}")
     assert {r["id"]: r["status"] for r in late["claims"]}["O1"] == "pass"
+    assert {r["id"]: r["status"] for r in early["claims"]}["O1"] == "fail"
     out = subprocess.run([sys.executable, "-m", "mechcheck", "diff", str(tmp_path / "late"), str(tmp_path / "early")],
                          capture_output=True, text=True, cwd=ROOT)
     assert out.returncode == 1 and "O1[checkpoint]: pass -> fail" in out.stdout
@@ -94,3 +88,13 @@ def test_retraining_reproduces_every_mechanism():
     prompts = ioi.build(tok, names=organisms.NM_NAMES, templates=organisms.NM_TEMPLATES)
     run = ioi.IOIRun(organisms.bridge(model, tok), prompts)
     assert logit_diff(run.logits, run.prompts).mean() > 2.0
+
+
+@pytest.mark.slow
+def test_retraining_the_quote_organism_grows_a_quote_head():
+    tok, _ = organisms.quote_corpus(data_dir())
+    tagging.use_data_dir(data_dir())
+    model, _ = organisms.train(organisms.quote_recipe(tok))
+    texts = paragraphs(tinystories_validation(data_dir()), must_contain='"', limit=60)
+    att = POSRun(organisms.bridge(model, tok), texts).attention_to_opening_quote()
+    assert np.nanmax(att) >= 0.15

@@ -5,9 +5,6 @@ exact-config random checkpoint, and the skip without the real one."""
 from __future__ import annotations
 
 import importlib.util
-import json
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +17,7 @@ from mechcheck.data import data_dir, gpt2_tokenizer, paragraphs, tinystories_val
 from mechcheck.pos_heads import POSRun, best_head
 
 ROOT = Path(__file__).resolve().parent.parent
+DRYRUN = ROOT / "reports" / "dryrun"  # the dry runs' reports (timings per claim), kept for reading
 
 _spec = importlib.util.spec_from_file_location("pos_claims", ROOT / "claims" / "test_pos_heads_tinystories_1m.py")
 claims = importlib.util.module_from_spec(_spec)
@@ -150,26 +148,17 @@ def test_quote_activity_and_attention_fire_on_the_quotation_head_only(runs):
             assert best_head(att) == "L2H0" and best_head(ratio) == "L2H0"
 
 
-def test_dry_run_on_the_exact_config_checkpoint(tmp_path):
+def test_dry_run_on_the_exact_config_checkpoint(tmp_path, run_claims):
     ckpt = models.save_random("roneneldan/TinyStories-1M", tmp_path / "ts1m")
-    out = subprocess.run(
-        [sys.executable, "-m", "pytest", str(ROOT / "claims" / "test_pos_heads_tinystories_1m.py"), "-q",
-         "--mc-claims-nonfatal", "--mc-report", str(tmp_path / "rep"), "--mc-model", f"roneneldan/TinyStories-1M={ckpt}"],
-        capture_output=True, text=True, cwd=ROOT,
-    )
-    assert out.returncode == 0, out.stdout[-3000:]
-    doc = json.loads((tmp_path / "rep" / "results.json").read_text())
+    doc = run_claims("test_pos_heads_tinystories_1m.py", DRYRUN / "pos", "--mc-claims-nonfatal",
+                     "--mc-model", f"roneneldan/TinyStories-1M={ckpt}")
     assert len(doc["claims"]) == 9 and {r["status"] for r in doc["claims"]} <= {"pass", "fail"}
     assert all(np.isfinite(np.asarray(r["measured"]["value"], dtype=float)).all() for r in doc["claims"])
     assert all(r["measured"]["details"]["best_head"].startswith("L") for r in doc["claims"])
 
 
-def test_claims_skip_with_one_reason_without_the_checkpoint(tmp_path):
-    out = subprocess.run(
-        [sys.executable, "-m", "pytest", str(ROOT / "claims" / "test_pos_heads_tinystories_1m.py"), "-q",
-         "--mc-report", str(tmp_path / "rep")], capture_output=True, text=True, cwd=ROOT)
-    assert out.returncode == 0, out.stdout[-3000:]
-    doc = json.loads((tmp_path / "rep" / "results.json").read_text())
+def test_claims_skip_with_one_reason_without_the_checkpoint(tmp_path, run_claims):
+    doc = run_claims("test_pos_heads_tinystories_1m.py", tmp_path)
     assert {r["status"] for r in doc["claims"]} == {"skip"} and len(doc["claims"]) == 9
     assert {r["message"] for r in doc["claims"]} == {
         "checkpoint roneneldan/TinyStories-1M not reachable (HF_HUB_OFFLINE=1 and it is not in the HF cache); "
