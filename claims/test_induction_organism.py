@@ -57,7 +57,7 @@ def test_o1_induction_head(scores, measure):
     layer1 = s["induction"][1]  # [batch, heads]
     head = int(layer1.mean(0).argmax())
     measure.record(layer1.mean(0).max(), ci=bootstrap_ci(layer1[:, head]), n=layer1.shape[0],
-                   head=f"L1H{head}", scores=s["induction"].mean(1))
+                   head=f"L1H{head}", head_map=s["induction"].mean(1))
 
 
 @pytest.mark.claim(
@@ -72,4 +72,4 @@ def test_o2_previous_token_head(scores, measure):
     layer0 = s["previous_token"][0]
     head = int(layer0.mean(0).argmax())
     measure.record(layer0.mean(0).max(), ci=bootstrap_ci(layer0[:, head]), n=layer0.shape[0],
-                   head=f"L0H{head}", scores=s["previous_token"].mean(1))
+                   head=f"L0H{head}", head_map=s["previous_token"].mean(1))

@@ -79,7 +79,7 @@ def test_i1_8m_has_no_induction_heads(ts8m, measure, scores_of):
     mean = s.mean(1)
     top = np.unravel_index(mean.argmax(), mean.shape)
     measure.record(mean.max(), ci=bootstrap_ci(s[top[0], :, top[1]]), n=s.shape[1], top_head=f"L{top[0]}H{top[1]}",
-                   scores=mean)
+                   head_map=mean)
 
 
 @pytest.mark.claim(
@@ -92,7 +92,7 @@ def test_i1_gpt2_has_many_induction_heads(gpt2, measure, scores_of):
     measure.model = gpt2
     mean = scores_of(gpt2)["induction"].mean(1)
     heads = [f"L{l}H{h}" for l, h in zip(*np.nonzero(mean >= INDUCTION_HEAD))]
-    measure.record(len(heads), heads=heads, scores=mean)
+    measure.record(len(heads), heads=heads, head_map=mean)
 
 
 @pytest.mark.claim(
@@ -116,7 +116,8 @@ def test_i2_previous_token_heads_weaker(ts8m, gpt2, measure, scores_of):
 def test_i2_gpt2_h4_11(gpt2, measure, scores_of):
     measure.model = gpt2
     s = scores_of(gpt2)["previous_token"]
-    measure.record(s[4, :, 11].mean(), ci=bootstrap_ci(s[4, :, 11]), n=s.shape[1])
+    measure.record(s[4, :, 11].mean(), ci=bootstrap_ci(s[4, :, 11]), n=s.shape[1], head_map=s.mean(1),
+                   claimed_heads=[(4, 11)])
 
 
 @pytest.mark.claim(
@@ -138,7 +139,8 @@ def test_i3_8m_duplicate_head(ts8m, measure, scores_of):
 def test_i3_8m_duplicate_head_is_weak(ts8m, measure, scores_of):
     measure.model = ts8m
     s = scores_of(ts8m)["duplicate_token"]
-    measure.record(s[4, :, 0].mean(), ci=bootstrap_ci(s[4, :, 0]), n=s.shape[1])
+    measure.record(s[4, :, 0].mean(), ci=bootstrap_ci(s[4, :, 0]), n=s.shape[1], head_map=s.mean(1),
+                   claimed_heads=[(4, 0)])
 
 
 @pytest.mark.claim(
@@ -248,7 +250,8 @@ def test_i7_gpt2_negative_name_movers(gpt2, measure, ioi_run):
     measure.model = gpt2
     dla, _ = _dla(ioi_run, gpt2)
     pair = np.stack([dla[10, 7], dla[11, 10]])
-    measure.record(pair.mean(-1).max(), n=dla.shape[-1], L10H7=bootstrap_ci(dla[10, 7]), L11H10=bootstrap_ci(dla[11, 10]))
+    measure.record(pair.mean(-1).max(), n=dla.shape[-1], L10H7=bootstrap_ci(dla[10, 7]), L11H10=bootstrap_ci(dla[11, 10]),
+                   head_map=dla.mean(-1), claimed_heads=[(10, 7), (11, 10)])
 
 
 @pytest.mark.claim(
@@ -262,7 +265,7 @@ def test_i7_8m_no_negative_name_movers(ts8m, measure, ioi_run):
     dla, run = _dla(ioi_run, ts8m)
     mean = dla.mean(-1)
     l, h = np.unravel_index(mean.argmin(), mean.shape)
-    measure.record(mean.min() / abs(run.ld.mean().item()), most_negative=f"L{l}H{h}", dla=mean[l, h])
+    measure.record(mean.min() / abs(run.ld.mean().item()), most_negative=f"L{l}H{h}", dla=mean[l, h], head_map=mean)
 
 
 @pytest.mark.claim(

@@ -71,7 +71,8 @@ def test_p1_quote_key_probe(ts1m, run, key_f1, measure):
     both = np.minimum(key_f1["``"], key_f1["''"])
     base = run.probe_f1("key", tags=("``", "''"), heads=[(2, 0)], shuffled=True)
     measure.record(both[2, 0], f1_open=key_f1["``"][2, 0], f1_close=key_f1["''"][2, 0],
-                   shuffled_label_f1={t: base[t][2, 0] for t in base}, best_head=best_head(both), f1_min_map=both)
+                   shuffled_label_f1={t: base[t][2, 0] for t in base}, best_head=best_head(both), head_map=both,
+                   claimed_heads=[(2, 0)])
 
 
 @pytest.mark.claim(
@@ -83,7 +84,8 @@ def test_p2_quote_activity(ts1m, run, measure):
     measure.model = ts1m
     ratio = run.activity_ratio(run.in_quote)
     ci = _seq_ci(run, lambda s: run.activity_ratio(run.in_quote, s)[2, 0])
-    measure.record(ratio[2, 0], ci=ci, n=run.tags.shape[0], best_head=best_head(ratio))
+    measure.record(ratio[2, 0], ci=ci, n=run.tags.shape[0], best_head=best_head(ratio), head_map=ratio,
+                   claimed_heads=[(2, 0)])
 
 
 @pytest.mark.claim(
@@ -97,7 +99,7 @@ def test_p3_quote_attention(ts1m, run, measure):
     measure.model = ts1m
     att = run.attention_to_opening_quote()
     closing = run.closing_quote_attention()
-    measure.record(att[2, 0], n=int(run.in_quote.sum()), best_head=best_head(att),
+    measure.record(att[2, 0], n=int(run.in_quote.sum()), best_head=best_head(att), head_map=att, claimed_heads=[(2, 0)],
                    closing_quote_row={k: v[2, 0] for k, v in closing.items()}, example_pattern=_quote_example(ts1m, run))
 
 
@@ -130,7 +132,7 @@ def test_p5_past_tense_activity(ts1m, run, measure):
     mask = run.before_vbd()
     ratio = run.activity_ratio(mask)
     measure.record(ratio[6, 4], ci=_seq_ci(run, lambda s: run.activity_ratio(mask, s)[6, 4]),
-                   n=run.tags.shape[0], best_head=best_head(ratio))
+                   n=run.tags.shape[0], best_head=best_head(ratio), head_map=ratio, claimed_heads=[(6, 4)])
 
 
 @pytest.mark.claim(
@@ -143,7 +145,8 @@ def test_p6_past_tense_attention(ts1m, run, measure):
     measure.model = ts1m
     att = run.attention_to_earlier_vbd()
     by_tag = run.attention_by_tag(run.before_vbd(), 6, 4)
-    measure.record(att[6, 4], best_head=best_head(att), attention_by_tag=dict(list(by_tag.items())[:8]))
+    measure.record(att[6, 4], best_head=best_head(att), attention_by_tag=dict(list(by_tag.items())[:8]),
+                   head_map=att, claimed_heads=[(6, 4)])
 
 
 @pytest.mark.claim(
@@ -155,7 +158,8 @@ def test_p7_possessive_query_probe(ts1m, run, query_f1, measure):
     measure.model = ts1m
     f1 = query_f1["PRP$"]
     base = run.probe_f1("query", tags=("PRP$",), heads=[(5, 5)], shuffled=True)
-    measure.record(f1[5, 5], shuffled_label_f1=base["PRP$"][5, 5], best_head=best_head(f1))
+    measure.record(f1[5, 5], shuffled_label_f1=base["PRP$"][5, 5], best_head=best_head(f1), head_map=f1,
+                   claimed_heads=[(5, 5)])
 
 
 @pytest.mark.claim(
@@ -168,7 +172,7 @@ def test_p8_definite_noun_activity(ts1m, run, measure):
     mask = run.prp_dt_before_noun()
     ratio = run.activity_ratio(mask)
     measure.record(ratio[5, 5], ci=_seq_ci(run, lambda s: run.activity_ratio(mask, s)[5, 5]),
-                   n=run.tags.shape[0], best_head=best_head(ratio))
+                   n=run.tags.shape[0], best_head=best_head(ratio), head_map=ratio, claimed_heads=[(5, 5)])
 
 
 @pytest.mark.claim(
@@ -180,5 +184,5 @@ def test_p9_possessive_attends_to_nouns(ts1m, run, measure):
     measure.model = ts1m
     mask = run.tags == "PRP$"
     share = run.noun_share(mask)
-    measure.record(share[5, 5], n=int(mask.sum()), best_head=best_head(share),
+    measure.record(share[5, 5], n=int(mask.sum()), best_head=best_head(share), head_map=share, claimed_heads=[(5, 5)],
                    attention_by_tag=dict(list(run.attention_by_tag(mask, 5, 5).items())[:8]))

@@ -1,8 +1,9 @@
 """reports/<run>/index.html: one self-contained page (no network; figures are inline PNGs) with
 the summary table and, per claim, the figure a researcher would draw.
 
-Which figure follows from the measurement: a [layer x head] map is a heatmap with the claimed
-head(s) outlined; a per-head vector a bar chart with the claimed heads highlighted; a curve
+Which figure follows from the measurement: a [layer x head] map (the measured value, or
+details.head_map for a claim about one head of it) is a heatmap with the claimed head(s)
+outlined (from the expectation or details.claimed_heads); a per-head vector a bar chart with the claimed heads highlighted; a curve
 (logit difference through the residual stream) a line; an ablation clean-vs-ablated bars; and an
 attention pattern recorded by the claim (details.example_pattern) the pattern of the claimed head
 on the claim's example.
@@ -58,8 +59,10 @@ def figures(record: dict) -> list[str]:
             arr = np.asarray(value, dtype=float)
         except (TypeError, ValueError):
             arr = None
-    items = _items(record["expected"])
+    items = _items(record["expected"]) + [tuple(h) for h in details.get("claimed_heads", [])]
     title = f"{record['id']} — {record['model']['name']}"
+    if (arr is None or arr.ndim != 2) and details.get("head_map") is not None:
+        arr = np.asarray(details["head_map"], dtype=float)  # a scalar claim about one head of a map
     if arr is not None and arr.ndim == 2:
         fig, ax = plt.subplots(figsize=(min(1.2 + 0.35 * arr.shape[1], 8), 0.6 + 0.35 * arr.shape[0]))
         im = ax.imshow(arr, cmap="viridis", aspect="auto")
