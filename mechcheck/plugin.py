@@ -80,12 +80,12 @@ def _claim_of(item) -> _claim.Claim | None:
     return c
 
 
-def _model_name(item, c: _claim.Claim) -> str:
+def _model_name(item, model: str) -> str:
     """The claim's model, or the model a parametrization picks (a registry name among its params)."""
     for value in getattr(getattr(item, "callspec", None), "params", {}).values():
         if isinstance(value, str) and value in _models.REGISTRY:
             return value
-    return c.model
+    return model
 
 
 @pytest.hookimpl(trylast=True)  # after -k / -m deselection
@@ -103,8 +103,15 @@ def pytest_collection_modifyitems(config, items):
         if c is not None:
             item.stash[_CLAIM] = c
             _models.spec(c.model)  # an unknown model name is a collection-time error
-            # xdist --dist loadgroup: all claims on one model go to one worker.
-            item.add_marker(pytest.mark.xdist_group(_model_name(item, c).replace("/", "_")))
+
+
+def pytest_itemcollected(item):
+    """xdist --dist loadgroup: all claims on one model go to one worker, which loads it once.
+    Marked at collection, before xdist reads the groups in its own modifyitems hook. (xdist 3.8
+    under pytest 9 was seen not to honour groups; the README recommends --dist loadfile.)"""
+    mark = item.get_closest_marker("claim")
+    if mark is not None and isinstance(mark.kwargs.get("model"), str):
+        item.add_marker(pytest.mark.xdist_group(_model_name(item, mark.kwargs["model"]).replace("/", "_")))
 
 
 class Measurement:
@@ -291,7 +298,7 @@ def _status(rep, call) -> tuple[str, str]:
 
 def _record(item, c: _claim.Claim, state: dict) -> dict:
     m: Measurement | None = item.stash.get(_MEAS, None)
-    model = m.model.info() if m is not None and m.model is not None else {"name": _model_name(item, c)}
+    model = m.model.info() if m is not None and m.model is not None else {"name": _model_name(item, c.model)}
     param = getattr(getattr(item, "callspec", None), "id", None)
     return {
         "nodeid": item.nodeid,

@@ -116,7 +116,7 @@ def test_nonfatal_mode_reports_fail_as_xfail(suite):
 
 def test_xdist_merge_equals_serial(suite):
     serial = suite.runpytest_subprocess("--mc-report", "serial", "-p", "no:randomly")
-    par = suite.runpytest_subprocess("--mc-report", "par", "-n", "2", "--dist", "loadgroup")
+    par = suite.runpytest_subprocess("--mc-report", "par", "-n", "2", "--dist", "loadfile")
     assert serial.ret == par.ret == 1
     a, b = _read(suite.path / "serial" / "results.json"), _read(suite.path / "par" / "results.json")
     strip = lambda d: [{k: v for k, v in r.items() if k != "timing"} for r in d["claims"]]  # noqa: E731

@@ -32,5 +32,5 @@ def test_results_are_byte_identical_apart_from_timings(tmp_path):
 
 def test_parallel_run_reports_what_a_serial_run_does(tmp_path):
     serial = _run(tmp_path / "serial")
-    parallel = _run(tmp_path / "parallel", "-n", "2", "--dist", "loadgroup")
+    parallel = _run(tmp_path / "parallel", "-n", "2", "--dist", "loadfile")
     assert _without_timing(serial) == _without_timing(parallel)
