@@ -194,11 +194,17 @@ def test_i4_8m_beats_gpt2(ts8m, gpt2, measure, ioi_run):
 
 # ---------------------------------------------------------------- §3.4.2 the circuit
 
+def _largest_drop(curves: np.ndarray) -> float:
+    """Largest decrease between consecutive points of the prompt-mean curve; curves [n, points]."""
+    mean = curves.mean(0)
+    return float(np.max(mean[:-1] - mean[1:]))
+
+
 def _curve(ioi_run, loaded):
     run = ioi_run(loaded)
     values, labels = logit_diff.accumulated(loaded.bridge, run.cache, run.prompts)
-    curve = values.mean(-1).cpu().numpy()
-    return curve, labels, float(np.max(curve[:-1] - curve[1:]))
+    curves = values.T.cpu().numpy()  # [n, points]
+    return curves.mean(0), labels, _largest_drop(curves), bootstrap_ci(curves, stat=_largest_drop)
 
 
 @pytest.mark.claim(
@@ -208,8 +214,8 @@ def _curve(ioi_run, loaded):
 )
 def test_i5_8m_monotone(ts8m, measure, ioi_run):
     measure.model = ts8m
-    curve, labels, drop = _curve(ioi_run, ts8m)
-    measure.record(drop, curve=curve, labels=labels)
+    curve, labels, drop, ci = _curve(ioi_run, ts8m)
+    measure.record(drop, ci=ci, curve=curve, labels=labels)
 
 
 @pytest.mark.claim(
@@ -219,8 +225,8 @@ def test_i5_8m_monotone(ts8m, measure, ioi_run):
 )
 def test_i5_gpt2_dips(gpt2, measure, ioi_run):
     measure.model = gpt2
-    curve, labels, drop = _curve(ioi_run, gpt2)
-    measure.record(drop, curve=curve, labels=labels)
+    curve, labels, drop, ci = _curve(ioi_run, gpt2)
+    measure.record(drop, ci=ci, curve=curve, labels=labels)
 
 
 def _dla(ioi_run, loaded):
@@ -331,7 +337,8 @@ def test_i10_h5_7_attends_to_s2(ts8m, measure, ioi_run):
 )
 def test_i11_h4_0_to_h5_7_value(ts8m, measure, ioi_run):
     measure.model = ts8m
-    measure.record(ioi_run(ts8m).edges((5, 7), "v"))
+    per_prompt = ioi_run(ts8m).edges((5, 7), "v").numpy()
+    measure.record(per_prompt.mean(-1), n=per_prompt.shape[-1], ci_L4H0=bootstrap_ci(per_prompt[4, 0]))
 
 
 @pytest.mark.claim(
@@ -342,7 +349,8 @@ def test_i11_h4_0_to_h5_7_value(ts8m, measure, ioi_run):
 )
 def test_i11_h5_7_to_h7_7_query(ts8m, measure, ioi_run):
     measure.model = ts8m
-    measure.record(ioi_run(ts8m).edges((7, 7), "q"))
+    per_prompt = ioi_run(ts8m).edges((7, 7), "q").numpy()
+    measure.record(per_prompt.mean(-1), n=per_prompt.shape[-1], ci_L5H7=bootstrap_ci(per_prompt[5, 7]))
 
 
 @pytest.mark.claim(

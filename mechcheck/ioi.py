@@ -132,7 +132,8 @@ class IOIRun:
         return self._head_patching
 
     def edges(self, receiver: tuple[int, int], component: str):
-        """Path-patching recovery of every earlier head into the receiver's q or v: [layer, n_heads]."""
+        """Path-patching recovery of every earlier head into the receiver's q or v, per prompt:
+        [layer, n_heads, n] (mean over the last axis: the recovery)."""
         from mechcheck.metrics.path_patching import edge_scores
 
         key = (tuple(receiver), component)

@@ -2,7 +2,8 @@
 
 A claim test carries `@pytest.mark.claim(...)` (see mechcheck.claim.Claim) and records what it
 measured with the `measure` fixture; the plugin decides pass/fail in one place, times the call
-(set-up reported apart), and at the end of the session writes results.json and summary.md.
+(set-up reported apart), and at the end of the session writes results.json, summary.md and
+index.html.
 Records travel on the test reports, so pytest-xdist workers' results reach the controller.
 """
 
@@ -174,12 +175,6 @@ def mc_device(pytestconfig) -> str:
 @pytest.fixture(scope="session")
 def mc_data(pytestconfig) -> Path | None:
     return pytestconfig._mc_data
-
-
-@pytest.fixture(scope="session")
-def mc_override(pytestconfig):
-    """name -> local checkpoint path given with --mc-model (or None)."""
-    return lambda name: pytestconfig._mc_overrides.get(name)
 
 
 @pytest.fixture(scope="session")

@@ -83,7 +83,7 @@ def test_logit_lens_and_path_patching_are_exact(ts8m_random, tok):
         assert torch.allclose(run.metric(resid), run.ld_corrupted, atol=1e-4)
     # the full clean-minus-corrupted residual delta into every head of a layer's q, k, v would be
     # clean; one head's q only must move the metric by less than that
-    assert run.edges((1, 0), "q").shape == (1, 16)
+    assert run.edges((1, 0), "q").shape == (1, 16, len(run.prompts))
 
 
 @pytest.fixture(scope="module")
@@ -181,7 +181,7 @@ def test_patching_and_path_patching_find_the_circuit(name_mover):
     s2 = logit_diff.attention_from_end(run.cache, run.prompts, *top)
     assert (s2["S2"] - torch.maximum(s2["IO"], s2["S1"])).mean() > 0.1  # I10's measure
     mover, _ = _mover(run)
-    edges = run.edges(mover, "q")  # I11's measure: which earlier head feeds the mover's query
+    edges = run.edges(mover, "q").mean(-1)  # I11's measure: which earlier head feeds the mover's query
     assert holds(rank_at_most(1, top), edges.numpy())
     assert edges[top].item() > 0.2
 

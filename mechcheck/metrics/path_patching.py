@@ -92,12 +92,13 @@ def head_output_scores(bridge, prompts, clean_cache, metric) -> torch.Tensor:
 @torch.no_grad()
 def edge_scores(bridge, prompts, clean_cache, corrupted_cache, receiver, component, metric, clean, corrupt):
     """Normalised recovery (metric - corrupt) / (clean - corrupt) of every sender head in the layers
-    before the receiver: [receiver_layer, n_heads]."""
+    before the receiver: per prompt, [receiver_layer, n_heads, n] (clean and corrupt are the
+    prompt-set means, so the mean over prompts is the recovery of the mean metric)."""
     layer, _ = receiver
-    out = torch.zeros(layer, bridge.cfg.n_heads)
+    out = torch.zeros(layer, bridge.cfg.n_heads, len(prompts))
     for sl in range(layer):
         for sh in range(bridge.cfg.n_heads):
             delta = sender_delta(bridge, clean_cache, corrupted_cache, sl, sh)
-            value = metric(patch_edge(bridge, prompts.corrupted, delta, receiver, component)).mean()
-            out[sl, sh] = (value - corrupt) / (clean - corrupt)
+            value = metric(patch_edge(bridge, prompts.corrupted, delta, receiver, component))
+            out[sl, sh] = ((value - corrupt) / (clean - corrupt)).cpu()
     return out
