@@ -25,9 +25,9 @@ SRC = Source("thesis-ioi-circuits-tinystories-8M.txt", "§3.3 head scores; Olsso
 
 def _checkpoints(override: Path | None) -> list[tuple[str, Path]]:
     if override is None:
-        return [(f"step{step}", path) for step, path in organisms.series()]
+        return [(f"step{step:04d}", path) for step, path in organisms.series()]
     if override.is_dir():
-        return [(f"step{step}", path) for step, path in organisms.series(override)]
+        return [(f"step{step:04d}", path) for step, path in organisms.series(override)]
     return [("checkpoint", override)]
 
 
