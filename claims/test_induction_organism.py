@@ -52,12 +52,17 @@ def scores(checkpoint, mc_device):
     tolerance="max induction score in layer 1 >= 0.3 (the IOI claims' induction-head threshold)",
 )
 def test_o1_induction_head(scores, measure):
+    _record_best_in_layer(measure, scores, "induction", layer=1)
+
+
+def _record_best_in_layer(measure, scores, score: str, layer: int):
+    """The best head of `layer` for `score`, with its CI over the random sequences."""
     loaded, s = scores
     measure.model = loaded
-    layer1 = s["induction"][1]  # [batch, heads]
-    head = int(layer1.mean(0).argmax())
-    measure.record(layer1.mean(0).max(), ci=bootstrap_ci(layer1[:, head]), n=layer1.shape[0],
-                   head=f"L1H{head}", head_map=s["induction"].mean(1))
+    per_seq = s[score][layer]  # [batch, heads]
+    head = int(per_seq.mean(0).argmax())
+    measure.record(per_seq.mean(0).max(), ci=bootstrap_ci(per_seq[:, head]), n=per_seq.shape[0],
+                   head=f"L{layer}H{head}", head_map=s[score].mean(1))
 
 
 @pytest.mark.claim(
@@ -67,9 +72,4 @@ def test_o1_induction_head(scores, measure):
     tolerance="max previous-token score in layer 0 >= 0.5",
 )
 def test_o2_previous_token_head(scores, measure):
-    loaded, s = scores
-    measure.model = loaded
-    layer0 = s["previous_token"][0]
-    head = int(layer0.mean(0).argmax())
-    measure.record(layer0.mean(0).max(), ci=bootstrap_ci(layer0[:, head]), n=layer0.shape[0],
-                   head=f"L0H{head}", head_map=s["previous_token"].mean(1))
+    _record_best_in_layer(measure, scores, "previous_token", layer=0)

@@ -336,9 +336,7 @@ def test_i10_h5_7_attends_to_s2(ts8m, measure, ioi_run):
     tolerance="path patching of every earlier head into H5.7's value input: H4.0 among the top 3 by recovery",
 )
 def test_i11_h4_0_to_h5_7_value(ts8m, measure, ioi_run):
-    measure.model = ts8m
-    per_prompt = ioi_run(ts8m).edges((5, 7), "v").numpy()
-    measure.record(per_prompt.mean(-1), n=per_prompt.shape[-1], ci_L4H0=bootstrap_ci(per_prompt[4, 0]))
+    _record_edges(measure, ts8m, ioi_run, receiver=(5, 7), component="v", sender=(4, 0))
 
 
 @pytest.mark.claim(
@@ -348,9 +346,16 @@ def test_i11_h4_0_to_h5_7_value(ts8m, measure, ioi_run):
     tolerance="path patching of every earlier head into H7.7's query input: H5.7 among the top 3 by recovery",
 )
 def test_i11_h5_7_to_h7_7_query(ts8m, measure, ioi_run):
-    measure.model = ts8m
-    per_prompt = ioi_run(ts8m).edges((7, 7), "q").numpy()
-    measure.record(per_prompt.mean(-1), n=per_prompt.shape[-1], ci_L5H7=bootstrap_ci(per_prompt[5, 7]))
+    _record_edges(measure, ts8m, ioi_run, receiver=(7, 7), component="q", sender=(5, 7))
+
+
+def _record_edges(measure, loaded, ioi_run, receiver, component, sender):
+    """Path-patching recovery of every earlier head into receiver.component, with the CI of the
+    claimed sender over prompts."""
+    measure.model = loaded
+    per_prompt = ioi_run(loaded).edges(receiver, component).numpy()  # [layer, heads, n]
+    measure.record(per_prompt.mean(-1), n=per_prompt.shape[-1],
+                   **{f"ci_L{sender[0]}H{sender[1]}": bootstrap_ci(per_prompt[sender])})
 
 
 @pytest.mark.claim(

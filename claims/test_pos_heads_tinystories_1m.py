@@ -81,11 +81,15 @@ def test_p1_quote_key_probe(ts1m, run, key_f1, measure):
     tolerance="activity (||z W_O||) inside quotes / outside quotes >= 1.5",
 )
 def test_p2_quote_activity(ts1m, run, measure):
+    _record_activity(measure, ts1m, run, run.in_quote, (2, 0))
+
+
+def _record_activity(measure, ts1m, run, mask, head):
+    """Activity ratio (mask tokens / other tokens) of `head`, its CI over paragraphs, the map."""
     measure.model = ts1m
-    ratio = run.activity_ratio(run.in_quote)
-    ci = _seq_ci(run, lambda s: run.activity_ratio(run.in_quote, s)[2, 0])
-    measure.record(ratio[2, 0], ci=ci, n=run.tags.shape[0], best_head=best_head(ratio), head_map=ratio,
-                   claimed_heads=[(2, 0)])
+    ratio = run.activity_ratio(mask)
+    measure.record(ratio[head], ci=_seq_ci(run, lambda s: run.activity_ratio(mask, s)[head]), n=run.tags.shape[0],
+                   best_head=best_head(ratio), head_map=ratio, claimed_heads=[head])
 
 
 @pytest.mark.claim(
@@ -128,11 +132,7 @@ def test_p4_past_tense_key_probe(ts1m, key_f1, measure):
     tolerance="activity on tokens right before a VBD / elsewhere >= 1.5",
 )
 def test_p5_past_tense_activity(ts1m, run, measure):
-    measure.model = ts1m
-    mask = run.before_vbd()
-    ratio = run.activity_ratio(mask)
-    measure.record(ratio[6, 4], ci=_seq_ci(run, lambda s: run.activity_ratio(mask, s)[6, 4]),
-                   n=run.tags.shape[0], best_head=best_head(ratio), head_map=ratio, claimed_heads=[(6, 4)])
+    _record_activity(measure, ts1m, run, run.before_vbd(), (6, 4))
 
 
 @pytest.mark.claim(
@@ -168,11 +168,7 @@ def test_p7_possessive_query_probe(ts1m, run, query_f1, measure):
     tolerance="activity on PRP$/DT followed by a noun / elsewhere >= 1.5",
 )
 def test_p8_definite_noun_activity(ts1m, run, measure):
-    measure.model = ts1m
-    mask = run.prp_dt_before_noun()
-    ratio = run.activity_ratio(mask)
-    measure.record(ratio[5, 5], ci=_seq_ci(run, lambda s: run.activity_ratio(mask, s)[5, 5]),
-                   n=run.tags.shape[0], best_head=best_head(ratio), head_map=ratio, claimed_heads=[(5, 5)])
+    _record_activity(measure, ts1m, run, run.prp_dt_before_noun(), (5, 5))
 
 
 @pytest.mark.claim(
