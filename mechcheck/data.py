@@ -29,7 +29,8 @@ def data_dir(option: str | None = None) -> Path | None:
     return path
 
 
-def _cache_root() -> Path:
+def cache_root() -> Path:
+    """Where mechcheck keeps what it builds (trained toys, organisms, the tokenizer folder)."""
     return Path(os.environ.get("MECHCHECK_CACHE", Path.home() / ".cache" / "mechcheck"))
 
 
@@ -45,7 +46,7 @@ def gpt2_tokenizer(data: Path | None, hub_name: str = "gpt2"):
     source = data / "tokenizer" / "gpt2" / "tokenizer.json"
     if not source.exists():
         raise DataError(f"{source} not found: the data directory has no GPT-2 tokenizer")
-    target = _cache_root() / "tokenizer-gpt2"
+    target = cache_root() / "tokenizer-gpt2"
     if not (target / "tokenizer.json").exists():
         eot = "<|endoftext|>"
         tok = PreTrainedTokenizerFast(

@@ -35,6 +35,9 @@ from transformer_lens.model_bridge.sources._bridge_builder import build_bridge_f
 from transformer_lens.model_bridge.sources.native.init import initialize_native_model
 from transformer_lens.model_bridge.sources.native.model import NativeModel
 
+from mechcheck.data import cache_root
+from mechcheck.models import sha256_of
+
 SHIPPED_DIR = Path(__file__).resolve().parent.parent / "fixtures" / "organisms"
 
 
@@ -237,7 +240,7 @@ def _pair_of(text, prompts, i):
 # ------------------------------------------------------------------ storage
 
 def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
+    return sha256_of([path])
 
 
 def save(model: NativeModel, recipe: Recipe, directory: Path, info: dict | None = None, tag: str = "") -> Path:
@@ -264,7 +267,7 @@ def load(path: Path, recipe: Recipe) -> NativeModel:
 
 def get(recipe: Recipe, log=None) -> NativeModel:
     """The trained organism: shipped fixture, else the user cache, else train now and cache."""
-    cache = Path(os.environ.get("MECHCHECK_CACHE", Path.home() / ".cache" / "mechcheck")) / "organisms"
+    cache = cache_root() / "organisms"
     for directory in (SHIPPED_DIR, cache):
         path = directory / f"{recipe.key()}.safetensors"
         if path.exists():

@@ -26,6 +26,9 @@ from transformer_lens.model_bridge.sources._bridge_builder import build_bridge_f
 from transformer_lens.model_bridge.sources.native.init import initialize_native_model
 from transformer_lens.model_bridge.sources.native.model import NativeModel
 
+from mechcheck.data import cache_root
+from mechcheck.models import sha256_of
+
 BOS = 4
 N_IN = 8  # x0..x7
 SPLIT_SEED = 0  # the shuffle of the 4^8 sequences; the same holdout for every training seed
@@ -120,11 +123,11 @@ def train(cfg: TrainConfig, log=None) -> tuple[NativeModel, dict]:
 
 
 def _cache_dir() -> Path:
-    return Path(os.environ.get("MECHCHECK_CACHE", Path.home() / ".cache" / "mechcheck")) / "toy"
+    return cache_root() / "toy"
 
 
 def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
+    return sha256_of([path])
 
 
 def save(model: NativeModel, cfg: TrainConfig, directory: Path, info: dict | None = None) -> Path:
