@@ -114,10 +114,15 @@ def test_i2_previous_token_heads_weaker(ts8m, gpt2, measure, scores_of):
     tolerance="'approximately all' = previous-token score >= 0.9",
 )
 def test_i2_gpt2_h4_11(gpt2, measure, scores_of):
-    measure.model = gpt2
-    s = scores_of(gpt2)["previous_token"]
-    measure.record(s[4, :, 11].mean(), ci=bootstrap_ci(s[4, :, 11]), n=s.shape[1], head_map=s.mean(1),
-                   claimed_heads=[(4, 11)])
+    _record_head_score(measure, gpt2, scores_of(gpt2)["previous_token"], (4, 11))
+
+
+def _record_head_score(measure, loaded, per_seq: np.ndarray, head: tuple[int, int]):
+    """One head's score (per_seq [n_layers, batch, n_heads]) with its CI over the random sequences."""
+    measure.model = loaded
+    layer, h = head
+    measure.record(per_seq[layer, :, h].mean(), ci=bootstrap_ci(per_seq[layer, :, h]), n=per_seq.shape[1],
+                   head_map=per_seq.mean(1), claimed_heads=[head])
 
 
 @pytest.mark.claim(
@@ -137,10 +142,7 @@ def test_i3_8m_duplicate_head(ts8m, measure, scores_of):
     tolerance="'weak' = duplicate-token score below 0.5",
 )
 def test_i3_8m_duplicate_head_is_weak(ts8m, measure, scores_of):
-    measure.model = ts8m
-    s = scores_of(ts8m)["duplicate_token"]
-    measure.record(s[4, :, 0].mean(), ci=bootstrap_ci(s[4, :, 0]), n=s.shape[1], head_map=s.mean(1),
-                   claimed_heads=[(4, 0)])
+    _record_head_score(measure, ts8m, scores_of(ts8m)["duplicate_token"], (4, 0))
 
 
 @pytest.mark.claim(
