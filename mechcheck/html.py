@@ -17,6 +17,7 @@ import io
 
 import numpy as np
 
+from mechcheck.inventory import coverage_html, for_records
 from mechcheck.report import fmt_measured
 
 STATUS_COLOUR = {"pass": "#1a7f37", "fail": "#cf222e", "skip": "#6e7781", "error": "#9a6700",
@@ -140,6 +141,7 @@ def render(doc: dict, created: str) -> str:
             f"<p>Model {e(r['model']['name'])}{' sha256 ' + e(sha[:16]) + '…' if sha else ''}; measured "
             f"<b>{e(fmt_measured(r.get('measured')))}</b>; expected {e(r['expected']['text'])}"
             f"{'; ' + e(r['message']) if r.get('message') else ''}</p>{imgs}</section>")
+    sections.insert(0, coverage_html(for_records(recs), recs))
     return (
         "<!doctype html><html><head><meta charset='utf-8'><title>mechcheck report</title>"
         f"<style>{CSS}</style></head><body><h1>mechcheck report</h1>"

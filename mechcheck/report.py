@@ -12,6 +12,8 @@ import os
 from collections import defaultdict
 from pathlib import Path
 
+from mechcheck.inventory import coverage_markdown, for_records
+
 SCHEMA = "mechcheck.results/1"
 SCHEMA_FILE = Path(__file__).with_name("results.schema.json")
 STATUSES = ("pass", "fail", "skip", "error", "not-encoded")
@@ -123,6 +125,7 @@ def summary_markdown(doc: dict, created: str) -> str:
         else:
             lines.append(f"- {cid} on {model}: not decided in this run ({total} skipped or errored)")
     lines += series_markdown(recs)
+    lines += coverage_markdown(for_records(recs), recs)
     lines += ["", "## Claims", ""]
     seen = set()
     for r in recs:
