@@ -158,17 +158,18 @@ def find_dir(records: list[dict], start: Path | None = None) -> Path | None:
     `inventory/` at or above each module's folder, up to the rootdir.
 
     Records carry only rootdir-relative nodeids ('claims/test_x.py::...'), so the module is
-    located through the process that imported it (serial runs) or by walking up from the
-    working directory to the folder holding that relative path (xdist controllers import no
-    test module). Nothing found (mechcheck run from another project without inventories): None.
+    located by walking up from the working directory to the folder holding that relative path
+    (pytest run in or below the rootdir; xdist controllers import no test module), else through
+    the process that imported it (a serial run started elsewhere). Nothing found (mechcheck run
+    from another project without inventories): None.
     """
     modules = sorted({r["nodeid"].split("::")[0] for r in records if "::" in str(r.get("nodeid", ""))})
     imported = [f for m in list(sys.modules.values()) if isinstance(f := getattr(m, "__file__", None), str)]
     here = (start or Path.cwd()).resolve()
     for module in modules:
         rel = Path(module)
-        files = [Path(f).resolve() for f in imported if Path(f).as_posix().endswith("/" + rel.as_posix())]
-        files += [base / rel for base in (here, *here.parents) if (base / rel).is_file()][:1]
+        files = ([base / rel for base in (here, *here.parents) if (base / rel).is_file()][:1]
+                 or [Path(f).resolve() for f in imported if Path(f).as_posix().endswith("/" + rel.as_posix())])
         for f in files:
             root = Path(str(f)[: -len(rel.as_posix())])  # the rootdir the nodeid is relative to
             for folder in (f.parent, *f.parent.parents):

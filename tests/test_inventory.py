@@ -212,8 +212,9 @@ def test_coverage_counts_on_a_synthetic_inventory(tmp_path):
 def test_no_inventory_no_table(tmp_path):
     """mechcheck run from another project: its claims have no inventory folder, so no table."""
     (tmp_path / "claims").mkdir()
-    (tmp_path / "claims" / "test_mine.py").write_text("")
-    records = [_record("M1", "pass", "claims/test_mine.py::test_m1")]
+    (tmp_path / "claims" / "test_toy_reverse_increment.py").write_text("")  # same path as this suite's module
+    _claim_modules()  # ... which is imported in this process: the project found from the cwd still wins
+    records = [_record("M1", "pass", "claims/test_toy_reverse_increment.py::test_m1")]
     assert inventory.find_dir(records, start=tmp_path) is None
     assert inventory.coverage_markdown([], records) == [] and inventory.coverage_html([], records) == ""
 
