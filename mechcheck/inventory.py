@@ -232,7 +232,8 @@ def coverage_markdown(inventories: list[Inventory], records: list[dict]) -> list
         return []
     lines = ["", "## Coverage of the source documents", "",
              "Every testable statement of each document is listed in claims/inventory/ with the claim "
-             "that encodes it or the reason it is not encoded.", ""]
+             "that encodes it or the reason it is not encoded. In this run a statement holds when every decided "
+             "run of its claims passes and fails when any fails.", ""]
     for inv in inventories:
         if inv.error:
             lines.append(f"- {inv.path.name}: inventory not loaded: {inv.error}")
@@ -258,7 +259,8 @@ def coverage_html(inventories: list[Inventory], records: list[dict]) -> str:
                     f"<td>{sum(c['not_encodable'].values())}<br><small>{reasons}</small></td>"
                     f"<td>{c['not_yet_encoded']}</td></tr>")
     return ("<h2>Coverage of the source documents</h2><p>Every testable statement of each document is listed "
-            "in claims/inventory/ with the claim that encodes it or the reason it is not encoded.</p>"
+            "in claims/inventory/ with the claim that encodes it or the reason it is not encoded. In this run a "
+            "statement holds when every decided run of its claims passes and fails when any fails.</p>"
             "<table><tr><th>document</th><th>encoded</th><th>this run</th><th>not encodable</th>"
             f"<th>not yet encoded</th></tr>{''.join(rows)}</table>")
 
