@@ -88,7 +88,8 @@ def _statement(path: Path, i: int, raw) -> Statement:
         where = f"{path.name}: statement {raw['id']!r}"
     unknown = sorted(set(raw) - set(REQUIRED) - set(OPTIONAL))
     if unknown:
-        raise InventoryError(f"{where}: unknown key(s) {', '.join(unknown)} (allowed: {', '.join(REQUIRED + OPTIONAL)})")
+        raise InventoryError(f"{where}: unknown key(s) {', '.join(unknown)} "
+                             f"(allowed: {', '.join(REQUIRED + OPTIONAL)})")
     for key in REQUIRED:
         if not isinstance(raw.get(key), str) or not raw[key].strip():
             raise InventoryError(f"{where}: '{key}' must be a non-empty string")
@@ -108,7 +109,8 @@ def _statement(path: Path, i: int, raw) -> Statement:
         if "reason" not in raw:
             raise InventoryError(f"{where}: category {category!r} needs a 'reason'")
         if category == NOT_YET and not ("measurement" in raw and "control" in raw):
-            raise InventoryError(f"{where}: {NOT_YET} needs 'measurement' (what will encode it) and 'control' (where it must fail)")
+            raise InventoryError(f"{where}: {NOT_YET} needs 'measurement' (what will encode it) "
+                                 "and 'control' (where it must fail)")
     values = {k: raw[k] for k in OPTIONAL if k in raw and k != "test"}
     return Statement(**{k: raw[k] for k in REQUIRED}, tests=tuple(tests), **values)
 
@@ -250,7 +252,8 @@ def coverage_html(inventories: list[Inventory], records: list[dict]) -> str:
     rows = []
     for inv in inventories:
         if inv.error:
-            rows.append(f"<tr><td>{e(inv.path.name)}</td><td colspan='4'>inventory not loaded: {e(inv.error)}</td></tr>")
+            rows.append(f"<tr><td>{e(inv.path.name)}</td><td colspan='4'>inventory not loaded: "
+                        f"{e(inv.error)}</td></tr>")
             continue
         c = coverage(inv, records)
         run = ", ".join(f"{n} {v}" for v, n in sorted(c["run"].items())) or "—"
