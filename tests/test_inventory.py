@@ -23,8 +23,8 @@ def _claim_modules():
     """(claim ids, NOT_ENCODED ids) declared by claims/*.py, read from the marks the modules
     attach (importing a module runs no claim)."""
     claims, not_encoded = set(), set()
-    for path in sorted((ROOT / "claims").glob("test_*.py")):
-        spec = importlib.util.spec_from_file_location(f"_inventory_check_{path.stem}", path)
+    for path in sorted((ROOT / "claims").rglob("test_*.py")):
+        spec = importlib.util.spec_from_file_location(f"_inventory_check_{path.parent.name}_{path.stem}", path)
         module = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(module)
         for obj in vars(module).values():
