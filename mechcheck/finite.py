@@ -1,0 +1,89 @@
+"""Non-finite activations make a claim an error, never a verdict.
+
+Why hooks and not a check of the recorded value: argmax, masks, ranks and comparisons turn NaN
+into finite numbers (a checkpoint with one NaN weight measured "accuracy 0.25, FAIL"). So every
+hook point of a model handed to a claim gets a permanent forward hook that folds "did a NaN or
+an infinity pass here" into a flag kept on the model's device (no host sync per hook); the
+plugin reads the flags once, when it decides the claim, and names the first hook (in forward
+order) that carried a non-finite value. A short probe pass when the watch is installed covers
+forward passes that ran before the model was handed over (shared caches, module fixtures).
+
+Masked attention scores are -inf by construction (causal mask), so `*attn_scores` hooks only
+flag NaN and +inf. The flags are sticky per model: a NaN weight poisons every pass, and a claim
+that read a shared cache computed for another claim read the same activations.
+"""
+
+from __future__ import annotations
+
+import weakref
+
+import torch
+
+from mechcheck.claim import ClaimError
+
+PROBE_TOKENS = 8
+
+
+class NonFiniteError(ClaimError):
+    """A claim's model produced NaN or infinite activations."""
+
+
+class _Watch:
+    def __init__(self):
+        self.flags: dict[str, torch.Tensor] = {}  # hook name -> bool tensor, in first-fire order
+
+    def hook(self, act, hook):
+        if not isinstance(act, torch.Tensor) or not act.is_floating_point():
+            return None
+        with torch.no_grad():
+            name = hook.name or "?"
+            if name.endswith("attn_scores"):
+                bad = torch.isnan(act).any() | torch.isposinf(act).any()
+            else:
+                bad = ~torch.isfinite(act).all()
+            flag = self.flags.get(name)
+            if flag is None or flag.device != bad.device:
+                self.flags[name] = bad.clone()
+            else:
+                flag.logical_or_(bad)
+        return None
+
+    def first(self) -> str | None:
+        for name, flag in list(self.flags.items()):
+            if bool(flag):
+                return name
+        return None
+
+
+_WATCHES: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+
+
+def watch(bridge) -> None:
+    """Install the finiteness hooks on every hook point of `bridge` (once) and run a probe pass."""
+    if bridge is None or bridge in _WATCHES:
+        return
+    w = _WATCHES[bridge] = _Watch()
+    seen = set()
+    for hp in bridge.hook_dict.values():
+        if id(hp) not in seen:
+            seen.add(id(hp))
+            hp.add_hook(w.hook, dir="fwd", is_permanent=True)
+    n = max(1, min(PROBE_TOKENS, int(bridge.cfg.d_vocab), int(getattr(bridge.cfg, "n_ctx", PROBE_TOKENS))))
+    tokens = torch.arange(n, device=bridge.cfg.device).unsqueeze(0)
+    with torch.no_grad():
+        bridge(tokens)
+
+
+def first_nonfinite(bridge) -> str | None:
+    """The first hook (forward order) of a watched model that carried NaN/inf, else None."""
+    w = _WATCHES.get(bridge) if bridge is not None else None
+    return w.first() if w is not None else None
+
+
+def check(bridge, model_name: str) -> None:
+    """Raise NonFiniteError (one line) when a watched model produced non-finite activations."""
+    hook = first_nonfinite(bridge)
+    if hook is not None:
+        raise NonFiniteError(
+            f"non-finite activations (NaN or inf) in {model_name}, first at hook {hook}; "
+            "no verdict is possible from this model (check the checkpoint's weights)")
