@@ -28,11 +28,11 @@ class ReportError(Exception):
     """The report destination cannot hold the report (one line)."""
 
 
-def check_destination(directory: Path) -> None:
-    """Refuse, before anything runs, a report folder that is a file, lies under a file, holds one
-    of the report names as a folder, or cannot be written."""
+def check_destination(directory: Path, what: str = "--mc-report", files=FILES) -> None:
+    """Refuse, before anything runs, an output folder that is a file, lies under a file, holds one
+    of the output names as a folder, or cannot be written."""
     directory = Path(directory)
-    where = f"--mc-report {directory}"
+    where = f"{what} {directory}"
     if directory.exists() and not directory.is_dir():
         raise ReportError(f"{where}: is an existing file, not a folder; give a folder for the report")
     existing = directory
@@ -42,7 +42,7 @@ def check_destination(directory: Path) -> None:
         existing = existing.parent
     if not existing.is_dir():
         raise ReportError(f"{where}: {existing} is a file, so no folder can be made under it")
-    for name in FILES:
+    for name in files:
         if (directory / name).is_dir():
             raise ReportError(f"{where}: {directory / name} is a folder; the report needs that name for a file")
     try:  # a real write (as root, os.access says yes to everything)

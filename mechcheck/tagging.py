@@ -34,7 +34,9 @@ def use_data_dir(data: Path | None) -> None:
     try:
         nltk.data.find(f"taggers/{TAGGER}/")
     except LookupError:
-        raise DataError(f"NLTK tagger {TAGGER} not found; give --mc-data (offline copy) or nltk.download('{TAGGER}')") from None
+        looked = ", ".join(str(Path(d) / "taggers" / TAGGER) for d in nltk.data.path[:3])
+        raise DataError(f"NLTK tagger {TAGGER} not found (looked in {looked}, ...); give --mc-data DIR "
+                        f"(holding nltk_data/taggers/{TAGGER}) or run nltk.download('{TAGGER}')") from None
 
 
 def sentence_spans(text: str) -> list[tuple[int, int]]:
