@@ -29,7 +29,8 @@ class NonFiniteError(ClaimError):
 
 
 class _Watch:
-    def __init__(self):
+    def __init__(self, name: str | None):
+        self.name = name
         self.flags: dict[str, torch.Tensor] = {}  # hook name -> bool tensor, in first-fire order
 
     def hook(self, act, hook):
@@ -58,11 +59,16 @@ class _Watch:
 _WATCHES: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
 
 
-def watch(bridge) -> None:
-    """Install the finiteness hooks on every hook point of `bridge` (once) and run a probe pass."""
-    if bridge is None or bridge in _WATCHES:
+def watch(bridge, name: str | None = None) -> None:
+    """Install the finiteness hooks on every hook point of `bridge` (once) and run a probe pass.
+    `name`: the registry name when one checkpoint serves every claim on that name (the session
+    loader), so a claim whose fixtures failed before it named its model can still be checked."""
+    if bridge is None:
         return
-    w = _WATCHES[bridge] = _Watch()
+    if bridge in _WATCHES:
+        _WATCHES[bridge].name = _WATCHES[bridge].name or name
+        return
+    w = _WATCHES[bridge] = _Watch(name)
     seen = set()
     for hp in bridge.hook_dict.values():
         if id(hp) not in seen:
@@ -81,8 +87,13 @@ def first_nonfinite(bridge) -> str | None:
 
 
 def check(bridge, model_name: str) -> None:
-    """Raise NonFiniteError (one line) when a watched model produced non-finite activations."""
-    hook = first_nonfinite(bridge)
+    """Raise NonFiniteError (one line) when a watched model produced non-finite activations.
+    With bridge None, every model watched under `model_name` by the session loader is checked."""
+    if bridge is None:
+        bridges = [b for b, w in list(_WATCHES.items()) if w.name == model_name]
+    else:
+        bridges = [bridge]
+    hook = next((h for h in map(first_nonfinite, bridges) if h is not None), None)
     if hook is not None:
         raise NonFiniteError(
             f"non-finite activations (NaN or inf) in {model_name}, first at hook {hook}; "

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from mechcheck import finite
 from mechcheck import models as _models
 from mechcheck.data import DataError
 from mechcheck.plugin import MEASUREMENT, run_state
@@ -72,6 +73,8 @@ def mc_load(pytestconfig, mc_device, request):
                 cache[key] = _models.load_hf(name, path, mc_device, tok, compat=compat)
             except (_models.ModelError, DataError) as exc:
                 cache[key] = exc
+            else:
+                finite.watch(cache[key].bridge, name)
         got = cache[key]
         if isinstance(got, _models.CheckpointUnavailable):
             pytest.skip(str(got))

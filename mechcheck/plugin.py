@@ -194,7 +194,13 @@ def pytest_runtest_setup(item):
     try:
         if _CLAIM_ERROR in item.stash:
             raise item.stash[_CLAIM_ERROR]
-        return (yield)
+        try:
+            return (yield)
+        except Exception:  # a fixture computed from NaN activations: say so, not its traceback
+            c = item.stash.get(CLAIM, None)
+            if c is not None:
+                finite.check(None, _model_name(item, c.model))
+            raise
     finally:
         item.stash.setdefault(_TIMES, {})["setup_s"] = time.perf_counter() - t0
 
@@ -215,9 +221,12 @@ def pytest_runtest_call(item):
         item.stash.setdefault(_TIMES, {})["call_s"] = time.perf_counter() - t0
     c = item.stash.get(CLAIM, None)
     m = item.stash.get(MEASUREMENT, None)
-    if c is not None and m is not None and m.model is not None:
+    if c is not None:
         # non-finite activations decide before anything computed from them (value or exception)
-        finite.check(_bridge(m), m.model.name)
+        if m is not None and m.model is not None:
+            finite.check(_bridge(m), m.model.name)
+        else:
+            finite.check(None, _model_name(item, c.model))
     if failure is not None:
         raise failure
     if c is not None:
