@@ -174,7 +174,7 @@ def pytest_collection_modifyitems(session, config, items):
     state = run_state(config)
     if any_claim and state.report_dir is not None and not config.getoption("mc_report"):
         try:  # the default destination, checked once claims are known to run
-            _report.check_destination(state.report_dir)
+            _report.check_destination(state.report_dir, "the default report folder (change it with --mc-report)")
         except _report.ReportError as exc:
             raise pytest.UsageError(str(exc)) from None
 
@@ -222,11 +222,17 @@ def pytest_runtest_call(item):
     c = item.stash.get(CLAIM, None)
     m = item.stash.get(MEASUREMENT, None)
     if c is not None:
-        # non-finite activations decide before anything computed from them (value or exception)
-        if m is not None and m.model is not None:
-            finite.check(_bridge(m), m.model.name)
-        else:
-            finite.check(None, _model_name(item, c.model))
+        # non-finite activations decide before anything computed from them (value or exception),
+        # and values computed from them are not reported
+        try:
+            if m is not None and m.model is not None:
+                finite.check(_bridge(m), m.model.name)
+            else:
+                finite.check(None, _model_name(item, c.model))
+        except finite.NonFiniteError:
+            if m is not None:
+                m.value, m.ci, m.details = None, None, {}
+            raise
     if failure is not None:
         raise failure
     if c is not None:
@@ -269,9 +275,8 @@ def _partial(session) -> str | None:
         return f"stopped early ({session.shouldfail or session.shouldstop})"
     if state.deselected:
         return f"{state.deselected} claim test(s) deselected (-k / -m / --deselect)"
-    opts = config.option
-    if hasattr(config, "workerinput") is False and getattr(opts, "dist", "no") != "no" and (
-            opts.keyword or opts.markexpr):
+    opts = config.option  # under xdist the controller does not collect: it sees the options only
+    if getattr(opts, "dist", "no") != "no" and (opts.keyword or opts.markexpr):
         return "a -k / -m selection"
     if any("::" in str(a) for a in config.args):
         return "individual tests named on the command line"

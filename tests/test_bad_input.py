@@ -161,6 +161,7 @@ def test_nan_detail(measure):
     doc = json.loads((tmp_path / "rep" / "results.json").read_text(), parse_constant=refuse)
     recs = {r["id"]: r for r in doc["claims"]}
     assert recs["NAN"]["status"] == "error" and "blocks.0.mlp.out.hook_out" in recs["NAN"]["message"]
+    assert recs["NAN"]["measured"] is None  # no value computed from NaN activations is shown
     detail = recs["NANDETAIL"]["measured"]
     assert recs["NANDETAIL"]["status"] == "pass"
     assert detail["details"] == {"spread": None, "per_item": [1.0, None]}
