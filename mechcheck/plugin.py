@@ -255,6 +255,9 @@ def pytest_runtest_makereport(item, call):
             rep.user_properties.append((_records.PROP, record))
     c = item.stash.get(CLAIM, None)
     if c is None:
+        if rep.when == "teardown" and _CLAIM_ERROR in item.stash:
+            exc = item.stash[_CLAIM_ERROR]
+            rep.user_properties.append((_records.PROP, _records.invalid_record(item, f"{type(exc).__name__}: {exc}")))
         return rep
     state = item.stash.setdefault(_TIMES, {})
     if rep.when == "setup" and rep.outcome != "passed" or rep.when == "call":

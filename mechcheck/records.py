@@ -136,6 +136,20 @@ def record(item, c: _claim.Claim, m: Measurement | None, state: dict, model_name
     }
 
 
+def invalid_record(item, message: str) -> dict:
+    """The record of a test whose @pytest.mark.claim could not be read: an error in the report,
+    so a malformed claim is never missing from it."""
+    kw = getattr(item.get_closest_marker("claim"), "kwargs", {})
+    text = lambda k: kw.get(k) if isinstance(kw.get(k), str) else ""  # noqa: E731
+    return {
+        "nodeid": item.nodeid, "id": text("id") or item.name, "statement": text("statement"),
+        "source": {"document": "", "where": ""}, "model": {"name": text("model")},
+        "expected": {"op": "invalid", "text": "malformed claim"}, "published": None, "tolerance": "",
+        "param": getattr(getattr(item, "callspec", None), "id", None), "measured": None,
+        "status": "error", "message": message[:500], "timing": {"setup_s": 0.0, "call_s": 0.0}, "seed": None,
+    }
+
+
 class Collector:
     """Collects claim records from test reports; on the controller this sees xdist workers' too."""
 

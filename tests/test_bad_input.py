@@ -36,6 +36,11 @@ FAILING = '''
 def test_low(measure):
     measure.record(0.1)
 '''
+MALFORMED = '''
+@pytest.mark.claim(id="M", statement="s", model="x")
+def test_m(measure):
+    measure.record(1.0)
+'''
 NAN_TOY = '''
 from mechcheck import toy, toy_circuit
 @claim(id="NAN", expect=at_least(0.4))
@@ -99,6 +104,7 @@ CASES = [
      "ClaimError: measured value must be a real number or an array of numbers, got dict", FAILED),
     ("record-string", PASSING + '\n@claim(id="S")\ndef test_s(measure):\n    measure.record("0.7")\n', [], {},
      "ClaimError: measured value must be a real number or an array of numbers, got str '0.7'", FAILED),
+    ("malformed-marker", PASSING + MALFORMED, [], {}, "ClaimError: test_claims.py::test_m: bad @pytest.mark.claim", FAILED),
     ("nan-checkpoint", NAN_TOY, ["--mc-claims-nonfatal"], {},
      f"NonFiniteError: non-finite activations (NaN or inf) in {TOY}, first at hook blocks.0.mlp.out.hook_out", FAILED),
 ]
@@ -168,8 +174,8 @@ def test_nan_detail(measure):
     assert detail["nonfinite"] == "non-finite numbers written as null at: details.spread, details.per_item[1]"
 
 
-def _report_run(tmp_path, *args):
-    (tmp_path / "test_claims.py").write_text(HEADER + FAILING + PASSING)
+def _report_run(tmp_path, *args, body=FAILING + PASSING):
+    (tmp_path / "test_claims.py").write_text(HEADER + body)
     out = _run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "no:randomly",
                 "--rootdir", str(tmp_path), "--mc-report", "rep", *args, "test_claims.py"], tmp_path, {})
     return out, json.loads((tmp_path / "rep" / "results.json").read_text())
@@ -187,6 +193,17 @@ def test_partial_runs_say_so(tmp_path, args, reason):
     assert (partial is None) if reason is None else (reason in partial), partial
     summary = (tmp_path / "rep" / "summary.md").read_text()
     assert ("PARTIAL RUN" in summary) is (reason is not None)
+
+
+def test_malformed_claim_is_an_error_in_the_report(tmp_path):
+    import jsonschema
+
+    from mechcheck.report import SCHEMA_FILE
+
+    out, doc = _report_run(tmp_path, body=PASSING + MALFORMED)
+    assert out.returncode == FAILED, out.stdout[-2000:]
+    jsonschema.validate(doc, json.loads(SCHEMA_FILE.read_text()))
+    assert {r["id"]: r["status"] for r in doc["claims"]} == {"OK": "pass", "M": "error"}
 
 
 def test_ioi_names_used_are_recorded(tmp_path):
