@@ -19,6 +19,7 @@ from mechcheck.claim import Source, at_least
 from mechcheck.metrics import head_scores
 from mechcheck.models import INDUCTION_ORGANISM, LoadedModel, sha256_of
 from mechcheck.stats import bootstrap_ci
+from mechcheck.plugin import run_state
 
 SRC = Source("thesis-ioi-circuits-tinystories-8M.txt", "§3.3 head scores; Olsson et al. 2022 (cited there)")
 
@@ -33,7 +34,7 @@ def _checkpoints(override: Path | None) -> list[tuple[str, Path]]:
 
 def pytest_generate_tests(metafunc):
     if "checkpoint" in metafunc.fixturenames:
-        found = _checkpoints(metafunc.config._mc_overrides.get(INDUCTION_ORGANISM))
+        found = _checkpoints(run_state(metafunc.config).overrides.get(INDUCTION_ORGANISM))
         metafunc.parametrize("checkpoint", [p for _, p in found], ids=[i for i, _ in found], scope="module")
 
 

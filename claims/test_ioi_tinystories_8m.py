@@ -18,6 +18,7 @@ from mechcheck import ioi
 from mechcheck.claim import Source, at_least, at_most, leads, rank_at_most, within
 from mechcheck.metrics import head_scores, logit_diff
 from mechcheck.stats import bootstrap_ci, mean_ci
+from mechcheck.plugin import run_state
 
 TS8M = "roneneldan/TinyStories-8M"
 GPT2 = "gpt2"
@@ -41,8 +42,7 @@ def gpt2(mc_load):
 
 @pytest.fixture(scope="module")
 def names(pytestconfig):
-    opt = pytestconfig.getoption("mc_ioi_names")
-    return tuple(n.strip() for n in opt.split(",")) if opt else ioi.NAMES
+    return run_state(pytestconfig).ioi_names or ioi.NAMES  # validated at start by the plugin
 
 
 @pytest.fixture

@@ -15,6 +15,7 @@ import pytest
 from mechcheck import toy, toy_circuit
 from mechcheck.claim import Source, at_least
 from mechcheck.models import TOY
+from mechcheck.plugin import run_state
 
 DOC = "tutorial-toy-reverse-increment.txt"
 SEEDS = [0, 1, 2]
@@ -22,7 +23,7 @@ SEEDS = [0, 1, 2]
 
 def pytest_generate_tests(metafunc):
     if "toy_run" in metafunc.fixturenames:
-        override = metafunc.config._mc_overrides.get(TOY)
+        override = run_state(metafunc.config).overrides.get(TOY)
         params = [str(override)] if override else SEEDS
         ids = ["checkpoint"] if override else [f"seed{s}" for s in SEEDS]
         metafunc.parametrize("toy_run", params, ids=ids, indirect=True, scope="module")

@@ -31,11 +31,17 @@ def main(argv: list[str] | None = None) -> int:
         from pathlib import Path
 
         from mechcheck.bench import standins
+        from mechcheck.report import ReportError, check_destination
 
         if len(rest) != 1:
             print("usage: mechcheck standins DIR")
             return 2
-        print(" ".join(standins(Path(rest[0]))))
+        try:
+            check_destination(Path(rest[0]), "mechcheck standins", files=())
+            print(" ".join(standins(Path(rest[0]))))
+        except (ReportError, OSError) as exc:
+            print(f"mechcheck standins: {exc}" if isinstance(exc, OSError) else str(exc), file=sys.stderr)
+            return 2
     elif command == "bench":
         from mechcheck.bench import main as bench
 

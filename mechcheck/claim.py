@@ -245,6 +245,23 @@ class Claim:
     published: Any = None
     tolerance: str = ""  # why the threshold is where it is, next to the citation
 
+    @classmethod
+    def from_marker(cls, mark, where: str = "") -> "Claim":
+        """The one parser of `@pytest.mark.claim(...)` (plugin and claim_of); a malformed marker
+        is one ClaimError line naming `where`."""
+        prefix = f"{where}: " if where else ""
+        if mark.args:
+            raise ClaimError(f"{prefix}@pytest.mark.claim takes keyword arguments only (id=..., statement=..., ...)")
+        try:
+            c = cls(**mark.kwargs)
+        except TypeError as exc:
+            raise ClaimError(f"{prefix}bad @pytest.mark.claim ({exc})") from None
+        if not isinstance(c.expect, Expectation) or not isinstance(c.source, Source):
+            raise ClaimError(f"{prefix}@pytest.mark.claim needs expect=<Expectation> and source=Source(...)")
+        if not isinstance(c.id, str) or not c.id or not isinstance(c.model, str):
+            raise ClaimError(f"{prefix}@pytest.mark.claim needs a non-empty id and a model name (strings)")
+        return c
+
     def to_json(self) -> dict:
         return {
             "id": self.id,
@@ -281,6 +298,21 @@ class NotEncoded:
         }
 
 
+def check_measured(value) -> None:
+    """A measured value is a real number or an array of them (the expectation decides which it
+    takes); anything else (a string, a dict, a bool) is one ClaimError line, never a verdict."""
+    if isinstance(value, (str, bytes, dict, bool, np.bool_)) or value is None:
+        raise ClaimError(f"measured value must be a real number or an array of numbers, got "
+                         f"{type(value).__name__} {value!r:.60}")
+    try:
+        arr = np.asarray(value)
+    except (TypeError, ValueError) as exc:
+        raise ClaimError(f"measured value is not a number or a regular array ({exc})") from None
+    if arr.dtype.kind not in "iuf" or arr.size == 0:
+        raise ClaimError(f"measured value must be a real number or a non-empty array of numbers, got "
+                         f"{type(value).__name__} {str(value)[:60]!r}")
+
+
 def all_finite(value) -> bool:
     try:
         arr = np.asarray(value, dtype=float)
@@ -293,9 +325,16 @@ def decide(claim: Claim, value) -> None:
     """The one place pass/fail is decided. Raises ClaimError or ClaimFailed."""
     if value is None:
         raise ClaimError(f"{claim.id}: the test recorded no measurement")
+    check_measured(value)
     if not all_finite(value):
-        raise ClaimError(f"{claim.id}: measured value is not finite ({value!r}); cannot decide the claim")
-    if not claim.expect.check(value):
+        raise ClaimError(f"{claim.id}: measured value is not finite ({summarize(value)}); cannot decide the claim")
+    try:
+        holds = claim.expect.check(value)
+    except (TypeError, ValueError) as exc:
+        shape = np.shape(value)
+        raise ClaimError(f"{claim.id}: a measurement of shape {shape} does not fit the expectation "
+                         f"'{claim.expect.describe()}' ({exc})") from None
+    if not holds:
         raise ClaimFailed(f"{claim.id}: measured {summarize(value)} does not satisfy {claim.expect.describe()}")
 
 
@@ -305,6 +344,8 @@ def summarize(value) -> str:
     if arr.ndim == 0:
         v = float(arr)
         return f"{v:.4g}" if math.isfinite(v) else str(v)
+    if not np.isfinite(arr).all():
+        return f"array{tuple(arr.shape)} with {int((~np.isfinite(arr)).sum())} non-finite entries"
     flat = int(np.argmax(arr))
     where = np.unravel_index(flat, arr.shape)
     return f"array{tuple(arr.shape)} max {arr.max():.4g} at {fmt_item(tuple(int(i) for i in where))}"
@@ -314,7 +355,7 @@ def claim_of(test_function) -> Claim:
     """The Claim declared on a test function by @pytest.mark.claim (for controls in tests/)."""
     for mark in getattr(test_function, "pytestmark", []):
         if mark.name == "claim":
-            return Claim(**mark.kwargs)
+            return Claim.from_marker(mark, test_function.__name__)
     raise ValueError(f"{test_function.__name__} carries no @pytest.mark.claim")
 
 

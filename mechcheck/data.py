@@ -7,6 +7,7 @@ tagger and TinyStories text come from a data directory named by `--mc-data` or t
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 from pathlib import Path
@@ -34,24 +35,43 @@ def cache_root() -> Path:
     return Path(os.environ.get("MECHCHECK_CACHE", Path.home() / ".cache" / "mechcheck"))
 
 
+def _offline_hint(what: str, exc: Exception) -> DataError:
+    """One line for a hub download that failed: offline, or unreachable."""
+    offline = os.environ.get("HF_HUB_OFFLINE", "") not in ("", "0")
+    why = "HF_HUB_OFFLINE=1 and it is not in the HF cache" if offline else f"the hub is not reachable ({type(exc).__name__})"
+    return DataError(f"{what} is not available offline ({why}); give the data directory with --mc-data DIR "
+                     f"or ${ENV_VAR} (see README, 'Offline data')")
+
+
+def sha256_file(path: Path) -> str:
+    with open(path, "rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()
+
+
 def gpt2_tokenizer(data: Path | None, hub_name: str = "gpt2"):
     """The GPT-2 BPE tokenizer (shared by gpt2 and every roneneldan/TinyStories-* model).
 
     Offline it is built from <data>/tokenizer/gpt2/tokenizer.json and saved once as a tokenizer
-    directory, because TransformerLens re-opens the tokenizer by its `name_or_path`."""
+    directory, because TransformerLens re-opens the tokenizer by its `name_or_path`; that
+    directory is keyed by the sha256 of the source file, so an edited or corrupt source is never
+    hidden by an older cached build."""
     from transformers import AutoTokenizer, PreTrainedTokenizerFast
 
     if data is None:
-        return AutoTokenizer.from_pretrained(hub_name)
+        try:
+            return AutoTokenizer.from_pretrained(hub_name)
+        except OSError as exc:
+            raise _offline_hint(f"the GPT-2 tokenizer ({hub_name})", exc) from None
     source = data / "tokenizer" / "gpt2" / "tokenizer.json"
     if not source.exists():
         raise DataError(f"{source} not found: the data directory has no GPT-2 tokenizer")
-    target = cache_root() / "tokenizer-gpt2"
+    target = cache_root() / f"tokenizer-gpt2-{sha256_file(source)[:16]}"
     if not (target / "tokenizer.json").exists():
         eot = "<|endoftext|>"
-        tok = PreTrainedTokenizerFast(
-            tokenizer_file=str(source), bos_token=eot, eos_token=eot, unk_token=eot
-        )
+        try:
+            tok = PreTrainedTokenizerFast(tokenizer_file=str(source), bos_token=eot, eos_token=eot, unk_token=eot)
+        except Exception as exc:  # the tokenizers library raises a bare Exception on a bad file
+            raise DataError(f"{source}: not a readable tokenizer.json ({str(exc).splitlines()[0][:120]})") from None
         tmp = target.with_name(target.name + f".tmp{os.getpid()}")
         tok.save_pretrained(str(tmp))
         try:
@@ -77,8 +97,11 @@ def tinystories_validation(data: Path | None) -> str:
         return path.read_text(encoding="utf-8")
     from huggingface_hub import hf_hub_download
 
-    return Path(hf_hub_download("roneneldan/TinyStories", "TinyStories-valid.txt", repo_type="dataset")).read_text(
-        encoding="utf-8")
+    try:
+        path = hf_hub_download("roneneldan/TinyStories", "TinyStories-valid.txt", repo_type="dataset")
+    except OSError as exc:
+        raise _offline_hint("the TinyStories validation text", exc) from None
+    return Path(path).read_text(encoding="utf-8")
 
 
 def paragraphs(text: str, must_contain: str = "", limit: int | None = None) -> list[str]:

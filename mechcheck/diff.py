@@ -1,70 +1,172 @@
 """`mechcheck diff BASE/results.json NEW/results.json`: what changed between two runs.
 
 Why: the regression use (a new checkpoint, a new library version) needs a verdict a CI job can
-act on: claims whose status got worse are regressions (exit 1); status improvements, values that
-drifted beyond tolerance, and claims present in only one run are listed."""
+act on. A claim that went from PASS to FAIL or ERROR is a regression (exit 1). PASS to
+INCONCLUSIVE or SKIP, and any other change for the worse, is a weakening; claims of BASE that NEW
+did not run are listed as "not run" (never as passed); both fail the diff only with --strict.
+A value is marked drifted only when the change is larger than the noise: when both runs stored
+per-item values (details.per_item, the same prompts/sequences in the same order) a paired
+bootstrap CI of the mean change must exclude 0; else when they carry 95% CIs the intervals must
+not overlap; rtol/atol apply only to exact statistics (no CI). Bad input (not a results.json of
+this schema version, an unknown status) is one line and exit 2.
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
 
-RANK = {"pass": 0, "not-encoded": 0, "skip": 1, "fail": 2, "error": 3}
+from mechcheck.report import SCHEMA
+
+RANK = {"pass": 0, "not-encoded": 0, "inconclusive": 1, "skip": 1, "fail": 2, "error": 3}
+BAD = ("fail", "error")
+
+
+class DiffError(Exception):
+    """A file that is not a results.json this diff can read (one line)."""
+
+
+def check(doc, label: str = "results") -> dict:
+    """`doc` if it is a results.json of this schema version with known statuses, else DiffError."""
+    if not isinstance(doc, dict) or "schema" not in doc:
+        raise DiffError(f"{label}: not a mechcheck results.json (no 'schema' field)")
+    if doc["schema"] != SCHEMA:
+        raise DiffError(f"{label}: schema {doc['schema']!r}, but this mechcheck reads {SCHEMA!r}; "
+                        "rerun the older suite or compare reports of the same version")
+    claims = doc.get("claims")
+    if not isinstance(claims, list) or not all(isinstance(r, dict) and "nodeid" in r for r in claims):
+        raise DiffError(f"{label}: 'claims' must be a list of claim records with a nodeid")
+    for r in claims:
+        if r.get("status") not in RANK:
+            raise DiffError(f"{label}: {r['nodeid']} has unknown status {r.get('status')!r} "
+                            f"(known: {', '.join(RANK)})")
+    return doc
 
 
 def _value(record):
     m = record.get("measured") or {}
+    v = m.get("value")
+    if v is None or isinstance(v, (str, dict, bool)):
+        return None
     try:
-        return np.asarray(m.get("value"), dtype=float)
+        arr = np.asarray(v, dtype=float)
     except (TypeError, ValueError):
         return None
+    return arr if arr.size and np.isfinite(arr).all() else None
+
+
+def _ci(record):
+    ci = (record.get("measured") or {}).get("ci")
+    return (float(ci[0]), float(ci[1])) if ci and None not in ci else None
+
+
+def paired_bootstrap(a, b, n_boot: int = 2000, level: float = 0.95, seed: int = 0) -> tuple[float, float, float]:
+    """Mean of b - a over shared items and its percentile bootstrap CI (seeded)."""
+    d = np.asarray(b, dtype=float) - np.asarray(a, dtype=float)
+    rng = np.random.default_rng(seed)
+    means = d[rng.integers(0, d.size, size=(n_boot, d.size))].mean(1)
+    alpha = (1 - level) / 2
+    return float(d.mean()), float(np.quantile(means, alpha)), float(np.quantile(means, 1 - alpha))
+
+
+def drift(ra: dict, rb: dict, rtol: float = 0.05, atol: float = 1e-3) -> str | None:
+    """Why the value of `rb` differs significantly from that of `ra`, or None."""
+    ia = ((ra.get("measured") or {}).get("details") or {}).get("per_item")
+    ib = ((rb.get("measured") or {}).get("details") or {}).get("per_item")
+    if isinstance(ia, list) and isinstance(ib, list) and len(ia) == len(ib) >= 2:
+        try:
+            mean, lo, hi = paired_bootstrap(ia, ib)
+        except (TypeError, ValueError):
+            mean = None
+        if mean is not None and np.isfinite([lo, hi]).all():
+            return None if lo <= 0 <= hi else (
+                f"mean change {mean:+.4g} over {len(ia)} shared items, paired-bootstrap 95% CI [{lo:.4g}, {hi:.4g}]")
+    va, vb = _value(ra), _value(rb)
+    if va is None or vb is None:
+        return None
+    if va.shape != vb.shape:
+        return f"shape changed {va.shape} -> {vb.shape}"
+    ca, cb = _ci(ra), _ci(rb)
+    if ca and cb:
+        if ca[1] < cb[0] or cb[1] < ca[0]:
+            return f"95% CIs do not overlap: [{ca[0]:.4g}, {ca[1]:.4g}] -> [{cb[0]:.4g}, {cb[1]:.4g}]"
+        return None
+    if ca or cb:  # one run has a CI: the other's value must lie outside it
+        lo, hi = ca or cb
+        other = float((vb if ca else va).ravel()[0]) if va.size == 1 else None
+        if other is not None and not lo <= other <= hi:
+            return f"value {other:.4g} outside the other run's 95% CI [{lo:.4g}, {hi:.4g}]"
+        return None
+    gap = float(np.max(np.abs(vb - va)))  # an exact statistic: no noise to compare with
+    if gap > atol + rtol * float(np.max(np.abs(va))):
+        return f"value moved by {gap:.4g} (exact statistic; rtol {rtol:g}, atol {atol:g})"
+    return None
+
+
+def _pid(r: dict) -> str:
+    return r.get("id", r["nodeid"]) + (f"[{r['param']}]" if r.get("param") else "")
 
 
 def compare(base: dict, new: dict, rtol: float = 0.05, atol: float = 1e-3) -> dict:
-    """{"regressions", "improvements", "drifts", "added", "removed"}, each a list of lines."""
+    """{"regressions", "weakenings", "improvements", "drifts", "not_run", "added"}, each a list of lines."""
+    base, new = check(base, "BASE"), check(new, "NEW")
     a = {r["nodeid"]: r for r in base["claims"]}
     b = {r["nodeid"]: r for r in new["claims"]}
-    out = {"regressions": [], "improvements": [], "drifts": [], "added": sorted(set(b) - set(a)),
-           "removed": sorted(set(a) - set(b))}
+    partial = (new.get("run") or {}).get("partial")
+    out = {"regressions": [], "weakenings": [], "improvements": [], "drifts": [],
+           "not_run": [f"{_pid(a[n])}: {a[n]['status']} in BASE, not run in NEW"
+                       + (f" (NEW is a partial run: {partial})" if partial else "") for n in sorted(set(a) - set(b))],
+           "added": sorted(set(b) - set(a))}
     for nodeid in sorted(set(a) & set(b)):
         ra, rb = a[nodeid], b[nodeid]
-        pid = rb["id"] + (f"[{rb['param']}]" if rb.get("param") else "")
-        if ra["status"] != rb["status"]:
-            line = f"{pid}: {ra['status']} -> {rb['status']} ({rb['model']['name']}) {rb.get('message', '')}".rstrip()
-            worse = RANK[rb["status"]] > RANK[ra["status"]] and ra["status"] == "pass"
-            (out["regressions"] if worse else out["improvements"] if rb["status"] == "pass" else out["drifts"]).append(line)
-        va, vb = _value(ra), _value(rb)
-        if va is not None and vb is not None and va.shape == vb.shape and va.size:
-            gap = float(np.max(np.abs(vb - va)))
-            if gap > atol + rtol * float(np.max(np.abs(va))):
-                out["drifts"].append(f"{pid}: value moved by {gap:.4g} "
-                                     f"({(rb.get('measured') or {}).get('text', '')} vs {(ra.get('measured') or {}).get('text', '')})")
+        sa, sb = ra["status"], rb["status"]
+        if sa != sb:
+            line = f"{_pid(rb)}: {sa} -> {sb} ({(rb.get('model') or {}).get('name', '?')}) {rb.get('message', '')}".rstrip()
+            if RANK[sb] < RANK[sa]:
+                out["improvements"].append(line)
+            elif RANK[sb] > RANK[sa]:
+                out["regressions" if sa == "pass" and sb in BAD else "weakenings"].append(line)
+        why = drift(ra, rb, rtol, atol)
+        if why:
+            out["drifts"].append(f"{_pid(rb)}: {why} ({(rb.get('measured') or {}).get('text', '')} "
+                                 f"vs {(ra.get('measured') or {}).get('text', '')})")
     return out
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="mechcheck diff", description=__doc__)
+    parser = argparse.ArgumentParser(prog="mechcheck diff", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("base", type=Path)
     parser.add_argument("new", type=Path)
-    parser.add_argument("--rtol", type=float, default=0.05, help="relative tolerance for value drift (default 0.05)")
-    parser.add_argument("--atol", type=float, default=1e-3, help="absolute tolerance for value drift (default 1e-3)")
+    parser.add_argument("--rtol", type=float, default=0.05, help="relative tolerance for exact statistics (default 0.05)")
+    parser.add_argument("--atol", type=float, default=1e-3, help="absolute tolerance for exact statistics (default 1e-3)")
+    parser.add_argument("--strict", action="store_true",
+                        help="also fail (exit 1) on weakenings (e.g. PASS -> INCONCLUSIVE) and claims NEW did not run")
     args = parser.parse_args(argv)
     docs = []
     for path in (args.base, args.new):
         path = path / "results.json" if path.is_dir() else path
         try:
             docs.append(json.loads(path.read_text()))
-        except (OSError, json.JSONDecodeError) as exc:
-            print(f"mechcheck diff: cannot read {path}: {exc}")
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            print(f"mechcheck diff: cannot read {path}: {exc}", file=sys.stderr)
             return 2
-    result = compare(*docs, rtol=args.rtol, atol=args.atol)
+    try:
+        result = compare(*docs, rtol=args.rtol, atol=args.atol)
+    except DiffError as exc:
+        print(f"mechcheck diff: {exc}", file=sys.stderr)
+        return 2
     for key, lines in result.items():
         if lines:
-            print(f"{key} ({len(lines)}):")
+            print(f"{key.replace('_', ' ')} ({len(lines)}):")
             print("\n".join(f"  {x}" for x in lines))
     n = len(result["regressions"])
-    print(f"{n} regression{'s' if n != 1 else ''}")
-    return 1 if n else 0
+    print(f"{n} regression{'s' if n != 1 else ''}, {len(result['weakenings'])} weakening(s), "
+          f"{len(result['not_run'])} not run")
+    if n or args.strict and (result["weakenings"] or result["not_run"]):
+        return 1
+    return 0

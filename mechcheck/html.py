@@ -20,16 +20,22 @@ import numpy as np
 from mechcheck.inventory import coverage_html, for_records
 from mechcheck.report import fmt_measured
 
-STATUS_COLOUR = {"pass": "#1a7f37", "fail": "#cf222e", "skip": "#6e7781", "error": "#9a6700",
-                 "not-encoded": "#6e7781"}
+STATUS_COLOUR = {"pass": "#1a7f37", "fail": "#cf222e", "inconclusive": "#bc4c00", "skip": "#6e7781",
+                 "error": "#9a6700", "not-encoded": "#6e7781"}
+
+
+def _figure(figsize):
+    """A matplotlib Figure with its own Agg canvas: pyplot and the global backend are never
+    touched, so the user's process (an interactive session, their own plots) is left as it was."""
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=figsize)
+    return fig, fig.add_subplot()
 
 
 def _png(fig) -> str:
-    import matplotlib.pyplot as plt
-
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=80, bbox_inches="tight", metadata={"Software": None})
-    plt.close(fig)
     return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
 
 
@@ -44,10 +50,6 @@ def _items(expected: dict) -> list:
 
 def figures(record: dict) -> list[str]:
     """PNG data URLs for one claim record (possibly none)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     from matplotlib.patches import Rectangle
 
     m = record.get("measured") or {}
@@ -65,7 +67,7 @@ def figures(record: dict) -> list[str]:
     if (arr is None or arr.ndim != 2) and details.get("head_map") is not None:
         arr = np.asarray(details["head_map"], dtype=float)  # a scalar claim about one head of a map
     if arr is not None and arr.ndim == 2:
-        fig, ax = plt.subplots(figsize=(min(1.2 + 0.35 * arr.shape[1], 8), 0.6 + 0.35 * arr.shape[0]))
+        fig, ax = _figure((min(1.2 + 0.35 * arr.shape[1], 8), 0.6 + 0.35 * arr.shape[0]))
         im = ax.imshow(arr, cmap="viridis", aspect="auto")
         for it in items:
             if isinstance(it, tuple) and len(it) == 2:
@@ -76,21 +78,21 @@ def figures(record: dict) -> list[str]:
         fig.colorbar(im, ax=ax)
         out.append(_png(fig))
     elif arr is not None and arr.ndim == 1 and arr.size > 1:
-        fig, ax = plt.subplots(figsize=(6, 2.4))
+        fig, ax = _figure((6, 2.4))
         colours = ["#cf222e" if i in items else "#4c72b0" for i in range(arr.size)]
         ax.bar(range(arr.size), arr, color=colours)
         ax.set_xlabel("head")
         ax.set_title(title + " (claimed heads in red)", fontsize=9)
         out.append(_png(fig))
     if "curve" in details and "labels" in details:
-        fig, ax = plt.subplots(figsize=(6, 2.6))
+        fig, ax = _figure((6, 2.6))
         ax.plot(range(len(details["curve"])), details["curve"], marker="o")
         ax.set_xticks(range(len(details["labels"])), details["labels"], rotation=90, fontsize=7)
         ax.set_ylabel("logit difference")
         ax.set_title(title + ": through the residual stream", fontsize=9)
         out.append(_png(fig))
     if "clean_accuracy" in details and "ablated_accuracy" in details:
-        fig, ax = plt.subplots(figsize=(3, 2.4))
+        fig, ax = _figure((3, 2.4))
         ax.bar(["clean", "ablated"], [details["clean_accuracy"], details["ablated_accuracy"]], color=["#4c72b0", "#cf222e"])
         ax.set_ylim(0, 1)
         ax.set_ylabel("holdout accuracy")
@@ -99,7 +101,7 @@ def figures(record: dict) -> list[str]:
     example = details.get("example_pattern")
     if example:
         pattern = np.asarray(example["pattern"], dtype=float)
-        fig, ax = plt.subplots(figsize=(4 + 0.12 * len(example["tokens"]), 3.5 + 0.12 * len(example["tokens"])))
+        fig, ax = _figure((4 + 0.12 * len(example["tokens"]), 3.5 + 0.12 * len(example["tokens"])))
         ax.imshow(pattern, cmap="Blues", vmin=0, vmax=1)
         ticks = [t.replace("\n", "\\n") for t in example["tokens"]]
         ax.set_xticks(range(len(ticks)), ticks, rotation=90, fontsize=7)
@@ -149,5 +151,7 @@ def render(doc: dict, created: str) -> str:
         f"TransformerLens {e(str(doc['run'].get('transformer_lens')))}. {len(recs)} claims: {c['pass']} pass, "
         f"{c['fail']} fail, {c['skip']} skip, {c['error']} error, {c['not-encoded']} not encoded. "
         "Heads are LxHy (layer x, head y; the thesis' H7.7 is L7H7); brackets are 95% bootstrap CIs.</p>"
+        + (f"<p><b>PARTIAL RUN</b> ({e(str(doc['run']['partial']))}): claims that did not run are not in this "
+           "report.</p>" if doc["run"].get("partial") else "") +
         "<table><tr><th>claim</th><th>source</th><th>model</th><th>measured</th><th>expected</th><th>published</th>"
         f"<th>status</th><th>time (s)</th></tr>{''.join(rows)}</table>{''.join(sections)}</body></html>")

@@ -1,22 +1,58 @@
-"""The run's report: results.json (machine form) and summary.md (the table a person reads).
+"""The run's report: results.json (machine form), summary.md (the table a person reads) and
+index.html (mechcheck.html).
 
-Why atomic: a killed or crashed run must leave the previous report intact, so each file is
-written to a temporary name in the same folder and moved into place with os.replace.
-Schema: docs in README.md ("The report"); `SCHEMA` names its version.
+Why checked first and replaced together: a report destination that cannot be written is known
+before any claim runs (check_destination), and the three files are written to temporary names,
+then moved into place one by one with the previous files kept aside; if any move fails the moved
+ones are put back, so the folder holds all old or all new files, never a mix. A killed run leaves
+the previous report intact (the moves are the last thing a run does).
+results.json is strict JSON (no NaN: non-finite numbers are null with a reason). Schema: docs in
+README.md ("The report"); `SCHEMA` names its version.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import tempfile
 from collections import defaultdict
 from pathlib import Path
 
 from mechcheck.inventory import coverage_markdown, for_records
 
-SCHEMA = "mechcheck.results/1"
+SCHEMA = "mechcheck.results/2"
 SCHEMA_FILE = Path(__file__).with_name("results.schema.json")
 STATUSES = ("pass", "fail", "skip", "error", "not-encoded")
+FILES = ("results.json", "summary.md", "index.html")
+
+
+class ReportError(Exception):
+    """The report destination cannot hold the report (one line)."""
+
+
+def check_destination(directory: Path, what: str = "--mc-report", files=FILES) -> None:
+    """Refuse, before anything runs, an output folder that is a file, lies under a file, holds one
+    of the output names as a folder, or cannot be written."""
+    directory = Path(directory)
+    where = f"{what} {directory}"
+    if directory.exists() and not directory.is_dir():
+        raise ReportError(f"{where}: is an existing file, not a folder; give a folder for the report")
+    existing = directory
+    while not existing.exists():
+        if existing.parent == existing:
+            break
+        existing = existing.parent
+    if not existing.is_dir():
+        raise ReportError(f"{where}: {existing} is a file, so no folder can be made under it")
+    for name in files:
+        if (directory / name).is_dir():
+            raise ReportError(f"{where}: {directory / name} is a folder; the report needs that name for a file")
+    try:  # a real write (as root, os.access says yes to everything)
+        fd, probe = tempfile.mkstemp(prefix=".mechcheck-probe-", dir=existing)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        raise ReportError(f"{where}: cannot write in {existing} ({exc.strerror or exc})") from None
 
 
 def atomic_write(path: Path, text: str) -> None:
@@ -31,6 +67,45 @@ def atomic_write(path: Path, text: str) -> None:
     finally:
         if tmp.exists():
             tmp.unlink()
+
+
+def replace_together(directory: Path, texts: dict[str, str]) -> None:
+    """Write every file of `texts` into `directory` so that it ends with all new files or, on
+    any failure, all old ones (ReportError)."""
+    directory = Path(directory)
+    pid = os.getpid()
+    tmps = {name: directory / f".{name}.new{pid}" for name in texts}
+    olds = {name: directory / f".{name}.old{pid}" for name in texts}
+    moved: list[str] = []
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        for name, text in texts.items():
+            with open(tmps[name], "w", encoding="utf-8") as f:
+                f.write(text)
+                f.flush()
+                os.fsync(f.fileno())
+        for name in texts:
+            if (directory / name).exists():
+                os.link(directory / name, olds[name])  # the previous file stays reachable
+        for name in texts:
+            os.replace(tmps[name], directory / name)
+            moved.append(name)
+    except OSError as exc:
+        for name in moved:  # put the previous files back
+            try:
+                if olds[name].exists():
+                    os.replace(olds[name], directory / name)
+                else:
+                    os.unlink(directory / name)
+            except OSError:
+                pass
+        raise ReportError(f"cannot write the report in {directory} ({exc}); the previous report is unchanged") from None
+    finally:
+        for path in (*tmps.values(), *olds.values()):
+            try:
+                path.unlink()
+            except OSError:
+                pass
 
 
 def build(records: list[dict], run: dict) -> dict:
@@ -72,14 +147,12 @@ def series_markdown(records: list[dict]) -> list[str]:
 
 
 def fmt_measured(m: dict | None) -> str:
-    if not m or m.get("value") is None:
+    if not m or (m.get("value") is None and not m.get("text")):
         return "—"
     text = m.get("text") or str(m["value"])
-    if m.get("ci"):
+    if m.get("ci") and None not in m["ci"]:
         lo, hi = m["ci"]
         text += f" [{lo:.4g}, {hi:.4g}]"
-    if m.get("p") is not None:
-        text += f" (p={m['p']:.3g})"
     return text
 
 
@@ -97,6 +170,8 @@ def summary_markdown(doc: dict, created: str) -> str:
         f"{len(recs)} claims: {c['pass']} pass, {c['fail']} fail, {c['skip']} skip, {c['error']} error, "
         f"{c['not-encoded']} not encoded.",
         "",
+        *([f"**PARTIAL RUN** ({doc['run']['partial']}): claims that did not run are not in this report.", ""]
+          if doc["run"].get("partial") else []),
         "Heads are written LxHy (layer x, head y); the thesis notation H7.7 is L7H7.",
         "Measured values show a 95% bootstrap CI in brackets where the measurement samples prompts or sequences.",
         "",
@@ -153,14 +228,12 @@ def summary_markdown(doc: dict, created: str) -> str:
 
 
 def write(directory: Path, records: list[dict], run: dict, created: str) -> dict:
-    """Render everything first, then write results.json, summary.md and index.html, each
-    atomically: a crash while rendering leaves the previous report untouched."""
+    """Render everything first (a crash while rendering leaves the previous report untouched),
+    then replace results.json, summary.md and index.html together."""
     from mechcheck.html import render
 
     doc = build(records, run)
-    texts = {"results.json": json.dumps(doc, indent=2, sort_keys=True) + "\n",
+    texts = {"results.json": json.dumps(doc, indent=2, sort_keys=True, allow_nan=False) + "\n",
              "summary.md": summary_markdown(doc, created), "index.html": render(doc, created)}
-    directory = Path(directory)
-    for name, text in texts.items():
-        atomic_write(directory / name, text)
+    replace_together(Path(directory), texts)
     return doc

@@ -34,7 +34,10 @@ def use_data_dir(data: Path | None) -> None:
     try:
         nltk.data.find(f"taggers/{TAGGER}/")
     except LookupError:
-        raise DataError(f"NLTK tagger {TAGGER} not found; give --mc-data (offline copy) or nltk.download('{TAGGER}')") from None
+        looked = (f"{data / 'nltk_data' / 'taggers' / TAGGER} and NLTK's default paths" if data is not None
+                  else f"NLTK's paths {', '.join(nltk.data.path[:2])}, ...")
+        raise DataError(f"NLTK tagger {TAGGER} not found (looked in {looked}); give --mc-data DIR holding "
+                        f"nltk_data/taggers/{TAGGER}, or run nltk.download('{TAGGER}')") from None
 
 
 def sentence_spans(text: str) -> list[tuple[int, int]]:

@@ -1,42 +1,120 @@
-"""`mechcheck diff`: regressions (exit 1), improvements, drift beyond tolerance, added/removed."""
+"""`mechcheck diff`: regressions (exit 1), weakenings and claims not run (exit 1 only with
+--strict), improvements, drift only when larger than the noise, bad input (exit 2)."""
 
 from __future__ import annotations
 
 import copy
 import json
 
-from mechcheck.diff import compare, main
+import numpy as np
+import pytest
+
+from mechcheck.diff import DiffError, compare, drift, main
+from mechcheck.report import SCHEMA
+from mechcheck.stats import mean_ci
 
 
-def _doc():
-    rec = lambda nid, status, value: {  # noqa: E731
-        "nodeid": nid, "id": nid.upper(), "param": None, "status": status, "message": "",
-        "model": {"name": "m"}, "measured": {"value": value, "text": str(value)}}
-    return {"claims": [rec("a", "pass", 0.9), rec("b", "fail", 0.1), rec("c", "pass", [1.0, 2.0]), rec("d", "pass", 5.0)]}
+def _rec(nid, status, value, ci=None, **details):
+    return {"nodeid": nid, "id": nid.upper(), "param": None, "status": status, "message": "",
+            "model": {"name": "m"}, "measured": {"value": value, "text": str(value), "ci": ci, "details": details}}
+
+
+def _doc(*records):
+    records = records or (_rec("a", "pass", 0.9), _rec("b", "fail", 0.1), _rec("c", "pass", [1.0, 2.0]),
+                          _rec("d", "pass", 5.0))
+    return {"schema": SCHEMA, "run": {"partial": None}, "claims": list(records)}
 
 
 def test_compare_classifies_changes():
     base, new = _doc(), _doc()
     new["claims"][0].update(status="fail", measured={"value": 0.2, "text": "0.2"})  # regression + drift
     new["claims"][1].update(status="pass")  # improvement
-    new["claims"][2]["measured"]["value"] = [1.0, 2.01]  # within tolerance
+    new["claims"][2]["measured"]["value"] = [1.0, 2.01]  # an exact statistic within tolerance
     del new["claims"][3]
     out = compare(base, new)
     assert out["regressions"] == ["A: pass -> fail (m)"]
     assert out["improvements"] == ["B: fail -> pass (m)"]
     assert len(out["drifts"]) == 1 and out["drifts"][0].startswith("A: value moved by 0.7")
-    assert out["removed"] == ["d"] and out["added"] == []
+    assert out["not_run"] == ["D: pass in BASE, not run in NEW"] and out["added"] == []
+
+
+def _write(tmp_path, name, doc):
+    path = tmp_path / name
+    path.write_text(json.dumps(doc))
+    return str(path)
 
 
 def test_cli_exit_codes(tmp_path, capsys):
-    base = tmp_path / "base.json"
-    base.write_text(json.dumps(_doc()))
-    same = tmp_path / "same.json"
-    same.write_text(json.dumps(_doc()))
-    assert main([str(base), str(same)]) == 0
+    base = _write(tmp_path, "base.json", _doc())
+    assert main([base, _write(tmp_path, "same.json", _doc())]) == 0
     worse = copy.deepcopy(_doc())
     worse["claims"][3]["status"] = "error"
-    (tmp_path / "worse.json").write_text(json.dumps(worse))
-    assert main([str(base), str(tmp_path / "worse.json")]) == 1
+    assert main([base, _write(tmp_path, "worse.json", worse)]) == 1
     assert "D: pass -> error" in capsys.readouterr().out
-    assert main([str(base), str(tmp_path / "missing.json")]) == 2
+    assert main([base, str(tmp_path / "missing.json")]) == 2
+
+
+def test_inconclusive_is_a_weakening_and_fails_only_with_strict(tmp_path, capsys):
+    new = _doc()
+    new["claims"][0]["status"] = "inconclusive"
+    base, path = _write(tmp_path, "base.json", _doc()), _write(tmp_path, "new.json", new)
+    assert compare(_doc(), new)["weakenings"] == ["A: pass -> inconclusive (m)"]
+    assert main([base, path]) == 0
+    assert main([base, path, "--strict"]) == 1
+
+
+def test_missing_claims_are_listed_as_not_run_and_fail_with_strict(tmp_path, capsys):
+    new = _doc(*_doc()["claims"][:2])
+    new["run"]["partial"] = "stopped early (-x)"
+    base, path = _write(tmp_path, "base.json", _doc()), _write(tmp_path, "new.json", new)
+    assert main([base, path]) == 0
+    out = capsys.readouterr().out
+    assert "C: pass in BASE, not run in NEW (NEW is a partial run: stopped early (-x))" in out
+    assert main([base, path, "--strict"]) == 1
+
+
+@pytest.mark.parametrize("doc, message", [
+    ({}, "not a mechcheck results.json"),
+    ([], "not a mechcheck results.json"),
+    ({"schema": "mechcheck.results/1", "claims": []}, "schema 'mechcheck.results/1', but this mechcheck reads"),
+    ({"schema": SCHEMA, "claims": [{"nodeid": "x", "status": "great"}]}, "unknown status 'great'"),
+    ({"schema": SCHEMA, "claims": {}}, "'claims' must be a list"),
+])
+def test_bad_input_is_refused(doc, message):
+    with pytest.raises(DiffError, match=message):
+        compare(_doc(), doc)
+
+
+def _sampled(seed: int, shift: float = 0.0, n: int = 400):
+    """A sampled measurement (mean over n items with its bootstrap CI), drawn with `seed`."""
+    items = np.random.default_rng(seed).binomial(1, 0.7, n).astype(float)
+    value, ci = mean_ci(items)
+    return _rec("s", "pass", value + shift, [ci[0] + shift, ci[1] + shift])
+
+
+def test_two_seeds_of_the_same_run_are_not_flagged():
+    for seed in range(1, 8):
+        assert drift(_sampled(0), _sampled(seed)) is None, seed
+
+
+def test_a_planted_change_of_three_cis_is_flagged():
+    base = _sampled(0)
+    width = base["measured"]["ci"][1] - base["measured"]["ci"][0]
+    why = drift(base, _sampled(1, shift=3 * width))
+    assert why is not None and "do not overlap" in why
+
+
+def test_paired_bootstrap_over_shared_items():
+    rng = np.random.default_rng(0)
+    items = rng.normal(1.0, 0.5, 200)
+    same = items + rng.normal(0, 0.01, 200)  # a rerun on the same prompts: tiny numerical noise
+    base = _rec("p", "pass", items.mean(), None, per_item=items.tolist())
+    assert drift(base, _rec("p", "pass", same.mean(), None, per_item=same.tolist())) is None
+    moved = items + 0.05  # small next to the spread, but every prompt moved
+    why = drift(base, _rec("p", "pass", moved.mean(), None, per_item=moved.tolist()))
+    assert why is not None and "paired-bootstrap" in why
+
+
+def test_exact_statistics_keep_rtol_atol():
+    assert drift(_rec("e", "pass", 10.0), _rec("e", "pass", 10.2)) is None
+    assert "exact statistic" in drift(_rec("e", "pass", 10.0), _rec("e", "pass", 11.0))

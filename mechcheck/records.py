@@ -1,0 +1,182 @@
+"""What a claim test measured and the record the report is built from.
+
+Why apart from the hooks: the plugin decides (mechcheck.plugin), this module only assembles; a
+record is plain JSON that travels on the test report, so pytest-xdist workers' records reach the
+controller. Values are kept raw for the decision and rounded (6 significant digits, stable files)
+only here, for output; non-finite numbers become null with a reason (results.json is strict JSON).
+"""
+
+from __future__ import annotations
+
+import math
+import platform
+
+import numpy as np
+
+from mechcheck import claim as _claim
+from mechcheck import finite
+
+PROP = "mechcheck"
+
+
+class Measurement:
+    """What a claim test measured. `record(value, ci=..., n=..., **details)`; set `.model`
+    (a LoadedModel: its activations are then watched for NaN/inf) and `.seed`."""
+
+    def __init__(self):
+        self.value = None
+        self.ci = None
+        self.n = None
+        self.details: dict = {}
+        self._model = None
+        self.seed: int | None = None
+
+    @property
+    def model(self):
+        return self._model
+
+    @model.setter
+    def model(self, loaded) -> None:
+        self._model = loaded
+        finite.watch(getattr(loaded, "bridge", None))
+
+    def record(self, value, *, ci=None, n=None, **details):
+        value = _raw(value)
+        _claim.check_measured(value)
+        if ci is not None:
+            try:
+                ci = [float(ci[0]), float(ci[1])]
+            except (TypeError, ValueError, IndexError):
+                raise _claim.ClaimError(f"ci must be a (low, high) pair of numbers, got {ci!r:.60}") from None
+        self.value = value
+        self.ci = ci
+        self.n = None if n is None else int(n)
+        self.details.update({str(k): _raw(v) for k, v in details.items()})
+
+    def to_json(self, expect: _claim.Expectation) -> dict | None:
+        if self.value is None:
+            return None
+        try:
+            text = expect.explain(self.value) if _claim.all_finite(self.value) else _claim.summarize(self.value)
+        except (_claim.ClaimError, TypeError, ValueError):
+            text = _claim.summarize(self.value)
+        nulls: list[str] = []
+        out = {"value": output(self.value, "value", nulls), "text": text, "ci": output(self.ci, "ci", nulls),
+               "n": self.n, "details": output(self.details, "details", nulls)}
+        if nulls:
+            out["nonfinite"] = f"non-finite numbers written as null at: {', '.join(nulls[:10])}" + (
+                f" and {len(nulls) - 10} more" if len(nulls) > 10 else "")
+        return out
+
+
+def _raw(x):
+    """numpy/torch values -> plain Python, unrounded (the decision reads these)."""
+    if hasattr(x, "detach"):
+        x = x.detach().cpu().numpy()
+    if isinstance(x, dict):
+        return {str(k): _raw(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_raw(v) for v in x]
+    if isinstance(x, (np.ndarray, np.generic)):
+        return x.tolist()
+    return x
+
+
+def output(x, path: str = "", nulls: list | None = None):
+    """Raw value -> what results.json stores: floats rounded to 6 significant digits, NaN/inf
+    as null (their paths appended to `nulls`)."""
+    if isinstance(x, dict):
+        return {k: output(v, f"{path}.{k}", nulls) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [output(v, f"{path}[{i}]", nulls) for i, v in enumerate(x)]
+    if isinstance(x, float):
+        if math.isfinite(x):
+            return float(f"{x:.6g}")
+        if nulls is not None:
+            nulls.append(path)
+        return None
+    return x
+
+
+def status(rep, call) -> tuple[str, str]:
+    """(status, one-line message) of a claim test from its pytest report."""
+    if rep.outcome == "passed":
+        return "pass", ""
+    if hasattr(rep, "wasxfail"):  # --mc-claims-nonfatal: the claim did not hold
+        return "fail", rep.wasxfail.removeprefix("claim does not hold: ")
+    if rep.outcome == "skipped":
+        reason = rep.longrepr[2] if isinstance(rep.longrepr, tuple) else str(rep.longrepr)
+        return "skip", reason.removeprefix("Skipped: ")
+    exc = call.excinfo.value if call.excinfo else None
+    msg = f"{type(exc).__name__}: {exc}".splitlines()[0][:500] if exc else str(rep.longrepr)[:500]
+    if rep.when == "call" and isinstance(exc, _claim.ClaimFailed):
+        return "fail", str(exc)
+    return "error", msg
+
+
+def record(item, c: _claim.Claim, m: Measurement | None, state: dict, model_name: str) -> dict:
+    """The JSON record of one claim test."""
+    model = m.model.info() if m is not None and m.model is not None else {"name": model_name}
+    param = getattr(getattr(item, "callspec", None), "id", None)
+    try:
+        measured = m.to_json(c.expect) if m is not None else None
+    except Exception as exc:  # assembling must never crash the session (INTERNALERROR)
+        measured = None
+        state = {**state, "status": "error", "message": f"measurement not reportable: {type(exc).__name__}: {exc}"[:500]}
+    return {
+        "nodeid": item.nodeid,
+        **c.to_json(),
+        "param": param,
+        "model": model,
+        "measured": measured,
+        "status": state.get("status", "error"),
+        "message": state.get("message", ""),
+        "timing": {"setup_s": round(state.get("setup_s", 0.0), 3), "call_s": round(state.get("call_s", 0.0), 3)},
+        "seed": m.seed if m is not None else None,
+    }
+
+
+def invalid_record(item, message: str) -> dict:
+    """The record of a test whose @pytest.mark.claim could not be read: an error in the report,
+    so a malformed claim is never missing from it."""
+    kw = getattr(item.get_closest_marker("claim"), "kwargs", {})
+    text = lambda k: kw.get(k) if isinstance(kw.get(k), str) else ""  # noqa: E731
+    return {
+        "nodeid": item.nodeid, "id": text("id") or item.name, "statement": text("statement"),
+        "source": {"document": "", "where": ""}, "model": {"name": text("model")},
+        "expected": {"op": "invalid", "text": "malformed claim"}, "published": None, "tolerance": "",
+        "param": getattr(getattr(item, "callspec", None), "id", None), "measured": None,
+        "status": "error", "message": message[:500], "timing": {"setup_s": 0.0, "call_s": 0.0}, "seed": None,
+    }
+
+
+class Collector:
+    """Collects claim records from test reports; on the controller this sees xdist workers' too."""
+
+    def __init__(self, records: list):
+        self.records = records
+
+    def pytest_runtest_logreport(self, report):
+        if report.when != "teardown":
+            return
+        for key, value in report.user_properties:
+            if key == PROP:
+                self.records.append(value)
+
+
+def run_info(state, partial: str | None) -> dict:
+    """results.json `run`: what produced these records."""
+    from importlib.metadata import version
+
+    from mechcheck.ioi import NAMES  # the prompt builder's default name set (not a metric)
+
+    return {
+        "device": state.device,
+        "python": platform.python_version(),
+        "torch": version("torch"),
+        "transformer_lens": version("transformer-lens"),
+        "overrides": {k: str(v) for k, v in sorted(state.overrides.items())},
+        "data_dir": str(state.data) if state.data else None,
+        "ioi_names": list(state.ioi_names or NAMES),
+        "partial": partial,
+    }
