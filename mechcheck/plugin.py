@@ -65,6 +65,10 @@ def pytest_configure(config):
         raise pytest.UsageError(str(exc)) from None
     config._mc_records = []
     config.pluginmanager.register(_Collector(config._mc_records), "mechcheck-collector")
+    from mechcheck import scheduling as _scheduling, series as _series  # issue13
+
+    config.pluginmanager.register(_scheduling.Plugin(config), "mechcheck-scheduling")  # issue13
+    config.pluginmanager.register(_series.Plugin(config), "mechcheck-series")  # issue13
 
 
 def _claim_of(item) -> _claim.Claim | None:

@@ -1,0 +1,4 @@
+"""placeholder"""
+class Plugin:
+    def __init__(self, config):
+        self.config = config
