@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from mechcheck import organisms
+from mechcheck import organisms, series  # issue13
 from mechcheck.claim import Source, at_least
 from mechcheck.metrics import head_scores
 from mechcheck.models import INDUCTION_ORGANISM, LoadedModel, sha256_of
@@ -32,9 +32,14 @@ def _checkpoints(override: Path | None) -> list[tuple[str, Path]]:
 
 
 def pytest_generate_tests(metafunc):
-    if "checkpoint" in metafunc.fixturenames:
+    if "checkpoint" in metafunc.fixturenames and not series.given(metafunc.config, INDUCTION_ORGANISM):  # issue13
         found = _checkpoints(metafunc.config._mc_overrides.get(INDUCTION_ORGANISM))
         metafunc.parametrize("checkpoint", [p for _, p in found], ids=[i for i, _ in found], scope="module")
+
+
+@pytest.fixture(scope="module")
+def checkpoint(mc_series_step):  # issue13: with --mc-series mechcheck/induction-organism=DIR
+    return mc_series_step.path  # issue13
 
 
 @pytest.fixture(scope="module")

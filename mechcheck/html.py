@@ -128,7 +128,9 @@ def render(doc: dict, created: str) -> str:
             f"<td>{e(r['model']['name'])}</td><td>{e(fmt_measured(r.get('measured')))}</td><td>{e(r['expected']['text'])}</td>"
             f"<td>{e(str(r.get('published')) if r.get('published') is not None else '—')}</td><td>{status}</td>"
             f"<td>{r['timing']['call_s']:.2f}</td></tr>")
-    sections = []
+    from mechcheck.series import series_sections  # issue13
+
+    sections = [series_sections(recs)[1]]  # issue13: one plot per claim run over a series
     for i, r in enumerate(recs):
         pid = r["id"] + (f"[{r['param']}]" if r.get("param") else "")
         imgs = "".join(f"<img src='{src}' alt='{e(pid)} figure'>" for src in figures(r))

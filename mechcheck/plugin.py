@@ -50,6 +50,9 @@ def pytest_addoption(parser):
                 help="names of the IOI prompt set (default: mechcheck.ioi.NAMES); fewer names, fewer prompts")
     g.addoption("--mc-data", metavar="DIR", default=None,
                 help="offline data directory (tokenizer, NLTK tagger, TinyStories text); also $MECHCHECK_DATA")
+    from mechcheck import series as _series  # issue13
+
+    _series.add_options(g)  # issue13
 
 
 def pytest_configure(config):
@@ -212,11 +215,16 @@ def mc_load(pytestconfig, mc_device, request):
     centred writing weights); compat=False the raw HF weights."""
     cache: dict[str, object] = {}
 
+    from mechcheck import series as _series  # issue13
+
     def load(name: str, compat: bool = True) -> _models.LoadedModel:
-        key = (name, compat)
+        step_path = _series.checkpoint_for(request, name)  # issue13: the series checkpoint, if any
+        key = (name, compat, step_path)  # issue13
         if key not in cache:
+            for old in [k for k in cache if step_path and k[0] == name and k[2]]:  # issue13: one
+                del cache[old]  # issue13: checkpoint of a series in memory at a time
             try:
-                path = _models.resolve_hf(name, pytestconfig._mc_overrides.get(name))
+                path = _models.resolve_hf(name, step_path or pytestconfig._mc_overrides.get(name))  # issue13
                 tok = request.getfixturevalue("mc_tokenizer")
                 cache[key] = _models.load_hf(name, path, mc_device, tok, compat=compat)
             except (_models.ModelError, DataError) as exc:

@@ -34,7 +34,9 @@ def atomic_write(path: Path, text: str) -> None:
 def build(records: list[dict], run: dict) -> dict:
     """The results document; records sorted by test id so serial and xdist runs agree."""
     records = sorted(records, key=lambda r: r["nodeid"])
-    counts = {s: sum(r["status"] == s for r in records) for s in STATUSES}
+    from mechcheck.series import headline  # issue13: a series counts its last checkpoint
+
+    counts = {s: sum(r["status"] == s for r in headline(records)) for s in STATUSES}  # issue13
     return {"schema": SCHEMA, "run": run, "counts": counts, "claims": records}
 
 
@@ -122,7 +124,9 @@ def summary_markdown(doc: dict, created: str) -> str:
             lines.append(f"- {cid} on {model}: holds in {passed} of {decided} decided runs ({total} in all)")
         else:
             lines.append(f"- {cid} on {model}: not decided in this run ({total} skipped or errored)")
-    lines += series_markdown(recs)
+    from mechcheck import series as _series  # issue13
+
+    lines += series_markdown([r for r in recs if r.get("step") is None]) + _series.series_markdown(recs)  # issue13
     lines += ["", "## Claims", ""]
     seen = set()
     for r in recs:
