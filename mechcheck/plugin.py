@@ -62,7 +62,9 @@ def pytest_configure(config):
     config.addinivalue_line("markers", "slow: long checks that CI does not select")
     try:
         config._mc_overrides = _models.parse_overrides(config.getoption("mc_model"))
-        config._mc_device = _models.pick_device(config.getoption("mc_device"))
+        from mechcheck.scheduling import worker_device  # issue13: xdist worker gwI -> cuda:(I mod G)
+
+        config._mc_device = worker_device(config.getoption("mc_device"))  # issue13
         config._mc_data = data_dir(config.getoption("mc_data"))
     except (_models.ModelError, DataError) as exc:
         raise pytest.UsageError(str(exc)) from None
@@ -114,9 +116,8 @@ def pytest_collection_modifyitems(config, items):
 
 
 def pytest_itemcollected(item):
-    """xdist --dist loadgroup: all claims on one model go to one worker, which loads it once.
-    Marked at collection, before xdist reads the groups in its own modifyitems hook. (xdist 3.8
-    under pytest 9 was seen not to honour groups; the README recommends --dist loadfile.)"""
+    """xdist --dist loadgroup: all claims on one model go to one worker, which loads it once
+    (honoured through mechcheck.scheduling; a series adds the checkpoint to the group)."""  # issue13
     mark = item.get_closest_marker("claim")
     if mark is not None and isinstance(mark.kwargs.get("model"), str):
         item.add_marker(pytest.mark.xdist_group(_model_name(item, mark.kwargs["model"]).replace("/", "_")))
