@@ -180,11 +180,14 @@ class Plugin:
         except SeriesError as exc:
             raise pytest.UsageError(str(exc)) from None
         self.current = None
+        self.unreachable: set[str] = set()
 
     def pytest_generate_tests(self, metafunc):
         mark = metafunc.definition.get_closest_marker("claim")
         cps = self.series.get(mark.kwargs.get("model")) if mark is not None else None
         if cps:
+            if "mc_load" not in metafunc.fixturenames and ARG not in metafunc.fixturenames:
+                self.unreachable.add(metafunc.definition.nodeid)  # fails at set-up, one line
             # the pytest-repeat way of parametrizing a test by a fixture it does not name;
             # session scope groups the tests by checkpoint, so one checkpoint is loaded at a time
             metafunc.fixturenames.append(ARG)
@@ -202,6 +205,15 @@ class Plugin:
     @pytest.hookimpl(tryfirst=True)
     def pytest_runtest_protocol(self, item, nextitem):
         self.current = item
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_runtest_setup(self, item):
+        """A claim on a series model that loads its model itself (neither the mc_load loader nor
+        the mc_series_step fixture) would silently run on its usual checkpoint: an error instead."""
+        cp = _step_of(item)
+        if cp is not None and item.nodeid.split("[", 1)[0] in self.unreachable:
+            pytest.fail(f"--mc-series {cp.name}: this test loads its model itself (not through mc_load or "
+                        "mc_series_step), so it cannot run on the series", pytrace=False)
 
     @pytest.hookimpl(wrapper=True, tryfirst=True)  # outside mechcheck.plugin's: its record exists
     def pytest_runtest_makereport(self, item, call):

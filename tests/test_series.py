@@ -255,3 +255,24 @@ def test_bench_series_smoke(tmp_path, organism_every25):
     assert [(r["checkpoints"], r["workers"], r["records"], r["loads"], r["distinct_loaded"]) for r in rows] == \
         [(2, 1, 4, 2, 2), (2, 2, 4, 2, 2)]
     assert "| checkpoints | workers |" in (tmp_path / "bench_series.md").read_text()
+
+
+def test_claim_that_loads_its_own_model_is_an_error_not_a_silent_pass(pytester, standin_series):
+    good, _ = standin_series
+    pytester.makepyfile(test_own=OWN_LOADER.format(model=TS1M))
+    result = pytester.runpytest("--mc-series", f"{TS1M}={good}", "--mc-report", "rep")
+    result.assert_outcomes(errors=3)
+    doc = json.loads((pytester.path / "rep" / "results.json").read_text())
+    assert {r["status"] for r in doc["claims"]} == {"error"} and len(doc["claims"]) == 3
+    assert all("loads its model itself" in r["message"] for r in doc["claims"])
+
+
+OWN_LOADER = """
+import pytest
+from mechcheck.claim import Source, at_least
+
+@pytest.mark.claim(id="S9", statement="ignores the series", source=Source("d", "s"), model="{model}",
+                   expect=at_least(0))
+def test_s9(measure):
+    measure.record(1.0)
+"""
