@@ -87,6 +87,12 @@ def _cell(x) -> str:
     return str(x).replace("|", "\\|").replace("\n", " ")
 
 
+def _series_note(records: list[dict]) -> str:  # issue13
+    from mechcheck.series import headline_note  # issue13
+
+    return " " + headline_note(records) if headline_note(records) else ""  # issue13
+
+
 def summary_markdown(doc: dict, created: str) -> str:
     recs = doc["claims"]
     c = doc["counts"]
@@ -95,7 +101,7 @@ def summary_markdown(doc: dict, created: str) -> str:
         "",
         f"Created {created}. Device: {doc['run'].get('device')}. "
         f"{len(recs)} claims: {c['pass']} pass, {c['fail']} fail, {c['skip']} skip, {c['error']} error, "
-        f"{c['not-encoded']} not encoded.",
+        f"{c['not-encoded']} not encoded." + _series_note(recs),  # issue13
         "",
         "Heads are written LxHy (layer x, head y); the thesis notation H7.7 is L7H7.",
         "Measured values show a 95% bootstrap CI in brackets where the measurement samples prompts or sequences.",

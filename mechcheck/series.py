@@ -254,6 +254,13 @@ def headline(records: list[dict]) -> list[dict]:
     return out + sorted(last.values(), key=lambda r: r["nodeid"])
 
 
+def headline_note(records: list[dict]) -> str:
+    """The sentence that says the counts are of each series' last checkpoint ("" without series)."""
+    n = len(records) - len(headline(records))
+    return (f"Counts are of each checkpoint series' last checkpoint ({n} earlier checkpoints' records "
+            "are in the series sections)." if n else "")
+
+
 def transitions(rs: list[dict]) -> tuple[int | None, int | None]:
     """(first step where the claim holds, last step where it flips back from pass to fail) over
     the decided steps; None where there is none."""

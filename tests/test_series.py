@@ -191,6 +191,8 @@ def test_standin_series_one_record_per_step_and_load(pytester, standin_series):
     assert doc["counts"]["pass"] == 2  # the headline: the last checkpoint of each claim
     summary = (pytester.path / "rep" / "summary.md").read_text()
     assert "## Checkpoint series: S1 on roneneldan/TinyStories-1M" in summary
+    assert "2 pass, 0 fail, 0 skip, 0 error, 0 not encoded. Counts are of each checkpoint series' last " \
+        "checkpoint (4 earlier checkpoints' records are in the series sections)." in summary
     assert (pytester.path / "rep" / "index.html").read_text().count("data:image/png;base64,") == 2
 
 
