@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from mechcheck import organisms
+from mechcheck import organisms, series
 from mechcheck.claim import Source, at_least
 from mechcheck.metrics import head_scores
 from mechcheck.models import INDUCTION_ORGANISM, LoadedModel, sha256_of
@@ -33,9 +33,14 @@ def _checkpoints(override: Path | None) -> list[tuple[str, Path]]:
 
 
 def pytest_generate_tests(metafunc):
-    if "checkpoint" in metafunc.fixturenames:
+    if "checkpoint" in metafunc.fixturenames and not series.given(metafunc.config, INDUCTION_ORGANISM):
         found = _checkpoints(run_state(metafunc.config).overrides.get(INDUCTION_ORGANISM))
         metafunc.parametrize("checkpoint", [p for _, p in found], ids=[i for i, _ in found], scope="module")
+
+
+@pytest.fixture(scope="module")
+def checkpoint(mc_series_step):: with --mc-series mechcheck/induction-organism=DIR
+    return mc_series_step.path
 
 
 @pytest.fixture(scope="module")

@@ -10,6 +10,7 @@ COMMANDS = {
     "standins": "DIR: write exact-config random checkpoints of the hub models; print the --mc-model args",
     "bench": "time the claim suite with shared vs separate forward passes, and IOI prompt scaling",
     "diff": "BASE NEW: claims whose status changed or whose value drifted; exit 1 on a regression",
+    "merge": "OUT REPORT...: one report from shard reports (pytest --splits K --group i)",  # issue13
 }
 
 
@@ -50,6 +51,10 @@ def main(argv: list[str] | None = None) -> int:
         from mechcheck.diff import main as diff
 
         return diff(rest)
+    elif command == "merge":  # issue13
+        from mechcheck.merge import main as merge  # issue13
+
+        return merge(rest)  # issue13
     return 0
 
 

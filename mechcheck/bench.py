@@ -54,6 +54,10 @@ def _timed(args: list[str], report: Path) -> float:
 
 
 def main(argv: list[str] | None = None) -> int:
+    if argv and argv[0] == "series":  # issue13: claims x checkpoints, serial vs -n 2
+        from mechcheck.bench_series import main as series_bench  # issue13
+
+        return series_bench(argv[1:])  # issue13
     parser = argparse.ArgumentParser(prog="mechcheck bench", description=__doc__)
     parser.add_argument("--out", type=Path, default=ROOT / "reports" / "bench")
     parser.add_argument("--standins", type=Path, default=None, help="folder for the stand-in checkpoints")

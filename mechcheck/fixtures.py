@@ -64,11 +64,16 @@ def mc_load(pytestconfig, mc_device, request):
     cache: dict[str, object] = {}
     overrides = run_state(pytestconfig).overrides
 
+    from mechcheck import series as _series
+
     def load(name: str, compat: bool = True) -> _models.LoadedModel:
-        key = (name, compat)
+        step_path = _series.checkpoint_for(request, name)  # the series checkpoint of this test, if any
+        key = (name, compat, step_path)
         if key not in cache:
+            for old in [k for k in cache if step_path and k[0] == name and k[2]]:
+                del cache[old]  # one checkpoint of a series in memory at a time
             try:
-                path = _models.resolve_hf(name, overrides.get(name))
+                path = _models.resolve_hf(name, step_path or overrides.get(name))
                 tok = request.getfixturevalue("mc_tokenizer")
                 cache[key] = _models.load_hf(name, path, mc_device, tok, compat=compat)
             except (_models.ModelError, DataError) as exc:

@@ -76,6 +76,9 @@ def pytest_addoption(parser, pluginmanager):
     from mechcheck import fixtures
 
     pluginmanager.register(fixtures, "mechcheck-fixtures")
+    from mechcheck import series as _series
+
+    _series.add_options(g)
 
 
 def _ioi_names(opt: str | None) -> tuple[str, ...] | None:
@@ -104,6 +107,8 @@ def _report_dir(config) -> Path | None:
 
 
 def pytest_configure(config):
+    from mechcheck.scheduling import worker_device
+
     config.addinivalue_line(
         "markers", "claim(id, statement, source, model, expect, published=None, tolerance=''): "
         "a published claim this test checks (mechcheck)")
@@ -115,7 +120,7 @@ def pytest_configure(config):
     try:
         state = RunState(
             overrides=_models.parse_overrides(values),
-            device=_models.pick_device(config.getoption("mc_device")),
+            device=worker_device(config.getoption("mc_device")),  # xdist worker gwI -> cuda:(I mod G)
             data=data_dir(config.getoption("mc_data")),
             ioi_names=_ioi_names(config.getoption("mc_ioi_names")),
             report_dir=_report_dir(config),
@@ -129,6 +134,10 @@ def pytest_configure(config):
             raise pytest.UsageError(str(exc)) from None
     config.stash[_STATE] = state
     config.pluginmanager.register(_records.Collector(state.records), "mechcheck-collector")
+    from mechcheck import scheduling as _scheduling, series as _series
+
+    config.pluginmanager.register(_scheduling.Plugin(config), "mechcheck-scheduling")
+    config.pluginmanager.register(_series.Plugin(config), "mechcheck-series")
 
 
 def _model_name(item, model: str) -> str:
@@ -180,9 +189,8 @@ def pytest_collection_modifyitems(session, config, items):
 
 
 def pytest_itemcollected(item):
-    """xdist --dist loadgroup: all claims on one model go to one worker, which loads it once.
-    Marked at collection, before xdist reads the groups in its own modifyitems hook. (xdist 3.8
-    under pytest 9 was seen not to honour groups; the README recommends --dist loadfile.)"""
+    """xdist --dist loadgroup: all claims on one model go to one worker, which loads it once
+    (honoured through mechcheck.scheduling; a series adds the checkpoint to the group)."""  # issue13
     mark = item.get_closest_marker("claim")
     if mark is not None and isinstance(mark.kwargs.get("model"), str):
         item.add_marker(pytest.mark.xdist_group(_model_name(item, mark.kwargs["model"]).replace("/", "_")))

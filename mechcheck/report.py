@@ -111,7 +111,9 @@ def replace_together(directory: Path, texts: dict[str, str]) -> None:
 def build(records: list[dict], run: dict) -> dict:
     """The results document; records sorted by test id so serial and xdist runs agree."""
     records = sorted(records, key=lambda r: r["nodeid"])
-    counts = {s: sum(r["status"] == s for r in records) for s in STATUSES}
+    from mechcheck.series import headline  # issue13: a series counts its last checkpoint
+
+    counts = {s: sum(r["status"] == s for r in headline(records)) for s in STATUSES}  # issue13
     return {"schema": SCHEMA, "run": run, "counts": counts, "claims": records}
 
 
@@ -160,6 +162,12 @@ def _cell(x) -> str:
     return str(x).replace("|", "\\|").replace("\n", " ")
 
 
+def _series_note(records: list[dict]) -> str:  # issue13
+    from mechcheck.series import headline_note  # issue13
+
+    return " " + headline_note(records) if headline_note(records) else ""  # issue13
+
+
 def summary_markdown(doc: dict, created: str) -> str:
     recs = doc["claims"]
     c = doc["counts"]
@@ -168,7 +176,7 @@ def summary_markdown(doc: dict, created: str) -> str:
         "",
         f"Created {created}. Device: {doc['run'].get('device')}. "
         f"{len(recs)} claims: {c['pass']} pass, {c['fail']} fail, {c['skip']} skip, {c['error']} error, "
-        f"{c['not-encoded']} not encoded.",
+        f"{c['not-encoded']} not encoded." + _series_note(recs),  # issue13
         "",
         *([f"**PARTIAL RUN** ({doc['run']['partial']}): claims that did not run are not in this report.", ""]
           if doc["run"].get("partial") else []),
@@ -199,7 +207,9 @@ def summary_markdown(doc: dict, created: str) -> str:
             lines.append(f"- {cid} on {model}: holds in {passed} of {decided} decided runs ({total} in all)")
         else:
             lines.append(f"- {cid} on {model}: not decided in this run ({total} skipped or errored)")
-    lines += series_markdown(recs)
+    from mechcheck import series as _series  # issue13
+
+    lines += series_markdown([r for r in recs if r.get("step") is None]) + _series.series_markdown(recs)  # issue13
     lines += coverage_markdown(for_records(recs), recs)
     lines += ["", "## Claims", ""]
     seen = set()

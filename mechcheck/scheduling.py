@@ -1,0 +1,166 @@
+"""Parallel runs: keep each (model, checkpoint) on one xdist worker, balance workers by cost, and
+give each worker its own GPU.
+
+Why this module exists: pytest-xdist 3.8's `--dist loadgroup` marks a group by rewriting
+`item._nodeid` to "<nodeid>@<group>" on the worker (xdist/remote.py, its
+pytest_collection_modifyitems). Since pytest 9 a node's id lives in `Node._id` (a structured
+NodeId) and `Node.nodeid` is derived from it, so that write is lost: the controller receives plain
+node ids, LoadGroupScheduling finds no "@", and every test becomes its own group and is spread over
+the workers (hook order is not the cause: mechcheck's marks are set in pytest_itemcollected, before
+any modifyitems hook). Rewriting the node id ourselves would change the ids in the report, so
+instead the worker tells the controller each test's group through a small file, and
+`GroupScheduling` (handed to xdist through its `pytest_xdist_make_scheduler` hook when the user
+asks for `--dist loadgroup`) groups by it: same semantics as xdist's loadgroup (tests with the same
+`xdist_group` marks share a worker; unmarked tests are units of their own), under pytest 8 and 9.
+
+Cost: a group's cost is the sum of its tests' stored durations (pytest-split's `.test_durations`,
+nodeid -> seconds, written by `pytest --store-durations`), a test without one counting as the mean
+of the known ones (1 s when none is known). Groups are handed out heaviest first, each to the next
+idle worker (longest-processing-time-first, a 4/3-approximation of the best makespan), so a worker
+that drew a costly model is not also handed the cheap ones while the others idle.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections import OrderedDict
+from pathlib import Path
+
+import pytest
+
+_DIR_KEY = "mechcheck_groups_dir"
+
+
+def worker_device(option: str = "auto") -> str:
+    """The device of this process's models: `pick_device(option)`, except that an xdist worker
+    gwI on a host with G visible GPUs uses cuda:(I mod G) when the device is cuda (or auto and CUDA
+    is available), so `-n N` spreads the models over the GPUs instead of stacking them on cuda:0."""
+    import torch
+
+    from mechcheck.models import pick_device
+
+    device = pick_device(option)
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+    if device != "cuda" or not worker.startswith("gw") or not worker[2:].isdigit():
+        return device
+    return f"cuda:{int(worker[2:]) % max(torch.cuda.device_count(), 1)}"
+
+
+def group_of(item) -> str | None:
+    """The item's xdist group: its `xdist_group` mark names, joined as xdist joins them."""
+    names = {str(m.args[0] if m.args else m.kwargs.get("name", "default")) for m in item.iter_markers("xdist_group")}
+    return "_".join(sorted(names)) or None
+
+
+def _durations(config) -> dict[str, float]:
+    """pytest-split's stored durations (its --durations-path, else <rootdir>/.test_durations)."""
+    path = Path(config.getoption("durations_path", None) or Path(config.rootpath) / ".test_durations")
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    return {str(k): float(v) for k, v in data.items()} if isinstance(data, dict) else {}
+
+
+try:
+    from xdist.scheduler import LoadScopeScheduling
+except ImportError:  # xdist not installed: Plugin's hooks never ask for a scheduler
+    LoadScopeScheduling = object
+
+
+class GroupScheduling(LoadScopeScheduling):
+    """xdist's LoadScopeScheduling with the scope of a test read from the group map the workers
+    wrote (not from the node id), and the work units handed out heaviest first."""
+
+    def __init__(self, config, log=None, groups_dir: Path | None = None):
+        super().__init__(config, log)
+        self._groups_dir = groups_dir
+        self._groups: dict[str, str] = {}
+        self.workqueue = _CostQueue()
+
+    def schedule(self) -> None:
+        if self.collection is None:  # first call: every worker has collected
+            self._groups = _read_groups(self._groups_dir)
+            self.workqueue.cost_of = unit_cost(_durations(self.config))
+        super().schedule()
+
+    def _split_scope(self, nodeid: str) -> str:
+        return self._groups.get(nodeid) or nodeid
+
+
+class _CostQueue(OrderedDict):
+    """xdist's work queue, whose `popitem(last=False)` (the next unit for an idle worker) returns
+    the costliest unit left instead of the first queued. (The workers' collections cannot be
+    reordered instead: xdist sends tests as indices into them.)"""
+
+    cost_of = staticmethod(lambda unit: len(unit))
+
+    def popitem(self, last: bool = True):
+        if last or not self:
+            return super().popitem(last)
+        key = max(self, key=lambda k: self.cost_of(self[k]))  # max: the first of equal costs
+        return key, self.pop(key)
+
+
+def unit_cost(durations: dict[str, float]):
+    """cost(unit) = its tests' stored durations summed; an unknown test counts as the mean of
+    the known ones (1 s when none is known)."""
+    default = sum(durations.values()) / len(durations) if durations else 1.0
+    return lambda unit: sum(durations.get(nodeid, default) for nodeid in unit)
+
+
+def _read_groups(groups_dir: Path | None) -> dict[str, str]:
+    groups: dict[str, str] = {}
+    if groups_dir is None:
+        return groups
+    for path in sorted(Path(groups_dir).glob("*.json")):
+        try:
+            groups.update(json.loads(path.read_text()))
+        except (OSError, ValueError):
+            continue
+    return groups
+
+
+class Plugin:
+    """Registered by mechcheck.plugin; does nothing unless `--dist loadgroup` is in effect."""
+
+    def __init__(self, config):
+        self.config = config
+        self.dir: Path | None = None
+
+    def _on(self) -> bool:
+        return self.config.getoption("dist", "no") == "loadgroup"
+
+    # controller side
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_configure_node(self, node):
+        if self._on():
+            if self.dir is None:
+                self.dir = Path(tempfile.mkdtemp(prefix="mechcheck-groups-"))
+            node.workerinput[_DIR_KEY] = str(self.dir)
+
+    @pytest.hookimpl(optionalhook=True, tryfirst=True)
+    def pytest_xdist_make_scheduler(self, config, log):
+        if self._on():
+            return GroupScheduling(config, log, self.dir)
+        return None
+
+    def pytest_unconfigure(self, config):
+        if self.dir is not None:
+            for path in self.dir.glob("*"):
+                path.unlink(missing_ok=True)
+            self.dir.rmdir()
+
+    # worker side: before xdist's own collection_finish sends the ids to the controller
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_collection_finish(self, session):
+        where = getattr(self.config, "workerinput", {}).get(_DIR_KEY)
+        if not where:
+            return
+        groups = {item.nodeid: g for item in session.items if (g := group_of(item))}
+        path = Path(where) / f"{self.config.workerinput['workerid']}.json"
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(groups))
+        os.replace(tmp, path)

@@ -1,0 +1,280 @@
+"""Checkpoint series (mechcheck.series): discovery with one-line errors, `--mc-series` runs (a
+step per checkpoint, a broken checkpoint an error record, the rest still run), the report's series
+sections, and the headline counting each series' last checkpoint. Series made here: exact-config
+random stand-ins of roneneldan/TinyStories-1M, and the induction organism saved every 25 steps
+(81 checkpoints, trained once and cached under $MECHCHECK_CACHE)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from mechcheck import models, organisms, series
+
+pytest_plugins = ["pytester"]
+ROOT = Path(__file__).resolve().parent.parent
+TS1M = "roneneldan/TinyStories-1M"
+
+
+def _config(d: Path, **kw) -> None:
+    d.mkdir(parents=True)
+    (d / "config.json").write_text(json.dumps({"model_type": "gpt_neo", "num_layers": 8, "hidden_size": 64, **kw}))
+
+
+# ------------------------------------------------------------------ discovery
+
+def test_discover_hf_folders_sorted_numerically(tmp_path):
+    for name in ("checkpoint-1000", "step9", "global_step10", "notes", "step20x"):
+        _config(tmp_path / name)
+    (tmp_path / "README.md").write_text("not a checkpoint")
+    found = series.discover(tmp_path, TS1M)
+    assert [(c.step, c.path.name, c.id) for c in found] == [
+        (9, "step9", "step0009"), (10, "global_step10", "step0010"), (1000, "checkpoint-1000", "step1000")]
+
+
+def test_discover_series_json_and_organism_files(tmp_path):
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    (tmp_path / "series.json").write_text(json.dumps([{"step": 20000, "path": "b"}, {"step": 500, "path": "a"}]))
+    assert [(c.step, c.path.name, c.id) for c in series.discover(tmp_path)] == [(500, "a", "step00500"),
+                                                                               (20000, "b", "step20000")]
+    shipped = series.discover(organisms.SERIES_DIR)
+    assert [c.step for c in shipped] == [s for s, _ in organisms.series()]
+
+
+@pytest.mark.parametrize("make,message", [
+    (lambda d: d.rmdir(), "not a directory"),
+    (lambda d: None, "no checkpoints (expected step1000/"),
+    (lambda d: (_config(d / "step100"), _config(d / "checkpoint-100")), "step 100 occurs twice (checkpoint-100 and step100)"),
+    (lambda d: (_config(d / "step1"), _config(d / "step2", num_layers=4)),
+     "mixed architectures: step 1 and step 2 differ (num_layers 8 vs 4)"),
+    (lambda d: (d / "series.json").write_text('{"checkpoints": [{"step": 1}]}'), "series.json: expected a list of"),
+    (lambda d: (d / "series.json").write_text('[{"step": 1, "path": "gone"}]'), "step 1: "),
+])
+def test_bad_series_is_one_line(tmp_path, make, message):
+    d = tmp_path / "run"
+    d.mkdir()
+    make(d)
+    with pytest.raises(series.SeriesError) as err:
+        series.discover(d)
+    assert message in str(err.value) and "\n" not in str(err.value)
+
+
+def test_bad_option_is_a_usage_error(pytester):
+    pytester.makepyfile("def test_x(): pass")
+    for value, line in [("nosuch/model=/tmp", "ERROR: --mc-series 'nosuch/model=/tmp': unknown model*"),
+                        (f"{TS1M}", "ERROR: --mc-series *: expected NAME=DIR*"),
+                        (f"{TS1M}={pytester.path}", "ERROR: series *: no checkpoints*")]:
+        result = pytester.runpytest("--mc-series", value)
+        assert result.ret == pytest.ExitCode.USAGE_ERROR
+        result.stderr.fnmatch_lines([line])
+
+
+# ------------------------------------------------------------------ report parts
+
+def _rec(step, status, value, param=None, cid="X1"):
+    return {"nodeid": f"t.py::test[{param or f'step{step:04d}'}]", "id": cid, "model": {"name": "m"}, "step": step,
+            "param": param or f"step{step:04d}", "status": status,
+            "measured": {"value": value, "ci": [value - 0.1, value + 0.1]} if value is not None else None,
+            "expected": {"op": ">=", "text": ">= 0.5", "threshold": 0.5}}
+
+
+SERIES = [_rec(0, "fail", 0.1), _rec(25, "pass", 0.6), _rec(50, "fail", 0.4), _rec(75, "error", None),
+          _rec(100, "pass", 0.7), _rec(125, "fail", 0.3), _rec(150, "pass", 0.8)]
+
+
+def test_transitions_first_hold_and_last_flip_back():
+    assert series.transitions(SERIES) == (25, 125)
+    assert series.transitions(SERIES[:2]) == (25, None)
+    assert series.transitions([_rec(0, "fail", 0.1)]) == (None, None)
+
+
+def test_headline_keeps_each_series_last_checkpoint():
+    plain = {"nodeid": "a.py::t", "id": "Y", "model": {"name": "m"}, "status": "fail"}
+    seeded = [_rec(s, st, 0.6, param=f"seed{k}-step{s:04d}") for k, (s, st) in
+              enumerate([(0, "pass"), (10, "fail")]) for _ in (0,)]
+    seeded += [_rec(5, "pass", 0.6, param="seed0-step0005")]
+    kept = series.headline([plain, *SERIES, *seeded])
+    assert plain in kept and SERIES[-1] in kept and all(r not in kept for r in SERIES[:-1])
+    assert {r["param"] for r in kept if r["id"] == "X1" and r["param"].startswith("seed")} == \
+        {"seed0-step0005", "seed1-step0010"}
+
+
+def test_series_sections_plot_and_table():
+    md, frag = series.series_sections(SERIES)
+    text = "\n".join(md)
+    assert "## Checkpoint series: X1 on m" in text
+    assert "Holds first at step 25; flips back at step 125." in text and "Last checkpoint: PASS" in text
+    assert "| 75 | — | — | ERROR |" in text and "| 25 | 0.6 | [0.5, 0.7] | PASS |" in text
+    assert frag.count("data:image/png;base64,") == 1
+    assert series.series_sections(SERIES)[1] == frag  # byte-stable
+    assert series.series_markdown(SERIES) == md
+
+
+# ------------------------------------------------------------------ --mc-series runs
+
+CLAIM_1M = '''
+import os, pytest
+from mechcheck.claim import Source, at_least
+
+@pytest.mark.claim(id="S1", statement="the stand-in loads", source=Source("doc.md", "s"), model="{model}",
+                   expect=at_least(0.0))
+def test_s1(mc_load, measure):
+    loaded = mc_load("{model}")
+    measure.model = loaded
+    measure.record(float(loaded.bridge.cfg.n_layers))
+
+@pytest.mark.claim(id="S2", statement="again, same checkpoint", source=Source("doc.md", "s"), model="{model}",
+                   expect=at_least(0.0))
+def test_s2(mc_load, measure):
+    measure.record(float(mc_load("{model}").bridge.cfg.d_model))
+'''
+
+LOADLOG = '''
+import os
+from mechcheck import models
+_orig = models.load_hf
+
+def _logged(name, path, *a, **k):
+    with open(os.environ["MC_LOADLOG"], "a") as f:
+        f.write(f"{os.environ.get('PYTEST_XDIST_WORKER', 'main')} {path}\\n")
+    return _orig(name, path, *a, **k)
+
+models.load_hf = _logged
+'''
+
+
+@pytest.fixture(scope="module")
+def standin_series(tmp_path_factory):
+    """Three exact-config stand-ins of TinyStories-1M as a training run's step0/step1000/step2000,
+    and a copy whose middle checkpoint is broken."""
+    d = tmp_path_factory.mktemp("ts1m-run")
+    for seed, step in enumerate((0, 1000, 2000)):
+        models.save_random(TS1M, d / f"checkpoint-{step}", seed=seed)
+    broken = tmp_path_factory.mktemp("ts1m-broken")
+    for p in d.iterdir():
+        (broken / p.name).symlink_to(p, target_is_directory=True)
+    (broken / "checkpoint-1000").unlink()
+    (broken / "checkpoint-1000").mkdir()
+    for f in (d / "checkpoint-1000").iterdir():
+        (broken / "checkpoint-1000" / f.name).write_bytes(f.read_bytes()[:100] if "safetensors" in f.name
+                                                          else f.read_bytes())
+    return d, broken
+
+
+def _run(pytester, name, *args):
+    pytester.makepyfile(test_s=CLAIM_1M.format(model=TS1M))
+    pytester.makepyfile(loadlog=LOADLOG)
+    log = pytester.path / f"{name}.loads"
+    env = {"MC_LOADLOG": str(log), "PYTHONPATH": os.pathsep.join([str(pytester.path), str(ROOT)])}
+    proc = subprocess.run([sys.executable, "-m", "pytest", "-p", "loadlog", "-p", "no:randomly", "-q",
+                           "--mc-report", name, *args], cwd=pytester.path, capture_output=True, text=True,
+                          env={**os.environ, **env})
+    doc = json.loads((pytester.path / name / "results.json").read_text())
+    loads = log.read_text().split("\n")[:-1] if log.exists() else []
+    return proc, doc, loads
+
+
+def test_standin_series_one_record_per_step_and_load(pytester, standin_series):
+    good, _ = standin_series
+    proc, doc, loads = _run(pytester, "rep", "--mc-series", f"{TS1M}={good}")
+    assert proc.returncode == 0, proc.stdout[-2000:]
+    got = [(r["id"], r["param"], r["step"], r["status"]) for r in doc["claims"]]
+    assert got == [(c, f"step{s:04d}", s, "pass") for c in ("S1", "S2") for s in (0, 1000, 2000)]
+    assert sorted(p.rsplit("/", 1)[1] for p in (line.split()[1] for line in loads)) == \
+        ["checkpoint-0", "checkpoint-1000", "checkpoint-2000"]  # each step loaded once
+    assert doc["counts"]["pass"] == 2  # the headline: the last checkpoint of each claim
+    summary = (pytester.path / "rep" / "summary.md").read_text()
+    assert "## Checkpoint series: S1 on roneneldan/TinyStories-1M" in summary
+    assert "2 pass, 0 fail, 0 skip, 0 error, 0 not encoded. Counts are of each checkpoint series' last " \
+        "checkpoint (4 earlier checkpoints' records are in the series sections)." in summary
+    assert (pytester.path / "rep" / "index.html").read_text().count("data:image/png;base64,") == 2
+
+
+def test_broken_checkpoint_mid_series_is_an_error_record(pytester, standin_series):
+    _, broken = standin_series
+    proc, doc, _ = _run(pytester, "rep", "--mc-series", f"{TS1M}={broken}")
+    assert proc.returncode == 1
+    by = {(r["id"], r["step"]): r for r in doc["claims"]}
+    assert [by[("S1", s)]["status"] for s in (0, 1000, 2000)] == ["pass", "error", "pass"]
+    assert "checkpoint-1000: weights cannot be read" in by[("S1", 1000)]["message"]
+    assert "\n" not in by[("S1", 1000)]["message"]
+
+
+def test_standin_series_parallel_loads_once_and_equals_serial(pytester, standin_series):
+    good, _ = standin_series
+    _, serial, _ = _run(pytester, "serial", "--mc-series", f"{TS1M}={good}")
+    proc, par, loads = _run(pytester, "par", "--mc-series", f"{TS1M}={good}", "-n", "2", "--dist", "loadgroup")
+    assert proc.returncode == 0, proc.stdout[-2000:]
+    assert len(loads) == 3 and len({line.split()[1] for line in loads}) == 3  # once in total
+    assert {line.split()[0] for line in loads} == {"gw0", "gw1"}
+    strip = lambda d: [{k: v for k, v in r.items() if k != "timing"} for r in d["claims"]]  # noqa: E731
+    assert strip(par) == strip(serial)
+
+
+# ------------------------------------------------------------------ the organism, every 25 steps
+
+@pytest.fixture(scope="session")
+def organism_every25() -> Path:
+    """The induction organism (full 2000-step recipe) saved every 25 steps: 81 checkpoints,
+    trained once in a test session and cached under $MECHCHECK_CACHE."""
+    from mechcheck.bench_series import every25
+
+    return every25()
+
+
+def test_organism_series_of_81_checkpoints(tmp_path, organism_every25):
+    report = tmp_path / "rep"
+    proc = subprocess.run([sys.executable, "-m", "pytest", str(ROOT / "claims" / "test_induction_organism.py"),
+                           "-q", "-p", "no:randomly", "--mc-report", str(report), "--mc-claims-nonfatal",
+                           "--mc-series", f"{models.INDUCTION_ORGANISM}={organism_every25}"],
+                          cwd=ROOT, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout[-3000:]
+    doc = json.loads((report / "results.json").read_text())
+    steps = sorted({r["step"] for r in doc["claims"]})
+    assert steps == list(range(0, 2001, 25)) and len(doc["claims"]) == 2 * 81
+    o1 = [r for r in doc["claims"] if r["id"] == "O1"]
+    assert all(r["status"] in ("pass", "fail") for r in o1)
+    first, _ = series.transitions(sorted(o1, key=lambda r: r["step"]))
+    assert next(r for r in o1 if r["step"] == 0)["status"] == "fail" and first is not None and first > 0
+    assert doc["counts"]["pass"] + doc["counts"]["fail"] == 2  # headline: step 2000 only
+    summary = (report / "summary.md").read_text()
+    assert f"Holds first at step {first}" in summary
+
+
+def test_bench_series_smoke(tmp_path, organism_every25):
+    """`mechcheck bench series` on 2 checkpoints: it runs and counts one load per checkpoint
+    (timings are not asserted)."""
+    from mechcheck.bench_series import main as bench
+
+    assert bench(["--out", str(tmp_path), "--sizes", "2", "--workers", "2"]) == 0
+    rows = json.loads((tmp_path / "bench_series.json").read_text())
+    assert [(r["checkpoints"], r["workers"], r["records"], r["loads"], r["distinct_loaded"]) for r in rows] == \
+        [(2, 1, 4, 2, 2), (2, 2, 4, 2, 2)]
+    assert "| checkpoints | workers |" in (tmp_path / "bench_series.md").read_text()
+
+
+def test_claim_that_loads_its_own_model_is_an_error_not_a_silent_pass(pytester, standin_series):
+    good, _ = standin_series
+    pytester.makepyfile(test_own=OWN_LOADER.format(model=TS1M))
+    result = pytester.runpytest("--mc-series", f"{TS1M}={good}", "--mc-report", "rep")
+    result.assert_outcomes(errors=3)
+    doc = json.loads((pytester.path / "rep" / "results.json").read_text())
+    assert {r["status"] for r in doc["claims"]} == {"error"} and len(doc["claims"]) == 3
+    assert all("loads its model itself" in r["message"] for r in doc["claims"])
+
+
+OWN_LOADER = """
+import pytest
+from mechcheck.claim import Source, at_least
+
+@pytest.mark.claim(id="S9", statement="ignores the series", source=Source("d", "s"), model="{model}",
+                   expect=at_least(0))
+def test_s9(measure):
+    measure.record(1.0)
+"""
