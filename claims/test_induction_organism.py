@@ -39,7 +39,7 @@ def pytest_generate_tests(metafunc):
 
 
 @pytest.fixture(scope="module")
-def checkpoint(mc_series_step):: with --mc-series mechcheck/induction-organism=DIR
+def checkpoint(mc_series_step):  # with --mc-series mechcheck/induction-organism=DIR
     return mc_series_step.path
 
 

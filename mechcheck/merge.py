@@ -53,8 +53,9 @@ def merge(paths) -> tuple[list[dict], dict]:
         if doc.get("schema") != report.SCHEMA:
             raise MergeError(f"{path}: schema {doc.get('schema')!r}, expected {report.SCHEMA!r} "
                              f"(reports of different schema versions)")
-        if doc["run"] != doc0["run"]:
-            keys = sorted(k for k in set(doc["run"]) | set(doc0["run"]) if doc["run"].get(k) != doc0["run"].get(k))
+        settings, settings0 = _settings(doc["run"]), _settings(doc0["run"])
+        if settings != settings0:
+            keys = sorted(k for k in set(settings) | set(settings0) if settings.get(k) != settings0.get(k))
             what = ", ".join(f"{k} {doc0['run'].get(k)!r} vs {doc['run'].get(k)!r}" for k in keys)
             raise MergeError(f"{first} and {path} come from runs with different settings ({what})")
         for r in doc["claims"]:
@@ -63,7 +64,23 @@ def merge(paths) -> tuple[list[dict], dict]:
                 raise MergeError(f"{key} is in both {seen[key]} and {path} (overlapping shards)")
             seen[key] = path
             records.append(r)
-    return records, doc0["run"]
+    return records, {**doc0["run"], "partial": _partial([doc["run"].get("partial") for _, doc in shards])}
+
+
+def _settings(run: dict) -> dict:
+    """The run settings that must agree between shards (not why each one is partial)."""
+    return {k: v for k, v in run.items() if k != "partial"}
+
+
+def _partial(reasons: list) -> str | None:
+    """None when the shards are all K shards of one pytest-split run; else why the merge is partial."""
+    shards = {r for r in reasons if isinstance(r, str) and r.startswith("shard ")}
+    if len(shards) == len(reasons):
+        counts = {r.rsplit(" of ", 1)[1] for r in shards}
+        if len(counts) == 1 and len(shards) == int(next(iter(counts))):
+            return None
+    other = sorted({str(r) for r in reasons if r})
+    return "; ".join(other) if other else None
 
 
 def main(argv: list[str]) -> int:

@@ -284,6 +284,9 @@ def _partial(session) -> str | None:
     state = run_state(config)
     if session.shouldfail or session.shouldstop:
         return f"stopped early ({session.shouldfail or session.shouldstop})"
+    splits = getattr(config.option, "splits", None)  # pytest-split: `mechcheck merge` joins the shards
+    if splits:
+        return f"shard {config.option.group} of {splits}"
     if state.deselected:
         return f"{state.deselected} claim test(s) deselected (-k / -m / --deselect)"
     opts = config.option  # under xdist the controller does not collect: it sees the options only
