@@ -211,6 +211,9 @@ def load_hf(name: str, path: Path, device: str, tokenizer, compat: bool = True) 
         hf_model = AutoModelForCausalLM.from_pretrained(str(path), attn_implementation="eager")
     except Exception as exc:
         raise CheckpointError(f"{path}: weights cannot be read ({type(exc).__name__}: {str(exc).splitlines()[0][:200]})") from None
+    # boot_transformers does not move a model it is given: without this the bridge's cfg says
+    # `device` while every weight stays on the CPU (on CUDA: "index is on cuda:0 ... cpu").
+    hf_model.to(device)
     bridge = TransformerBridge.boot_transformers(str(path), device=device, tokenizer=tokenizer, hf_model=hf_model)
     if compat:
         bridge.enable_compatibility_mode()
