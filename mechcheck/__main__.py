@@ -10,6 +10,7 @@ COMMANDS = {
     "standins": "DIR: write exact-config random checkpoints of the hub models; print the --mc-model args",
     "bench": "time the claim suite with shared vs separate forward passes, and IOI prompt scaling",
     "diff": "BASE NEW: claims whose status changed or whose value drifted; exit 1 on a regression",
+    "parity": "[--devices cpu cuda]: the stand-in dry run on two devices, compared; exit 1 on a difference",
 }
 
 
@@ -40,6 +41,10 @@ def main(argv: list[str] | None = None) -> int:
         from mechcheck.bench import main as bench
 
         return bench(rest)
+    elif command == "parity":
+        from mechcheck.parity import main as parity
+
+        return parity(rest)
     elif command == "diff":
         from mechcheck.diff import main as diff
 

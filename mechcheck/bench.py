@@ -27,11 +27,11 @@ SCALING_NAMES = {48: "John,Mary,Tom,Sue", 224: "John,Mary,Tom,Sue,Ben,Anna,Max,L
                  960: "John,Mary,Tom,Sue,Ben,Anna,Max,Lily,Sam,Tim,Lucy,Jack,Kim,Bob,Eva,Dan"}
 
 
-def standins(directory: Path) -> list[str]:
-    """Write (once) a random checkpoint with the exact config of every hub model; return the
-    --mc-model arguments that point the claims at them."""
+def standins(directory: Path, names=STANDINS) -> list[str]:
+    """Write (once) a random checkpoint with the exact config of every hub model in `names`;
+    return the --mc-model arguments that point the claims at them."""
     args = []
-    for name in STANDINS:
+    for name in names:
         path = directory / name.replace("/", "__")
         if not (path / "config.json").exists():
             models.save_random(name, path)
@@ -41,15 +41,24 @@ def standins(directory: Path) -> list[str]:
     return args
 
 
-def _timed(args: list[str], report: Path) -> float:
-    """Wall time of one pytest run; refuses a run in which any claim errored or none ran."""
+def run_suite(args: list[str], report: Path) -> tuple[float, dict, str]:
+    """One pytest run of claims in a subprocess: (wall seconds, its results.json or {}, output tail)."""
     start = time.perf_counter()
     out = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *args,
                           "--mc-report", str(report)], cwd=ROOT, capture_output=True, text=True)
     seconds = round(time.perf_counter() - start, 1)
-    counts = json.loads((report / "results.json").read_text())["counts"] if (report / "results.json").exists() else {}
-    if out.returncode not in (0, 1) or counts.get("error", 1) or not counts.get("pass", 0) + counts.get("fail", 0):
-        raise RuntimeError(f"benchmark run is not usable (exit {out.returncode}, counts {counts}):\n{out.stdout[-2000:]}")
+    doc = json.loads((report / "results.json").read_text()) if (report / "results.json").exists() else {}
+    if out.returncode not in (0, 1):
+        doc = {}
+    return seconds, doc, out.stdout[-2000:] + out.stderr[-1000:]
+
+
+def _timed(args: list[str], report: Path) -> float:
+    """Wall time of one pytest run; refuses a run in which any claim errored or none ran."""
+    seconds, doc, tail = run_suite(args, report)
+    counts = doc.get("counts", {})
+    if counts.get("error", 1) or not counts.get("pass", 0) + counts.get("fail", 0):
+        raise RuntimeError(f"benchmark run is not usable (counts {counts}):\n{tail}")
     return seconds
 
 
