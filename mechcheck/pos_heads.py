@@ -206,7 +206,8 @@ class POSRun:
             share = torch.where(total > 0, w / total.clamp_min(1e-12), 0.0)
             for c in QUERY_CLASSES:
                 mask = (cls[c] & (pos >= 2)).float()  # q >= 2: at least one key besides BOS and self
-                by_tag[c] = by_tag[c] + torch.einsum("lnhqk,nq,nkt->lht", share, mask, onehot).cpu().numpy()
+                from_class = torch.einsum("lnhqk,nq->lnhk", share, mask)  # summed over the class's queries first
+                by_tag[c] = by_tag[c] + torch.einsum("lnhk,nkt->lht", from_class, onehot).cpu().numpy()
                 by_tag_rows[c] = by_tag_rows[c] + torch.einsum("lnhq,nq->lh", (total[..., 0] > 0).float(), mask).cpu().numpy()
             if start <= self._example_seq < stop:
                 e = self._example_seq - start
