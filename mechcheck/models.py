@@ -232,6 +232,18 @@ def save_random(name: str, directory: Path, seed: int = 0) -> Path:
     return Path(directory)
 
 
+OUT_OF_MEMORY = torch.OutOfMemoryError
+
+
+def error_line(exc: BaseException) -> str:
+    """The one line an error is reported as; an out-of-memory on the device names the two fixes."""
+    if isinstance(exc, OUT_OF_MEMORY):
+        first = (str(exc).splitlines() or [""])[0][:200]
+        return (f"OutOfMemoryError: {first}; run on the CPU (--mc-device cpu) or with a smaller prompt set "
+                f"(e.g. --mc-ioi-names John,Mary,Tom)")
+    return f"{type(exc).__name__}: {exc}"
+
+
 def pick_device(option: str = "auto") -> str:
     """`--mc-device`: auto means CUDA when available, else CPU."""
     if option == "auto":

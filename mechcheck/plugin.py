@@ -28,7 +28,7 @@ _MEAS = pytest.StashKey["Measurement"]()
 _TIMES = pytest.StashKey[dict]()
 _EXTRA = pytest.StashKey[list]()
 # Errors whose message says everything: reported as one line, no traceback.
-ONE_LINE = (_models.ModelError, _claim.ClaimError, _claim.ClaimFailed, DataError)
+ONE_LINE = (_models.ModelError, _claim.ClaimError, _claim.ClaimFailed, DataError, _models.OUT_OF_MEMORY)
 
 
 def pytest_addoption(parser):
@@ -259,7 +259,7 @@ def pytest_runtest_call(item):
 def pytest_runtest_makereport(item, call):
     rep = yield
     if call.excinfo is not None and call.excinfo.errisinstance(ONE_LINE):
-        rep.longrepr = f"{type(call.excinfo.value).__name__}: {call.excinfo.value}"
+        rep.longrepr = _models.error_line(call.excinfo.value)
     if rep.when == "teardown":
         for record in item.stash.get(_EXTRA, []):
             rep.user_properties.append((PROP, record))
@@ -285,7 +285,7 @@ def _status(rep, call) -> tuple[str, str]:
         reason = rep.longrepr[2] if isinstance(rep.longrepr, tuple) else str(rep.longrepr)
         return "skip", reason.removeprefix("Skipped: ")
     exc = call.excinfo.value if call.excinfo else None
-    msg = f"{type(exc).__name__}: {exc}".splitlines()[0][:500] if exc else str(rep.longrepr)[:500]
+    msg = _models.error_line(exc).splitlines()[0][:500] if exc else str(rep.longrepr)[:500]
     if rep.when == "call" and isinstance(exc, _claim.ClaimFailed):
         return "fail", str(exc)
     return "error", msg

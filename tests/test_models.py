@@ -159,3 +159,31 @@ def test_cuda_without_cuda_is_one_line(monkeypatch):
     with pytest.raises(models.ModelError, match="^--mc-device cuda: no CUDA device is available here; use --mc-device cpu or auto$"):
         models.pick_device("cuda")
     assert models.pick_device("auto") == "cpu"
+
+
+OOM_CLAIMS = '''
+import pytest, torch
+from mechcheck.claim import Source, at_least
+
+@pytest.mark.claim(id="X1", statement="s", source=Source("d", "w"), model="gpt2", expect=at_least(0))
+def test_x1(measure):
+    raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB\\nmore lines")
+
+@pytest.mark.claim(id="X2", statement="s", source=Source("d", "w"), model="gpt2", expect=at_least(0))
+def test_x2(measure):
+    measure.record(1.0)
+'''
+
+
+def test_out_of_memory_is_the_claims_error_in_one_line(pytester):
+    """A device out-of-memory in one claim (raised here by a fake measurement) is that claim's
+    error, one line naming the fixes; the run goes on to the next claim."""
+    pytester.makepyfile(test_oom=OOM_CLAIMS)
+    result = pytester.runpytest_subprocess("--mc-report", "rep")
+    result.assert_outcomes(failed=1, passed=1)
+    assert "Traceback" not in result.stdout.str()
+    result.stdout.fnmatch_lines(["OutOfMemoryError: CUDA out of memory. Tried to allocate 2.00 GiB; run on the CPU "
+                                 "(--mc-device cpu) or with a smaller prompt set*"])
+    recs = {r["id"]: r for r in json.loads((pytester.path / "rep" / "results.json").read_text())["claims"]}
+    assert recs["X1"]["status"] == "error" and "--mc-device cpu" in recs["X1"]["message"]
+    assert "\n" not in recs["X1"]["message"] and recs["X2"]["status"] == "pass"
