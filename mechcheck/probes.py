@@ -29,7 +29,7 @@ def _loss(xt, theta, onehot, C):
 
 
 def fit_multinomial(x: torch.Tensor, y: torch.Tensor, n_classes: int, C: float = 1.0, max_iter: int = 50,
-                    tol: float = 1e-4, group: int = 32) -> tuple[torch.Tensor, torch.Tensor]:
+                    tol: float = 1e-6, group: int = 32) -> tuple[torch.Tensor, torch.Tensor]:
     """Weights [P, K, d] and intercepts [P, K] of P independent multinomial probes on x [P, N, d]
     with shared labels y [N] (ints < n_classes), by damped Newton steps (the probes' d + 1
     parameters per class are few, so the exact Hessian is cheap and a handful of steps converge),

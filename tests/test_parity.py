@@ -65,3 +65,24 @@ def test_cpu_vs_cpu_on_a_subset(tmp_path, capsys):
     assert code == 0, out
     assert "verdict: PARITY" in out and "| T1[seed0] | pass | pass | yes | 0 | 0 | yes |" in out and "| P2 |" in out
     assert (tmp_path / "parity.md").read_text() == out
+
+
+def test_bench_records_memory_and_claim_time_per_family(tmp_path):
+    """`mechcheck bench`'s runner: one claims run records its peak memory (the bench module loaded
+    as a pytest plugin) and its claim time per claim file."""
+    from mechcheck import bench
+
+    seconds, doc, _ = bench.run_suite(["claims/test_toy_reverse_increment.py", "-k", "T1 and seed0",
+                                       "--mc-device", "cpu"], tmp_path / "rep")
+    assert seconds > 0 and doc["memory"]["peak_rss_mb"] > 100  # torch alone is more
+    assert "peak_cuda_mb" not in doc["memory"]  # CPU run
+    assert list(bench.family_times(doc["claims"])) == ["toy_reverse_increment"]
+
+
+def test_bench_cuda_without_cuda_is_one_line(monkeypatch, capsys, tmp_path):
+    from mechcheck import bench
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setenv("MECHCHECK_DATA", str(tmp_path))
+    assert bench.main(["--device", "cuda", "--out", str(tmp_path)]) == 2
+    assert capsys.readouterr().out == "mechcheck bench: --mc-device cuda: no CUDA device is available here; use --mc-device cpu or auto\n"
