@@ -261,14 +261,11 @@ class POSRun:
         x_train, x_test = probes.standardise(x[:, mask], x[:, ~mask])
         y = torch.as_tensor(np.searchsorted(classes, y_train), device=x.device)
         W, b = probes.fit_multinomial(x_train, y, len(classes))
-        predicted = np.zeros((L, H, int((~train).sum())), dtype=np.int64)
-        predicted[...] = np.searchsorted(classes, classes[0])  # heads not probed: never predicts a probed tag
+        predicted = np.full((L, H, int((~train).sum())), len(classes), dtype=np.int64)  # heads not probed
         out = probes.predict(x_test, W, b).cpu().numpy()
         for i, (l, h) in enumerate(chosen):
             predicted[l, h] = out[i]
-        if heads is not None:  # unprobed heads: mark so they read as NaN
-            self._unprobed = {(l, h) for l in range(L) for h in range(H)} - set(chosen)
-        return ProbeResult(classes, predicted, labels[~train], paragraph[~train] - self.n_train)
+        return ProbeResult(np.append(classes, "(not probed)"), predicted, labels[~train], paragraph[~train] - self.n_train)
 
     def probe_f1(self, kind: str, tags=("``", "''"), heads=None, shuffled: bool = False) -> dict[str, np.ndarray]:
         """Per-tag held-out F1 per head: {tag: [L, H]} (NaN for heads not probed)."""
