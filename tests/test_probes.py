@@ -54,6 +54,7 @@ def texts():
     return paragraphs(tinystories_validation(data_dir()), limit=120)
 
 
+@pytest.mark.slow  # 128 scikit-learn fits to convergence: minutes on 2 cores
 def test_probes_match_sklearn_on_the_1m_standin(tmp_path_factory, texts):
     ckpt = models.save_random("roneneldan/TinyStories-1M", tmp_path_factory.mktemp("ts1m"))
     loaded = models.load_hf("roneneldan/TinyStories-1M", ckpt, "cpu", gpt2_tokenizer(data_dir()))
