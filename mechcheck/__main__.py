@@ -10,7 +10,8 @@ COMMANDS = {
     "standins": "DIR: write exact-config random checkpoints of the hub models; print the --mc-model args",
     "bench": "time the claim suite with shared vs separate forward passes, and IOI prompt scaling",
     "diff": "BASE NEW: claims whose status changed or whose value drifted; exit 1 on a regression",
-    "merge": "OUT REPORT...: one report from shard reports (pytest --splits K --group i)",  # issue13
+    "merge": "OUT REPORT...: one report from shard reports (pytest --splits K --group i)",
+    "parity": "[--devices cpu cuda]: the stand-in dry run on two devices, compared; exit 1 on a difference",
 }
 
 
@@ -47,14 +48,18 @@ def main(argv: list[str] | None = None) -> int:
         from mechcheck.bench import main as bench
 
         return bench(rest)
+    elif command == "parity":
+        from mechcheck.parity import main as parity
+
+        return parity(rest)
     elif command == "diff":
         from mechcheck.diff import main as diff
 
         return diff(rest)
-    elif command == "merge":  # issue13
-        from mechcheck.merge import main as merge  # issue13
+    elif command == "merge":
+        from mechcheck.merge import main as merge
 
-        return merge(rest)  # issue13
+        return merge(rest)
     return 0
 
 

@@ -27,11 +27,11 @@ SCALING_NAMES = {48: "John,Mary,Tom,Sue", 224: "John,Mary,Tom,Sue,Ben,Anna,Max,L
                  960: "John,Mary,Tom,Sue,Ben,Anna,Max,Lily,Sam,Tim,Lucy,Jack,Kim,Bob,Eva,Dan"}
 
 
-def standins(directory: Path) -> list[str]:
-    """Write (once) a random checkpoint with the exact config of every hub model; return the
-    --mc-model arguments that point the claims at them."""
+def standins(directory: Path, names=STANDINS) -> list[str]:
+    """Write (once) a random checkpoint with the exact config of every hub model in `names`;
+    return the --mc-model arguments that point the claims at them."""
     args = []
-    for name in STANDINS:
+    for name in names:
         path = directory / name.replace("/", "__")
         if not (path / "config.json").exists():
             models.save_random(name, path)
@@ -41,16 +41,56 @@ def standins(directory: Path) -> list[str]:
     return args
 
 
-def _timed(args: list[str], report: Path) -> float:
-    """Wall time of one pytest run; refuses a run in which any claim errored or none ran."""
+def run_suite(args: list[str], report: Path) -> tuple[float, dict, str]:
+    """One pytest run of claims in a subprocess: (wall seconds, its results.json or {}, output tail)."""
     start = time.perf_counter()
-    out = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *args,
-                          "--mc-report", str(report)], cwd=ROOT, capture_output=True, text=True)
+    report.mkdir(parents=True, exist_ok=True)
+    env = dict(os.environ, **{STATS_ENV: str(report / "memory.json")})
+    out = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "mechcheck.bench",
+                          *args, "--mc-report", str(report)], cwd=ROOT, capture_output=True, text=True, env=env)
     seconds = round(time.perf_counter() - start, 1)
-    counts = json.loads((report / "results.json").read_text())["counts"] if (report / "results.json").exists() else {}
-    if out.returncode not in (0, 1) or counts.get("error", 1) or not counts.get("pass", 0) + counts.get("fail", 0):
-        raise RuntimeError(f"benchmark run is not usable (exit {out.returncode}, counts {counts}):\n{out.stdout[-2000:]}")
-    return seconds
+    doc = json.loads((report / "results.json").read_text()) if (report / "results.json").exists() else {}
+    if out.returncode not in (0, 1):
+        doc = {}
+    if doc and (report / "memory.json").exists():
+        doc["memory"] = json.loads((report / "memory.json").read_text())
+    return seconds, doc, out.stdout[-2000:] + out.stderr[-1000:]
+
+
+STATS_ENV = "MECHCHECK_BENCH_STATS"
+
+
+def pytest_sessionfinish(session):
+    """As a pytest plugin (-p mechcheck.bench, set by run_suite): write the session's peak memory."""
+    import resource
+
+    import torch
+
+    path = os.environ.get(STATS_ENV)
+    if not path:
+        return
+    stats = {"peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        stats["peak_cuda_mb"] = round(torch.cuda.max_memory_allocated() / 2**20, 1)
+    Path(path).write_text(json.dumps(stats))
+
+
+def family_times(records: list[dict]) -> dict[str, float]:
+    """Claim time (set-up + call) summed per claim file (one file = one source document)."""
+    out: dict[str, float] = {}
+    for r in records:
+        family = r["nodeid"].split("::")[0].rsplit("/", 1)[-1].removesuffix(".py").removeprefix("test_")
+        out[family] = round(out.get(family, 0.0) + r["timing"]["setup_s"] + r["timing"]["call_s"], 2)
+    return dict(sorted(out.items()))
+
+
+def _timed(args: list[str], report: Path) -> tuple[float, dict]:
+    """Wall time and results of one pytest run; refuses a run in which any claim errored or none ran."""
+    seconds, doc, tail = run_suite(args, report)
+    counts = doc.get("counts", {})
+    if counts.get("error", 1) or not counts.get("pass", 0) + counts.get("fail", 0):
+        raise RuntimeError(f"benchmark run is not usable (counts {counts}):\n{tail}")
+    return seconds, doc
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -61,33 +101,50 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="mechcheck bench", description=__doc__)
     parser.add_argument("--out", type=Path, default=ROOT / "reports" / "bench")
     parser.add_argument("--standins", type=Path, default=None, help="folder for the stand-in checkpoints")
+    parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu", help="--mc-device of every run")
     args = parser.parse_args(argv)
     if not os.environ.get("MECHCHECK_DATA"):
         print("mechcheck bench: set MECHCHECK_DATA (offline data) so every claim can run")
         return 2
+    try:
+        models.pick_device(args.device)
+    except models.ModelError as exc:
+        print(f"mechcheck bench: {exc}")
+        return 2
+    from mechcheck.parity import device_name
+
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     folder = args.standins or Path(tempfile.mkdtemp(prefix="mechcheck-standins-"))
     folder.mkdir(parents=True, exist_ok=True)
     overrides = standins(folder)
+    device = ["--mc-device", args.device]
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        suite = ["claims/", "--mc-claims-nonfatal", "--mc-ioi-names", "John,Mary,Tom", *overrides]
-        shared = _timed(suite, tmp / "shared")
-        separate = _timed(suite + ["--mc-no-shared-cache"], tmp / "separate")
+        suite = ["claims/", "--mc-claims-nonfatal", "--mc-ioi-names", "John,Mary,Tom", *device, *overrides]
+        shared, doc = _timed(suite, tmp / "shared")
+        separate, _ = _timed(suite + ["--mc-no-shared-cache"], tmp / "separate")
         scaling = {}
         for n_prompts, names in SCALING_NAMES.items():
             scaling[n_prompts] = _timed([
                 "claims/test_ioi_tinystories_8m.py", "-k", "i4_8m_logit or i5_8m or i6_ or i9_ or i12_",
-                "--mc-claims-nonfatal", "--mc-ioi-names", names,
-                "--mc-model", next(a for a in overrides if a.startswith("roneneldan/TinyStories-8M="))], tmp / f"scale{n_prompts}")
-    result = {"suite_shared_s": shared, "suite_separate_s": separate, "ratio": round(separate / shared, 2),
+                "--mc-claims-nonfatal", "--mc-ioi-names", names, *device,
+                "--mc-model", next(a for a in overrides if a.startswith("roneneldan/TinyStories-8M="))],
+                tmp / f"scale{n_prompts}")[0]
+    families = family_times(doc["claims"])
+    result = {"device": device_name(args.device), "suite_shared_s": shared, "suite_separate_s": separate,
+              "ratio": round(separate / shared, 2), "claim_time_by_family_s": families,
+              "claim_time_s": round(sum(families.values()), 1), "memory": doc.get("memory", {}),
               "ioi_scaling_s": scaling}
-    md = ["# mechcheck benchmark", "",
+    memory = ", ".join(f"{k} {v}" for k, v in result["memory"].items()) or "not recorded"
+    md = ["# mechcheck benchmark", "", f"Device: {result['device']}", "",
           "Full claim suite on exact-config random stand-ins (3 IOI names = 24 prompts), wall time:", "",
           f"- one shared forward pass per model and input set: {shared} s",
           f"- each claim computing its own forward passes (--mc-no-shared-cache): {separate} s",
-          f"- ratio: {result['ratio']}x", "",
-          "IOI claims I4/I5/I6/I9/I12 on the TinyStories-8M stand-in vs number of prompts:", "",
+          f"- ratio: {result['ratio']}x",
+          f"- peak memory of the shared run (MB): {memory}", "",
+          f"Claim time (set-up + call) of the shared run, per claim file: {result['claim_time_s']} s in all", "",
+          "| claims | time (s) |", "|---|---|"] + [f"| {k} | {v} |" for k, v in families.items()] + [
+          "", "IOI claims I4/I5/I6/I9/I12 on the TinyStories-8M stand-in vs number of prompts:", "",
           "| prompts | wall time (s) |", "|---|---|"] + [f"| {k} | {v} |" for k, v in scaling.items()] + [""]
     atomic_write(args.out / "bench.json", json.dumps(result, indent=2) + "\n")
     atomic_write(args.out / "bench.md", "\n".join(md))

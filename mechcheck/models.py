@@ -211,6 +211,9 @@ def load_hf(name: str, path: Path, device: str, tokenizer, compat: bool = True) 
         hf_model = AutoModelForCausalLM.from_pretrained(str(path), attn_implementation="eager")
     except Exception as exc:
         raise CheckpointError(f"{path}: weights cannot be read ({type(exc).__name__}: {str(exc).splitlines()[0][:200]})") from None
+    # boot_transformers does not move a model it is given: without this the bridge's cfg says
+    # `device` while every weight stays on the CPU (on CUDA: "index is on cuda:0 ... cpu").
+    hf_model.to(device)
     bridge = TransformerBridge.boot_transformers(str(path), device=device, tokenizer=tokenizer, hf_model=hf_model)
     if compat:
         bridge.enable_compatibility_mode()
@@ -227,6 +230,18 @@ def save_random(name: str, directory: Path, seed: int = 0) -> Path:
     torch.manual_seed(seed)
     AutoModelForCausalLM.from_config(cfg).save_pretrained(directory)
     return Path(directory)
+
+
+OUT_OF_MEMORY = torch.OutOfMemoryError
+
+
+def error_line(exc: BaseException) -> str:
+    """The one line an error is reported as; an out-of-memory on the device names the two fixes."""
+    if isinstance(exc, OUT_OF_MEMORY):
+        first = (str(exc).splitlines() or [""])[0][:200]
+        return (f"OutOfMemoryError: {first}; run on the CPU (--mc-device cpu) or with a smaller prompt set "
+                f"(e.g. --mc-ioi-names John,Mary,Tom)")
+    return f"{type(exc).__name__}: {exc}"
 
 
 def pick_device(option: str = "auto") -> str:

@@ -46,7 +46,7 @@ _CLAIM_ERROR = pytest.StashKey[Exception]()
 _TIMES = pytest.StashKey[dict]()
 _EXTRA = pytest.StashKey[list]()
 # Errors whose message says everything: reported as one line, no traceback.
-ONE_LINE = (_models.ModelError, _claim.ClaimError, _claim.ClaimFailed, DataError)
+ONE_LINE = (_models.ModelError, _claim.ClaimError, _claim.ClaimFailed, DataError, _models.OUT_OF_MEMORY)
 
 
 def run_state(config) -> RunState:
@@ -257,7 +257,7 @@ def pytest_runtest_call(item):
 def pytest_runtest_makereport(item, call):
     rep = yield
     if call.excinfo is not None and call.excinfo.errisinstance(ONE_LINE):
-        rep.longrepr = f"{type(call.excinfo.value).__name__}: {call.excinfo.value}"
+        rep.longrepr = _models.error_line(call.excinfo.value)
     if rep.when == "teardown":
         for record in item.stash.get(_EXTRA, []):
             rep.user_properties.append((_records.PROP, record))

@@ -1,108 +1,281 @@
-"""Measurements of the TinyStories-1M POS-head paper (../shared/seeds/
+"""Activations of the TinyStories-1M POS-head paper (../shared/seeds/
 paper-interpreting-tiny-transformers-1M.md, §4): key/query POS probes per head, head activity,
-and attention by token class, over TinyStories validation text.
+and attention by token class, over tagged TinyStories validation text.
 
-One POSRun holds one forward pass over the text (keys, queries, head outputs, patterns of every
-layer) and every per-head map is computed from it for all heads at once, so each claim can also
-say which head best fits its signature (the location-free form of the claim).
+One POSRun is one forward pass over the text, reduced batch by batch on the model's device to
+what the claims read: key and query vectors of word tokens (probes), per-token activity, and
+per-paragraph attention sums by token class. Attention patterns ([paragraphs, q, k] per head)
+are never kept, so memory grows with heads x tokens, not with paragraphs x tokens^2. Every
+per-head map covers all heads, so each claim can also say which head best fits its signature.
+`POSRun(bridge, texts)` runs a model; `POSRun.from_activations(...)` takes activations computed
+elsewhere (the controls in tests/ do their own forward pass) and applies the same reductions.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import torch
 
+from mechcheck import probes
 from mechcheck.tagging import tokenize_and_tag
 
 NOUNS = ("NN", "NNS", "NNP", "NNPS")
 # Probe label set: the tags the claims are about plus the common ones; every other tag is OTHER.
 PROBE_TAGS = ("``", "''", "VBD", "PRP$", "DT", "NN", "NNS", "NNP", "PRP", "IN", "JJ", "RB", "VB", "CC", ".", ",", "TO")
+# Query classes whose attention is broken down by the tag of the attended token (appendix C/D).
+QUERY_CLASSES = ("before_vbd", "prp$")
+EXAMPLE_WIDTH = 40
+BATCH = 32  # paragraphs per forward pass
+
+
+def tag_paragraphs(tokenizer, texts, max_tokens: int = 128, n_train: int | None = None, min_held_out: int = 0,
+                   held_out_tags=()) -> tuple[torch.Tensor, np.ndarray]:
+    """Token ids [n, pos] (BOS first, BOS-padded) and tags [n, pos] ("" for BOS and padding).
+    With `min_held_out`, paragraphs are taken in order only until every tag of `held_out_tags`
+    has that many tokens after the first `n_train` paragraphs (the probes' test split)."""
+    rows, counts = [], dict.fromkeys(held_out_tags, 0)
+    for text in texts:
+        ids, tags = tokenize_and_tag(tokenizer, text, max_tokens=max_tokens, bos=tokenizer.bos_token_id)
+        if len(ids) <= 2:
+            continue
+        if min_held_out and n_train is not None and len(rows) >= n_train:
+            if min(counts.values(), default=min_held_out) >= min_held_out:
+                break
+            for t in counts:
+                counts[t] += tags.count(t)
+        rows.append((ids, tags))
+    n, length = len(rows), max(len(r[0]) for r in rows)
+    tokens = torch.full((n, length), tokenizer.bos_token_id, dtype=torch.long)
+    tag_array = np.full((n, length), "", dtype=object)
+    for i, (row_ids, row_tags) in enumerate(rows):
+        tokens[i, : len(row_ids)] = torch.tensor(row_ids)
+        tag_array[i, : len(row_tags)] = row_tags
+    return tokens, tag_array
+
+
+def token_classes(tags: np.ndarray) -> dict[str, np.ndarray]:
+    """Masks [n, pos] of the token classes the claims read, and each quote token's opening quote."""
+    inside = np.zeros(tags.shape, dtype=bool)
+    opening = np.full(tags.shape, -1)
+    for i, row in enumerate(tags):
+        open_pos = -1
+        for p, tag in enumerate(row):
+            if tag == "``":
+                open_pos = p
+            elif tag == "''":
+                opening[i, p] = open_pos
+                open_pos = -1
+            elif open_pos >= 0 and tag:
+                inside[i, p] = True
+                opening[i, p] = open_pos
+    after = np.full(tags.shape, "", dtype=object)
+    after[:, :-1] = tags[:, 1:]
+    valid = tags != ""
+    return {"valid": valid, "in_quote": inside, "opening_of": opening,
+            "closing": (tags == "''") & (opening >= 0), "before_vbd": valid & (after == "VBD"),
+            "prp$": tags == "PRP$", "vbd": tags == "VBD",
+            "prp_dt_before_noun": np.isin(tags, ("PRP$", "DT")) & np.isin(after, NOUNS)}
+
+
+@dataclass
+class ProbeResult:
+    """Held-out predictions of one probe per head (test tokens, in paragraph order)."""
+
+    classes: np.ndarray  # label names, index = class id
+    predicted: np.ndarray  # [L, H, n_test_tokens] class ids
+    truth: np.ndarray  # [n_test_tokens] label names
+    paragraph: np.ndarray  # [n_test_tokens] index of the token's paragraph
+
+    def counts(self, tag: str, heads=None) -> np.ndarray:
+        """Per head and test paragraph: true positives, false positives, false negatives:
+        [L, H, n_paragraphs, 3]."""
+        hit = self.classes[self.predicted] == tag
+        real = self.truth == tag
+        n_par = int(self.paragraph.max()) + 1 if len(self.paragraph) else 0
+        out = np.zeros(hit.shape[:2] + (n_par, 3))
+        for j, m in enumerate((hit & real, hit & ~real, ~hit & real)):
+            for l in range(hit.shape[0]):
+                for h in range(hit.shape[1]):
+                    out[l, h, :, j] = np.bincount(self.paragraph, weights=m[l, h], minlength=n_par)
+        return out
+
+    def f1(self, tag: str) -> np.ndarray:
+        """Held-out F1 of `tag` per head: [L, H] (0 where the probe never predicts it and it occurs)."""
+        tp, fp, fn = np.moveaxis(self.counts(tag).sum(2), -1, 0)
+        return np.where(2 * tp + fp + fn > 0, 2 * tp / np.maximum(2 * tp + fp + fn, 1), 0.0)
+
+
+class _Done(Exception):
+    """Raised once the hooks have every activation a POS claim reads: the rest of the forward
+    pass (last MLP, unembedding: [batch, pos, 50257] logits) is never computed."""
 
 
 class POSRun:
-    """Tagged text and the activations every POS claim reads, for one model."""
+    """Tagged text and the reductions of its activations that every POS claim reads, for one model."""
 
-    def __init__(self, bridge, texts: list[str], max_tokens: int = 128, seed: int = 0):
-        tok = bridge.tokenizer
-        rows = [tokenize_and_tag(tok, t, max_tokens=max_tokens, bos=tok.bos_token_id) for t in texts]
-        rows = [r for r in rows if len(r[0]) > 2]
-        n, length = len(rows), max(len(r[0]) for r in rows)
-        ids = torch.full((n, length), tok.bos_token_id, dtype=torch.long)
-        self.tags = np.full((n, length), "", dtype=object)
-        for i, (row_ids, row_tags) in enumerate(rows):
-            ids[i, : len(row_ids)] = torch.tensor(row_ids)
-            self.tags[i, : len(row_tags)] = row_tags
-        self.valid = self.tags != ""  # real word tokens (not BOS, not padding)
-        self.tokens = ids
-        self.seed = seed
-        from mechcheck.activations import cached
+    def __init__(self, bridge, texts: list[str], max_tokens: int = 128, seed: int = 0, n_train: int | None = None,
+                 min_held_out: int = 0, held_out_tags=(), batch: int = BATCH):
+        tokens, tags = tag_paragraphs(bridge.tokenizer, texts, max_tokens, n_train, min_held_out, held_out_tags)
+        device, L = bridge.cfg.device, bridge.cfg.n_layers
+        W_O = bridge.W_O.detach()
+        names = [f"blocks.{l}.attn.{k}" for l in range(L) for k in ("hook_k", "hook_q", "hook_z", "hook_pattern")]
 
-        L = bridge.cfg.n_layers
-        keep = ("hook_k", "hook_q", "hook_z", "hook_pattern")
-        cache = cached(bridge, ids, [f"blocks.{l}.attn.{k}" for l in range(L) for k in keep], chunk=16)
-        with torch.no_grad():
-            stack = lambda name: torch.stack([cache[f"blocks.{l}.attn.{name}"] for l in range(L)]).cpu()  # noqa: E731
-            self.keys, self.queries = stack("hook_k").numpy(), stack("hook_q").numpy()  # [L, n, pos, H, d]
-            z = stack("hook_z")
-            self.activity = torch.einsum("lnphe,lhed->lnphd", z, bridge.W_O.detach().cpu()).norm(dim=-1).numpy()
-            self.pattern = stack("hook_pattern").numpy()  # [L, n, H, q, k]
-        self.in_quote, self.opening_of = self._quotes()
+
+        def batches():
+            for start in range(0, tokens.shape[0], batch):
+                store = {}
+
+                def keeper(name):  # keyed by the name asked for: in compatibility mode hook.name may be an alias
+                    def keep(act, hook):
+                        store[name] = act.detach()
+                        if len(store) == len(names):  # all read: stop (no logits)
+                            raise _Done
+                    return keep
+
+                try:
+                    with torch.no_grad():
+                        bridge.run_with_hooks(tokens[start : start + batch].to(device), fwd_hooks=[(n, keeper(n)) for n in names])
+                except _Done:
+                    pass
+                get = lambda k: torch.stack([store[f"blocks.{l}.attn.{k}"] for l in range(L)])  # noqa: E731
+                z = get("hook_z")  # [L, b, pos, H, d_head]
+                yield get("hook_k"), get("hook_q"), torch.einsum("lnphe,lhed->lnphd", z, W_O).norm(dim=-1), get("hook_pattern")
+
+        self._reduce(tokens, tags, batches(), n_train, seed)
+        self.decode = lambda ids: [bridge.tokenizer.decode([i]) for i in ids]
+
+    @classmethod
+    def from_activations(cls, tokens: torch.Tensor, tags: np.ndarray, keys, queries, activity, pattern,
+                         n_train: int | None = None, seed: int = 0, decode=None) -> "POSRun":
+        """A run from activations of the whole text: keys/queries [L, n, pos, H, d], activity
+        [L, n, pos, H] (||z W_O|| per head), pattern [L, n, H, q, k]; same reductions as a model run."""
+        run = cls.__new__(cls)
+        b = BATCH
+        run._reduce(tokens, tags, ((keys[:, s : s + b], queries[:, s : s + b], activity[:, s : s + b],
+                                    pattern[:, s : s + b]) for s in range(0, tokens.shape[0], b)), n_train, seed)
+        run.decode = decode or (lambda ids: [str(i) for i in ids])
+        return run
+
+    # ------------------------------------------------------------- the one pass
+
+    def _reduce(self, tokens, tags, batches, n_train, seed):
+        self.tokens, self.tags, self.seed = tokens, tags, seed
+        self.classes = token_classes(tags)
+        self.valid, self.in_quote, self.opening_of = (self.classes[k] for k in ("valid", "in_quote", "opening_of"))
+        n = tags.shape[0]
+        self.n_train = int(0.75 * n) if n_train is None else min(n_train, n)
+        self.tag_names = np.array(sorted({t for t in tags.ravel()} | {"(none)"}))
+        tag_id = np.searchsorted(self.tag_names, np.where(tags == "", "(none)", tags))
+        quote_seq = np.nonzero(self.in_quote.any(1))[0]
+        self._example_seq = int(quote_seq[0]) if len(quote_seq) else 0
+        keys, queries, activity = [], [], []
+        sums: dict[str, list] = {k: [] for k in ("open", "close_self", "close_open", "vbd")}
+        by_tag = {c: 0.0 for c in QUERY_CLASSES}
+        by_tag_rows = {c: 0.0 for c in QUERY_CLASSES}
+        start = 0
+        for k, q, act, pat in batches:
+            stop = start + pat.shape[1]
+            dev = pat.device
+            cls = {name: torch.as_tensor(m[start:stop], device=dev) for name, m in self.classes.items()}
+            valid = cls["valid"]
+            keys.append(k[:, valid].float())  # [L, tokens, H, d]
+            queries.append(q[:, valid].float())
+            activity.append(act.float().cpu().numpy())
+            pat = pat.float()
+            L, b, H, P, _ = pat.shape
+            pos = torch.arange(P, device=dev)
+            opening = cls["opening_of"].clamp_min(0)
+            at_open = pat.gather(-1, opening[None, :, None, :, None].expand(L, b, H, P, 1))[..., 0]  # [L, b, H, q]
+            at_self = pat.diagonal(dim1=-2, dim2=-1)
+            per_seq = lambda x, m: (x * m[None, :, None, :]).sum(-1).permute(1, 0, 2)  # noqa: E731  [b, L, H]
+            sums["open"].append(per_seq(at_open, cls["in_quote"]).cpu())
+            sums["close_self"].append(per_seq(at_self, cls["closing"]).cpu())
+            sums["close_open"].append(per_seq(at_open, cls["closing"]).cpu())
+            earlier = pos[None, :] < pos[:, None]  # [q, k]: k strictly before q
+            to_vbd = (pat * (cls["vbd"][:, None, None, :] & earlier)).sum(-1)  # [L, b, H, q]
+            has_earlier = cls["before_vbd"] & ((cls["vbd"][:, None, :] & earlier).any(-1))
+            sums["vbd"].append(torch.stack([per_seq(to_vbd, has_earlier).cpu(),
+                                            has_earlier.sum(-1).float().cpu()[:, None, None].expand(b, L, H)], -1))
+            # attention by tag (BOS and self excluded, renormalised), from each query class
+            onehot = torch.nn.functional.one_hot(torch.as_tensor(tag_id[start:stop], device=dev), len(self.tag_names)).float()
+            inner = (pos[None, :] >= 1) & earlier  # keys 1..q-1
+            w = pat * inner
+            total = w.sum(-1, keepdim=True)
+            share = torch.where(total > 0, w / total.clamp_min(1e-12), 0.0)
+            for c in QUERY_CLASSES:
+                mask = (cls[c] & (pos >= 2)).float()  # q >= 2: at least one key besides BOS and self
+                from_class = torch.einsum("lnhqk,nq->lnhk", share, mask)  # summed over the class's queries first
+                by_tag[c] = by_tag[c] + torch.einsum("lnhk,nkt->lht", from_class, onehot).cpu().numpy()
+                by_tag_rows[c] = by_tag_rows[c] + torch.einsum("lnhq,nq->lh", (total[..., 0] > 0).float(), mask).cpu().numpy()
+            if start <= self._example_seq < stop:
+                e = self._example_seq - start
+                self._example = pat[:, e, :, :EXAMPLE_WIDTH, :EXAMPLE_WIDTH].cpu().numpy()
+            start = stop
+        self.keys, self.queries = torch.cat(keys, 1), torch.cat(queries, 1)  # [L, word tokens, H, d], on the device
+        self.activity = np.concatenate(activity, 1)  # [L, n, pos, H]
+        cat = {k: torch.cat(v).numpy() for k, v in sums.items()}
+        self._open_sum, self._close_self, self._close_open = cat["open"], cat["close_self"], cat["close_open"]
+        self._vbd_sum, self._vbd_count = cat["vbd"][..., 0], cat["vbd"][:, 0, 0, 1]
+        self._by_tag = {c: (by_tag[c], by_tag_rows[c]) for c in QUERY_CLASSES}
+        self._probes: dict = {}
 
     # ------------------------------------------------------------- token classes
 
-    def _quotes(self):
-        inside = np.zeros(self.tags.shape, dtype=bool)
-        opening = np.full(self.tags.shape, -1)
-        for i, row in enumerate(self.tags):
-            open_pos = -1
-            for p, tag in enumerate(row):
-                if tag == "``":
-                    open_pos = p
-                elif tag == "''":
-                    opening[i, p] = open_pos
-                    open_pos = -1
-                elif open_pos >= 0 and tag:
-                    inside[i, p] = True
-                    opening[i, p] = open_pos
-        return inside, opening
-
-    def shifted_tag(self, offset: int) -> np.ndarray:
-        out = np.full(self.tags.shape, "", dtype=object)
-        if offset > 0:
-            out[:, :-offset] = self.tags[:, offset:]
-        return out
-
     def before_vbd(self) -> np.ndarray:
-        return self.valid & (self.shifted_tag(1) == "VBD")
+        return self.classes["before_vbd"]
 
     def prp_dt_before_noun(self) -> np.ndarray:
-        return np.isin(self.tags, ("PRP$", "DT")) & np.isin(self.shifted_tag(1), NOUNS)
+        return self.classes["prp_dt_before_noun"]
 
     # ------------------------------------------------------------- probes (§4.1)
 
-    def probe_f1(self, kind: str, tags=("``", "''"), heads=None, shuffled: bool = False) -> dict[str, np.ndarray]:
-        """Per-tag held-out F1 of a multinomial logistic-regression probe on each head's key or
-        query vectors: {tag: [n_layers, n_heads]} (NaN for heads not probed). Train/test split by
-        sequence (first 75% / rest); `shuffled` permutes the training labels (chance baseline)."""
-        from sklearn.linear_model import LogisticRegression
-        from sklearn.metrics import f1_score
+    def held_out_counts(self, tags) -> dict[str, int]:
+        """Number of test-split tokens of each tag (paragraphs after the first n_train)."""
+        return {t: int((self.tags[self.n_train :] == t).sum()) for t in tags}
 
-        feats = self.keys if kind == "key" else self.queries
-        L, _, _, H, _ = feats.shape
-        labels = np.where(np.isin(self.tags, PROBE_TAGS), self.tags, "OTHER")
-        n_train = int(0.75 * self.tags.shape[0])
-        tr, te = self.valid.copy(), self.valid.copy()
-        tr[n_train:], te[:n_train] = False, False
-        y_tr, y_te = labels[tr], labels[te]
+    def probe(self, kind: str, heads=None, shuffled: bool = False) -> ProbeResult:
+        """One multinomial logistic-regression probe per head on its key or query vectors
+        (standardised), trained on the first n_train paragraphs' word tokens, predicting the
+        rest. `shuffled` permutes the training labels (the chance baseline). Memoised."""
+        key = (kind, None if heads is None else tuple(heads), shuffled)
+        if key not in self._probes:
+            self._probes[key] = self._fit(kind, heads, shuffled)
+        return self._probes[key]
+
+    def _fit(self, kind, heads, shuffled) -> ProbeResult:
+        feats = self.keys if kind == "key" else self.queries  # [L, N, H, d]
+        L, N, H, d = feats.shape
+        labels = np.where(np.isin(self.tags, PROBE_TAGS), self.tags, "OTHER")[self.valid]
+        paragraph = np.nonzero(self.valid)[0]
+        train = paragraph < self.n_train
+        y_train = labels[train]
         if shuffled:
-            y_tr = np.random.default_rng(self.seed).permutation(y_tr)
-        out = {t: np.full((L, H), np.nan) for t in tags}
-        for l, h in heads or [(l, h) for l in range(L) for h in range(H)]:
-            x = feats[l, :, :, h]
-            probe = LogisticRegression(max_iter=300).fit(x[tr], y_tr)
-            f1 = f1_score(y_te, probe.predict(x[te]), labels=list(tags), average=None, zero_division=0)
-            for t, v in zip(tags, f1):
-                out[t][l, h] = v
+            y_train = np.random.default_rng(self.seed).permutation(y_train)
+        classes = np.unique(y_train)
+        x = feats.permute(0, 2, 1, 3).reshape(L * H, N, d)
+        chosen = list(heads) if heads is not None else [(l, h) for l in range(L) for h in range(H)]
+        x = x[[l * H + h for l, h in chosen]]
+        mask = torch.as_tensor(train, device=x.device)
+        x_train, x_test = probes.standardise(x[:, mask], x[:, ~mask])
+        y = torch.as_tensor(np.searchsorted(classes, y_train), device=x.device)
+        W, b = probes.fit_multinomial(x_train, y, len(classes))
+        predicted = np.full((L, H, int((~train).sum())), len(classes), dtype=np.int64)  # heads not probed
+        out = probes.predict(x_test, W, b).cpu().numpy()
+        for i, (l, h) in enumerate(chosen):
+            predicted[l, h] = out[i]
+        return ProbeResult(np.append(classes, "(not probed)"), predicted, labels[~train], paragraph[~train] - self.n_train)
+
+    def probe_f1(self, kind: str, tags=("``", "''"), heads=None, shuffled: bool = False) -> dict[str, np.ndarray]:
+        """Per-tag held-out F1 per head: {tag: [L, H]} (NaN for heads not probed)."""
+        result = self.probe(kind, heads, shuffled)
+        out = {t: result.f1(t) for t in tags}
+        if heads is not None:
+            keep = np.zeros(out[tags[0]].shape, dtype=bool)
+            for l, h in heads:
+                keep[l, h] = True
+            out = {t: np.where(keep, v, np.nan) for t, v in out.items()}
         return out
 
     # ------------------------------------------------------------- activity (§4.2)
@@ -111,62 +284,47 @@ class POSRun:
         """Mean activity on `mask` tokens / mean activity on the other word tokens: [L, H]."""
         seqs = np.arange(self.tags.shape[0]) if seqs is None else seqs
         act, m, v = self.activity[:, seqs], mask[seqs], self.valid[seqs]
-        on = act[:, m].mean(1)
-        off = act[:, v & ~m].mean(1)
-        return on / off
+        return act[:, m].mean(1) / act[:, v & ~m].mean(1)
 
     # ------------------------------------------------------------- attention by class (§4.3)
 
-    def attention_to_opening_quote(self) -> np.ndarray:
+    def attention_to_opening_quote(self, seqs=None) -> np.ndarray:
         """From tokens inside a quotation, attention on its opening quote: [L, H]."""
-        n, q = np.nonzero(self.in_quote)
-        k = self.opening_of[n, q]
-        return self.pattern[:, n, :, q, k].mean(0)
+        seqs = np.arange(self.tags.shape[0]) if seqs is None else seqs
+        return self._open_sum[seqs].sum(0) / self.in_quote[seqs].sum()
 
     def closing_quote_attention(self) -> dict[str, np.ndarray]:
         """At the closing quote: attention on itself vs on the opening quote: {to: [L, H]}."""
-        n, q = np.nonzero((self.tags == "''") & (self.opening_of >= 0))
-        if len(n) == 0:
+        count = self.classes["closing"].sum()
+        if count == 0:
             return {}
-        k = self.opening_of[n, q]
-        return {"closing": self.pattern[:, n, :, q, q].mean(0), "opening": self.pattern[:, n, :, q, k].mean(0)}
+        return {"closing": self._close_self.sum(0) / count, "opening": self._close_open.sum(0) / count}
 
     def attention_to_earlier_vbd(self) -> np.ndarray:
         """From the token right before a VBD, attention mass on earlier VBD tokens: [L, H]."""
-        vbd = self.tags == "VBD"
-        rows = []
-        for n, q in zip(*np.nonzero(self.before_vbd())):
-            earlier = np.nonzero(vbd[n, :q])[0]
-            if len(earlier):
-                rows.append(self.pattern[:, n, :, q, :][..., earlier].sum(-1))  # [L, H]
-        return np.mean(rows, axis=0) if rows else np.full(self.pattern.shape[0:1] + self.pattern.shape[2:3], np.nan)
+        count = self._vbd_count.sum()
+        return self._vbd_sum.sum(0) / count if count else np.full(self._vbd_sum.shape[1:], np.nan)
 
-    def attention_by_tag(self, query_mask: np.ndarray, layer: int, head: int) -> dict[str, float]:
+    def attention_by_tag(self, query_class: str, layer: int, head: int) -> dict[str, float]:
         """Share of a head's attention (BOS and self excluded, renormalised) that goes to each POS
-        tag, averaged over the `query_mask` tokens (appendix C/D)."""
-        totals: dict[str, float] = {}
-        count = 0
-        for n, q in zip(*np.nonzero(query_mask)):
-            w = self.pattern[layer, n, head, q, 1:q].copy()
-            if w.sum() <= 0:
-                continue
-            w /= w.sum()
-            for tag, x in zip(self.tags[n, 1:q], w):
-                totals[tag or "(none)"] = totals.get(tag or "(none)", 0.0) + float(x)
-            count += 1
-        return {t: v / count for t, v in sorted(totals.items(), key=lambda kv: -kv[1])} if count else {}
+        tag, averaged over the `query_class` tokens (QUERY_CLASSES; appendix C/D)."""
+        sums, rows = self._by_tag[query_class]
+        if rows[layer, head] == 0:
+            return {}
+        shares = sums[layer, head] / rows[layer, head]
+        return {str(t): float(v) for t, v in sorted(zip(self.tag_names, shares), key=lambda kv: -kv[1]) if v > 0}
 
-    def noun_share(self, query_mask: np.ndarray) -> np.ndarray:
-        """[L, H]: share of attention (BOS and self excluded) going to nouns from `query_mask` tokens."""
-        noun = np.isin(self.tags, NOUNS)
-        rows = []
-        for n, q in zip(*np.nonzero(query_mask)):
-            if q < 2:
-                continue
-            w = self.pattern[:, n, :, q, 1:q]  # [L, H, q-1]
-            total = w.sum(-1)
-            rows.append(np.where(total > 0, (w * noun[n, 1:q]).sum(-1) / np.maximum(total, 1e-12), 0.0))
-        return np.mean(rows, axis=0)
+    def noun_share(self, query_class: str) -> np.ndarray:
+        """[L, H]: share of attention (BOS and self excluded) going to nouns from `query_class` tokens."""
+        sums, _ = self._by_tag[query_class]
+        rows = (self.classes[query_class][:, 2:]).sum()
+        noun = np.isin(self.tag_names, NOUNS)
+        return sums[..., noun].sum(-1) / rows if rows else np.full(sums.shape[:2], np.nan)
+
+    def example_pattern(self, layer: int, head: int) -> dict:
+        """A head's pattern on the first paragraph with a quotation (first EXAMPLE_WIDTH tokens)."""
+        ids = self.tokens[self._example_seq, :EXAMPLE_WIDTH].tolist()
+        return {"head": f"L{layer}H{head}", "tokens": self.decode(ids), "pattern": self._example[layer, head].round(3)}
 
 
 def best_head(head_map: np.ndarray) -> str:

@@ -15,6 +15,7 @@ import numpy as np
 
 from mechcheck import claim as _claim
 from mechcheck import finite
+from mechcheck import models as _models
 
 PROP = "mechcheck"
 
@@ -108,7 +109,7 @@ def status(rep, call) -> tuple[str, str]:
         reason = rep.longrepr[2] if isinstance(rep.longrepr, tuple) else str(rep.longrepr)
         return "skip", reason.removeprefix("Skipped: ")
     exc = call.excinfo.value if call.excinfo else None
-    msg = f"{type(exc).__name__}: {exc}".splitlines()[0][:500] if exc else str(rep.longrepr)[:500]
+    msg = _models.error_line(exc).splitlines()[0][:500] if exc else str(rep.longrepr)[:500]
     if rep.when == "call" and isinstance(exc, _claim.ClaimFailed):
         return "fail", str(exc)
     return "error", msg

@@ -122,3 +122,68 @@ def test_claim_on_wrong_architecture_errors_in_one_line(pytester, tmp_path):
     assert "Traceback" not in result.stdout.str()
     rec = json.loads((pytester.path / "rep" / "results.json").read_text())["claims"][0]
     assert rec["status"] == "error"
+
+
+def _placement(bridge) -> dict[str, set[str]]:
+    """Device types of every parameter and buffer reachable from the bridge, and separately of the
+    wrapped HF module (bridge.original_model), which the bridge's forward pass runs through."""
+    def types(module):
+        return {t.device.type for t in [*module.parameters(), *module.buffers()]}
+
+    return {"bridge": types(bridge), "hf_model": types(bridge.original_model)}
+
+
+def test_weights_are_placed_on_the_requested_device(tiny_1m, tokenizer):
+    """CPU-only check of GPU placement. device="meta" (placement only, no compute) stands for
+    "cuda": a loader that leaves the HF model on the CPU while the bridge's config says another
+    device fails here exactly as it fails on a GPU ("index is on cuda:0 ... cpu")."""
+    loaded = models.load_hf("roneneldan/TinyStories-1M", tiny_1m, "meta", tokenizer, compat=False)
+    assert _placement(loaded.bridge) == {"bridge": {"meta"}, "hf_model": {"meta"}}
+    assert str(loaded.bridge.cfg.device) == "meta" and loaded.device == "meta"
+
+
+def test_compatibility_mode_processes_weights_on_the_requested_device(tiny_1m, tokenizer, monkeypatch):
+    """Compatibility mode folds weights, which TransformerLens 4.3 refuses to do on "meta" (no
+    values). The equivalent check: at the moment the bridge would process its weights, every
+    parameter and buffer (wrapped HF module included) is already on the requested device."""
+    from transformer_lens.model_bridge import TransformerBridge
+
+    seen = []
+    monkeypatch.setattr(TransformerBridge, "enable_compatibility_mode", lambda self, *a, **k: seen.append(_placement(self)))
+    models.load_hf("roneneldan/TinyStories-1M", tiny_1m, "meta", tokenizer, compat=True)
+    assert seen == [{"bridge": {"meta"}, "hf_model": {"meta"}}]
+
+
+def test_cuda_without_cuda_is_one_line(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(models.ModelError, match="^--mc-device cuda: no CUDA device is available here; use --mc-device cpu or auto$"):
+        models.pick_device("cuda")
+    assert models.pick_device("auto") == "cpu"
+
+
+OOM_CLAIMS = '''
+import pytest, torch
+from mechcheck.claim import Source, at_least
+
+@pytest.mark.claim(id="X1", statement="s", source=Source("d", "w"), model="gpt2", expect=at_least(0))
+def test_x1(measure):
+    raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB\\nmore lines")
+
+@pytest.mark.claim(id="X2", statement="s", source=Source("d", "w"), model="gpt2", expect=at_least(0))
+def test_x2(measure):
+    measure.record(1.0)
+'''
+
+
+def test_out_of_memory_is_the_claims_error_in_one_line(pytester):
+    """A device out-of-memory in one claim (raised here by a fake measurement) is that claim's
+    error, one line naming the fixes; the run goes on to the next claim."""
+    pytester.makepyfile(test_oom=OOM_CLAIMS)
+    result = pytester.runpytest_subprocess("--mc-report", "rep")
+    result.assert_outcomes(failed=1, passed=1)
+    assert "Traceback" not in result.stdout.str()
+    result.stdout.fnmatch_lines(["OutOfMemoryError: CUDA out of memory. Tried to allocate 2.00 GiB; run on the CPU "
+                                 "(--mc-device cpu) or with a smaller prompt set*"])
+    recs = {r["id"]: r for r in json.loads((pytester.path / "rep" / "results.json").read_text())["claims"]}
+    assert recs["X1"]["status"] == "error" and "--mc-device cpu" in recs["X1"]["message"]
+    assert "\n" not in recs["X1"]["message"] and recs["X2"]["status"] == "pass"

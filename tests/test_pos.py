@@ -4,20 +4,21 @@ exact-config random checkpoint, and the skip without the real one."""
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-from mechcheck import models, organisms, tagging
+from mechcheck import models, organisms, pos_heads, pos_measures, tagging
 from mechcheck.claim import claim_of, satisfies
 from mechcheck.data import data_dir, gpt2_tokenizer, paragraphs, tinystories_validation
-from mechcheck.pos_heads import POSRun, best_head
+from mechcheck.pos_heads import POSRun
 
 ROOT = Path(__file__).resolve().parent.parent
 DRYRUN = ROOT / "reports" / "dryrun"  # the dry runs' reports (timings per claim), kept for reading
+
+import importlib.util  # noqa: E402  (H15 makes claims/ importable through pytest's pythonpath)
 
 _spec = importlib.util.spec_from_file_location("pos_claims", ROOT / "claims" / "test_pos_heads_tinystories_1m.py")
 claims = importlib.util.module_from_spec(_spec)
@@ -61,11 +62,12 @@ QUOTE_HEAD = (2, 0)
 
 
 def constructed_quote_model(tok, construct: bool):
-    """A 1M-shaped native model (8 layers, d_model 64, 16 heads of 4) on the GPT-2 vocabulary.
-    With `construct`, head L2H0 is a quotation head by construction: embeddings mark tokens that
-    start with a quote (dim 1: ' "', '"I', ...) and the other quote tokens (dim 2: '."', '!"', ...), its keys read those dims, its values the
-    opening-quote dim, and a pattern hook makes it attend to the last opening quote from inside a
-    quotation (BOS elsewhere). Without it, the same random model: no head tracks quotes."""
+    """A 1M-shaped native model (8 layers, d_model 64, 16 heads of 4) on the GPT-2 vocabulary and
+    its pattern hook. With `construct`, head L2H0 is a quotation head by construction: embeddings
+    mark tokens that start with a quote (dim 1: ' "', '"I', ...) and the other quote tokens (dim 2:
+    '."', '!"', ...), its keys read those dims, its values the opening-quote dim, and the hook
+    (given the batch's token ids) makes it attend to the last opening quote from inside a
+    quotation (BOS elsewhere). Without it, the same random model and no hook: no head tracks quotes."""
     from transformer_lens.config import TransformerBridgeConfig
 
     cfg = TransformerBridgeConfig(n_layers=8, d_model=64, n_heads=16, d_head=4, d_mlp=256, d_vocab=50257,
@@ -90,12 +92,10 @@ def constructed_quote_model(tok, construct: bool):
             attn.v.weight[0, 1] = 5.0
             attn.o.weight[:, rows] = 0.0
             attn.o.weight[:, 0] = 1.0
-    bridge = organisms.bridge(model, tok)
-    if construct:
-        quote_set = set(quotes)
+    quote_set = set(quotes)
 
+    def pattern_hook(ids):
         def hook(pattern, hook):
-            ids = bridge._mc_tokens
             pattern = pattern.clone()
             for b in range(ids.shape[0]):
                 open_pos = -1
@@ -107,15 +107,28 @@ def constructed_quote_model(tok, construct: bool):
                     pattern[b, 0, q] = 0.0
                     pattern[b, 0, q, open_pos if open_pos >= 0 and open_pos < q else 0] = 1.0
             return pattern
+        return hook
 
-        original = bridge.run_with_hooks
+    return organisms.bridge(model, tok), pattern_hook if construct else None
 
-        def run_with_hooks(tokens, fwd_hooks=(), **kw):  # every measurement runs through here
-            bridge._mc_tokens = tokens
-            return original(tokens, fwd_hooks=[(f"blocks.{QUOTE_HEAD[0]}.attn.hook_pattern", hook)] + list(fwd_hooks), **kw)
 
-        bridge.run_with_hooks = run_with_hooks
-    return bridge
+def run_of(bridge, pattern_hook, tok, texts) -> POSRun:
+    """The control's own forward pass (its hook sees the batch's ids), handed to POSRun through its
+    public constructor: the claims' reductions and measurements apply unchanged."""
+    tokens, tags = pos_heads.tag_paragraphs(tok, texts)
+    L = bridge.cfg.n_layers
+    kinds = ("hook_k", "hook_q", "hook_z", "hook_pattern")
+    acts = {k: [] for k in kinds}
+    for start in range(0, tokens.shape[0], 16):
+        ids = tokens[start : start + 16]
+        hooks = [(f"blocks.{QUOTE_HEAD[0]}.attn.hook_pattern", pattern_hook(ids))] if pattern_hook else []
+        with torch.no_grad(), bridge.hooks(fwd_hooks=hooks):
+            _, cache = bridge.run_with_cache(ids, names_filter=lambda n: n.split(".")[-1] in kinds)
+        for k in kinds:
+            acts[k].append(torch.stack([cache[f"blocks.{l}.attn.{k}"] for l in range(L)]))
+    k, q, z, pattern = (torch.cat(acts[k], 1) for k in kinds)
+    activity = torch.einsum("lnphe,lhed->lnphd", z, bridge.W_O.detach()).norm(dim=-1)
+    return POSRun.from_activations(tokens, tags, k, q, activity, pattern)
 
 
 @pytest.fixture(scope="module")
@@ -125,27 +138,38 @@ def texts():
 
 @pytest.fixture(scope="module")
 def runs(tok, texts):
-    return {c: POSRun(constructed_quote_model(tok, c), texts) for c in (True, False)}
+    return {c: run_of(*constructed_quote_model(tok, c), tok, texts) for c in (True, False)}
 
 
 def test_quote_probe_fires_on_the_quotation_head_only(runs):
     for construct, run in runs.items():
-        f1 = run.probe_f1("key", tags=("``", "''"), heads=[QUOTE_HEAD, (2, 1)])
-        both = np.minimum(f1["``"], f1["''"])
-        assert satisfies(P1.expect, both[QUOTE_HEAD]) is construct, (construct, both[QUOTE_HEAD])
-        assert not satisfies(P1.expect, both[2, 1])  # a head that does not track quotes
-    base = runs[True].probe_f1("key", tags=("``",), heads=[QUOTE_HEAD], shuffled=True)
-    assert base["``"][QUOTE_HEAD] < 0.5  # the shuffled-label baseline stays near chance
+        p1 = pos_measures.quote_key_probe(run)
+        assert satisfies(P1.expect, p1["value"]) is construct, (construct, p1["value"])
+        assert p1["ci"][0] <= p1["value"] <= p1["ci"][1]
+        assert not satisfies(P1.expect, pos_measures.quote_key_probe(run, head=(2, 1))["value"])  # does not track quotes
+    assert pos_measures.quote_key_probe(runs[True])["shuffled_label_f1"]["``"] < 0.5  # the baseline stays near chance
 
 
 def test_quote_activity_and_attention_fire_on_the_quotation_head_only(runs):
     for construct, run in runs.items():
-        ratio = run.activity_ratio(run.in_quote)
-        att = run.attention_to_opening_quote()
-        assert satisfies(P2.expect, ratio[QUOTE_HEAD]) is construct, (construct, ratio[QUOTE_HEAD])
-        assert satisfies(P3.expect, att[QUOTE_HEAD]) is construct, (construct, att[QUOTE_HEAD])
+        p2, p3 = pos_measures.quote_activity(run), pos_measures.quote_attention(run)
+        assert satisfies(P2.expect, p2["value"]) is construct, (construct, p2["value"])
+        assert satisfies(P3.expect, p3["value"]) is construct, (construct, p3["value"])
         if construct:  # the location-free form finds it
-            assert best_head(att) == "L2H0" and best_head(ratio) == "L2H0"
+            assert p3["best_head"] == "L2H0" and p2["best_head"] == "L2H0"
+
+
+def test_reductions_equal_the_full_patterns(runs, tok, texts):
+    """The per-batch reductions (no pattern kept) equal the same statistics read off full patterns."""
+    run = runs[True]
+    bridge, hook = constructed_quote_model(tok, True)
+    tokens, tags = pos_heads.tag_paragraphs(tok, texts[:8])
+    with torch.no_grad(), bridge.hooks(fwd_hooks=[(f"blocks.{QUOTE_HEAD[0]}.attn.hook_pattern", hook(tokens))]):
+        _, cache = bridge.run_with_cache(tokens, names_filter=lambda n: n.endswith("hook_pattern"))
+    pattern = torch.stack([cache[f"blocks.{l}.attn.hook_pattern"] for l in range(8)]).numpy()  # [L, n, H, q, k]
+    n, q = np.nonzero(run.in_quote[:8])
+    direct = pattern[:, n, :, q, run.opening_of[:8][n, q]].mean(0)
+    assert np.allclose(run.attention_to_opening_quote(np.arange(8)), direct, atol=1e-6)
 
 
 def test_dry_run_on_the_exact_config_checkpoint(tmp_path, run_claims):

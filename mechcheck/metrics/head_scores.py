@@ -41,8 +41,8 @@ def scores(pattern: torch.Tensor, half: int, offset: int) -> dict[str, torch.Ten
     previous_token: first-half queries (random, unrepeated tokens) on position q-1;
     duplicate_token: second-half queries on the previous instance of their token, q-half;
     induction: second-half queries on the token after that instance, q-half+1."""
-    first = torch.arange(offset + 1, offset + half)
-    second = torch.arange(offset + half, offset + 2 * half)
+    first = torch.arange(offset + 1, offset + half, device=pattern.device)
+    second = torch.arange(offset + half, offset + 2 * half, device=pattern.device)
     induct = second[:-1]
     p = pattern.float()
     return {
