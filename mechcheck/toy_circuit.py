@@ -7,6 +7,8 @@ Each function returns keyword arguments for `measure.record(...)`.
 
 from __future__ import annotations
 
+from dataclasses import asdict
+
 import torch
 
 from mechcheck import toy
@@ -35,11 +37,13 @@ class ToyRun:
         return accuracy.per_sequence_accuracy(logits[:, OUT], self.targets).cpu().numpy()
 
 
-def holdout_accuracy(run: ToyRun) -> dict:
-    """T1: per-token accuracy on y0..y7 over the 5536 holdout sequences."""
+def holdout_accuracy(run: ToyRun, seed: int | None = None) -> dict:
+    """T1: per-token accuracy on y0..y7 over the 5536 holdout sequences (with the training set-up
+    of `seed`'s checkpoint, None for a --mc-model one)."""
     per_seq = run.accuracy()
     value, ci = mean_ci(per_seq)
-    return dict(value=value, ci=ci, n=len(per_seq), sequence_accuracy=float((per_seq == 1).mean()))
+    train = asdict(toy.TrainConfig(seed=seed)) if seed is not None else None
+    return dict(value=value, ci=ci, n=len(per_seq), sequence_accuracy=float((per_seq == 1).mean()), train=train)
 
 
 def reversed_attention(run: ToyRun) -> dict:
