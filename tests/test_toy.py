@@ -172,3 +172,10 @@ def test_override_runs_the_claims_on_that_checkpoint(tmp_path):
     doc = json.loads((tmp_path / "rep" / "results.json").read_text())
     assert {r["model"]["sha256"] for r in doc["claims"]} == {checkpoints.sha256(ckpt)}
     assert {r["status"] for r in doc["claims"]} == {"pass"}
+
+
+def test_benchmark_holdout_accuracy(benchmark, trained):
+    """pytest-benchmark: the toy's T1 measurement over the 5536 holdout sequences (one forward
+    pass); timings go to the benchmark table, never into an assertion."""
+    result = benchmark.pedantic(lambda: toy_circuit.ToyRun(trained[0].bridge), rounds=3, iterations=1)
+    assert toy_circuit.holdout_accuracy(result)["value"] == toy_circuit.holdout_accuracy(trained[0])["value"]
