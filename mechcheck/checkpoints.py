@@ -40,13 +40,14 @@ __all__ = ["CheckpointError", "NativeModel", "initialize_native_model", "shipped
 
 
 def shipped_dir(*parts: str) -> Path:
-    """A folder of the checkpoints shipped with mechcheck (package data `mechcheck.fixtures`,
-    the repository's top-level fixtures/ folder), read through importlib.resources so an
-    installed wheel finds them too."""
-    try:
-        root = Path(str(resources.files("mechcheck.fixtures")))
-    except ModuleNotFoundError:  # running from a source checkout: the top-level fixtures/ folder
-        root = Path(__file__).resolve().parent.parent / "fixtures"
+    """A folder of the checkpoints shipped with mechcheck: package data `mechcheck.shipped` in an
+    installed wheel (read through importlib.resources), the repository's top-level fixtures/
+    folder in a source checkout (pyproject maps one onto the other)."""
+    here = Path(__file__).resolve().parent
+    if (here / "shipped").is_dir():
+        root = Path(str(resources.files("mechcheck.shipped")))
+    else:
+        root = here.parent / "fixtures"
     return root.joinpath(*parts)
 
 

@@ -1,5 +1,5 @@
 """The installable package: a wheel built from this checkout carries the shipped checkpoints
-(package data mechcheck.fixtures, read through importlib.resources), and the toy and organism
+(package data mechcheck.shipped, read through importlib.resources), and the toy and organism
 claims run from a directory outside the repository with no skips and no retraining."""
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ def test_wheel_ships_fixtures_and_runs_the_claims_outside_the_repo(tmp_path):
     names = zipfile.ZipFile(wheel).namelist()
     shipped = [n for n in (ROOT / "fixtures").rglob("*") if n.is_file()]
     for f in shipped:
-        assert f"mechcheck/fixtures/{f.relative_to(ROOT / 'fixtures').as_posix()}" in names
+        assert f"mechcheck/shipped/{f.relative_to(ROOT / 'fixtures').as_posix()}" in names
     site = tmp_path / "site"
     subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "-q", "--target", str(site), str(wheel)],
                    check=True, cwd=tmp_path)
