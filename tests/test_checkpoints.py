@@ -27,7 +27,7 @@ def _truncated(src: Path, dst: Path) -> Path:
 
 def _wrong_shapes(tmp: Path) -> Path:
     state = load_file(str(TOY_SEED0))
-    state["unembed.W_U"] = torch.zeros(4, 7)
+    state["head.weight"] = torch.zeros(7, 4)
     save_file(state, str(tmp / "wrong.safetensors"))
     return tmp / "wrong.safetensors"
 
@@ -54,7 +54,7 @@ CASES = [
      "CheckpointError: {path}: not a readable safetensors file, truncated or corrupt", 1),
     ("toy wrong tensor shapes", "test_toy_reverse_increment.py", models.TOY, _wrong_shapes,
      "CheckpointError: {path}: not a toy reverse+increment checkpoint (1 tensors of the wrong shape, "
-     "e.g. unembed.W_U is [4, 7], expected [4, 5])", 1),
+     "e.g. head.weight is [7, 4], expected [5, 4])", 1),
     ("organism file as the toy", "test_toy_reverse_increment.py", models.TOY, _organism_as_toy,
      "CheckpointError: {path}: not a toy reverse+increment checkpoint (missing [", 1),
     ("organism truncated", "test_induction_organism.py", models.INDUCTION_ORGANISM,
