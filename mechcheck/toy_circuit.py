@@ -12,6 +12,7 @@ from dataclasses import asdict
 import torch
 
 from mechcheck import toy
+from mechcheck.claim import fmt_item
 from mechcheck.metrics import ablation, accuracy, attention, logit_lens
 from mechcheck.stats import mean_ci
 
@@ -54,7 +55,7 @@ def reversed_attention(run: ToyRun) -> dict:
     argmax_hit = (pattern[:, 0, QUERIES, :].argmax(-1).cpu() == torch.tensor(KEYS)).float().mean().item()
     value, ci = mean_ci(per_seq)
     tokens = ["BOS"] + [f"x{i}" for i in range(8)] + [f"y{i}" for i in range(7)]
-    example = {"head": "L0H0", "tokens": tokens, "pattern": pattern[0, 0].cpu().numpy().round(3)}
+    example = {"head": fmt_item((0, 0)), "tokens": tokens, "pattern": pattern[0, 0].cpu().numpy().round(3)}
     return dict(value=value, ci=ci, n=len(per_seq), per_output=att.mean(0), argmax_on_reversed=argmax_hit,
                 example_pattern=example)
 
