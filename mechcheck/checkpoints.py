@@ -39,16 +39,14 @@ __all__ = ["CheckpointError", "NativeModel", "initialize_native_model", "shipped
            "read_sidecar", "load_native", "find", "bridge", "random_bridge", "train"]
 
 
-def shipped_dir(*parts: str) -> Path:
+def shipped_dir(first: str, *rest: str) -> Path:
     """A folder of the checkpoints shipped with mechcheck: package data `mechcheck.shipped` in an
     installed wheel (read through importlib.resources), the repository's top-level fixtures/
     folder in a source checkout (pyproject maps one onto the other)."""
     here = Path(__file__).resolve().parent
-    if (here / "shipped").is_dir():
-        root = Path(str(resources.files("mechcheck.shipped")))
-    else:
-        root = here.parent / "fixtures"
-    return root.joinpath(*parts)
+    if (here / "shipped").is_dir():  # a namespace package: joinpath gives a real path on disk
+        return Path(resources.files("mechcheck.shipped").joinpath(first)).joinpath(*rest)
+    return (here.parent / "fixtures").joinpath(first, *rest)
 
 
 def cache_dir(kind: str) -> Path:
