@@ -10,34 +10,40 @@ IOI: every ordered (IO, S) pair of mechcheck.ioi.NAMES in the four templates of 
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
-import torch
 
 from mechcheck import ioi
+from mechcheck import ioi_circuit as m
 from mechcheck.claim import Source, at_least, at_most, leads, rank_at_most, within
-from mechcheck.metrics import head_scores, logit_diff
-from mechcheck.stats import bootstrap_ci, mean_ci
+from mechcheck.ioi_circuit import INDUCTION_HEAD
+from mechcheck.metrics import head_scores
 from mechcheck.plugin import run_state
 
 TS8M = "roneneldan/TinyStories-8M"
 GPT2 = "gpt2"
 DOC = "thesis-ioi-circuits-tinystories-8M.txt"
-INDUCTION_HEAD = 0.3  # a head with induction score >= 0.3 counts as an induction head
 
 
 def _src(where):
     return Source(DOC, where)
 
 
-@pytest.fixture(scope="module")
-def ts8m(mc_load):
-    return mc_load(TS8M)
+def _model(request, mc_load, measure, name):
+    """The loaded model `name`; it is the measured model when the claim's marker names it."""
+    loaded = mc_load(name)
+    if request.node.get_closest_marker("claim").kwargs["model"] == name:
+        measure.model = loaded
+    return loaded
 
 
-@pytest.fixture(scope="module")
-def gpt2(mc_load):
-    return mc_load(GPT2)
+@pytest.fixture
+def ts8m(request, mc_load, measure):
+    return _model(request, mc_load, measure, TS8M)
+
+
+@pytest.fixture
+def gpt2(request, mc_load, measure):
+    return _model(request, mc_load, measure, GPT2)
 
 
 @pytest.fixture(scope="module")
@@ -60,11 +66,6 @@ def scores_of(mc_shared):
         k: v.cpu().numpy() for k, v in head_scores.head_scores(loaded.bridge).items()})
 
 
-def _head_ci(per_seq: np.ndarray, heads) -> dict:
-    """Bootstrap CI over sequences/prompts of named heads: per_seq [n_layers, n, n_heads]."""
-    return {f"L{l}H{h}": bootstrap_ci(per_seq[l, :, h]) for l, h in heads}
-
-
 # ---------------------------------------------------------------- §3.3 head scores (figs 3.1-3.6)
 
 @pytest.mark.claim(
@@ -74,12 +75,7 @@ def _head_ci(per_seq: np.ndarray, heads) -> dict:
     tolerance=f"max induction score over all heads below {INDUCTION_HEAD} (our induction-head threshold)",
 )
 def test_i1_8m_has_no_induction_heads(ts8m, measure, scores_of):
-    measure.model = ts8m
-    s = scores_of(ts8m)["induction"]
-    mean = s.mean(1)
-    top = np.unravel_index(mean.argmax(), mean.shape)
-    measure.record(mean.max(), ci=bootstrap_ci(s[top[0], :, top[1]]), n=s.shape[1], top_head=f"L{top[0]}H{top[1]}",
-                   head_map=mean)
+    measure.record(**m.top_head_score(scores_of(ts8m), "induction"))
 
 
 @pytest.mark.claim(
@@ -89,10 +85,7 @@ def test_i1_8m_has_no_induction_heads(ts8m, measure, scores_of):
     tolerance=f"count of heads with induction score >= {INDUCTION_HEAD}; 'many' = at least 4",
 )
 def test_i1_gpt2_has_many_induction_heads(gpt2, measure, scores_of):
-    measure.model = gpt2
-    mean = scores_of(gpt2)["induction"].mean(1)
-    heads = [f"L{l}H{h}" for l, h in zip(*np.nonzero(mean >= INDUCTION_HEAD))]
-    measure.record(len(heads), heads=heads, head_map=mean)
+    measure.record(**m.heads_at_least(scores_of(gpt2), "induction", INDUCTION_HEAD))
 
 
 @pytest.mark.claim(
@@ -102,9 +95,7 @@ def test_i1_gpt2_has_many_induction_heads(gpt2, measure, scores_of):
     tolerance="max previous-token score of 8M minus that of GPT-2 small; 'far weaker' = at least 0.2 lower",
 )
 def test_i2_previous_token_heads_weaker(ts8m, gpt2, measure, scores_of):
-    measure.model = ts8m
-    a, b = scores_of(ts8m)["previous_token"].mean(1), scores_of(gpt2)["previous_token"].mean(1)
-    measure.record(a.max() - b.max(), max_8m=a.max(), max_gpt2=b.max(), models=[TS8M, GPT2])
+    measure.record(**m.top_score_difference(scores_of(ts8m), scores_of(gpt2), "previous_token", [TS8M, GPT2]))
 
 
 @pytest.mark.claim(
@@ -114,15 +105,7 @@ def test_i2_previous_token_heads_weaker(ts8m, gpt2, measure, scores_of):
     tolerance="'approximately all' = previous-token score >= 0.9",
 )
 def test_i2_gpt2_h4_11(gpt2, measure, scores_of):
-    _record_head_score(measure, gpt2, scores_of(gpt2)["previous_token"], (4, 11))
-
-
-def _record_head_score(measure, loaded, per_seq: np.ndarray, head: tuple[int, int]):
-    """One head's score (per_seq [n_layers, batch, n_heads]) with its CI over the random sequences."""
-    measure.model = loaded
-    layer, h = head
-    measure.record(per_seq[layer, :, h].mean(), ci=bootstrap_ci(per_seq[layer, :, h]), n=per_seq.shape[1],
-                   head_map=per_seq.mean(1), claimed_heads=[head])
+    measure.record(**m.head_score(scores_of(gpt2), "previous_token", (4, 11)))
 
 
 @pytest.mark.claim(
@@ -131,9 +114,7 @@ def _record_head_score(measure, loaded, per_seq: np.ndarray, head: tuple[int, in
     tolerance="H4.0 has the top duplicate-token score, >= 0.05 and ahead of every other head by >= 0.05",
 )
 def test_i3_8m_duplicate_head(ts8m, measure, scores_of):
-    measure.model = ts8m
-    s = scores_of(ts8m)["duplicate_token"]
-    measure.record(s.mean(1), n=s.shape[1], ci_per_head=_head_ci(s, [(4, 0)]))
+    measure.record(**m.head_score_map(scores_of(ts8m), "duplicate_token", [(4, 0)]))
 
 
 @pytest.mark.claim(
@@ -142,7 +123,7 @@ def test_i3_8m_duplicate_head(ts8m, measure, scores_of):
     tolerance="'weak' = duplicate-token score below 0.5",
 )
 def test_i3_8m_duplicate_head_is_weak(ts8m, measure, scores_of):
-    _record_head_score(measure, ts8m, scores_of(ts8m)["duplicate_token"], (4, 0))
+    measure.record(**m.head_score(scores_of(ts8m), "duplicate_token", (4, 0)))
 
 
 @pytest.mark.claim(
@@ -151,9 +132,7 @@ def test_i3_8m_duplicate_head_is_weak(ts8m, measure, scores_of):
     tolerance="both >= 0.5 ('strong') and ahead of every other head",
 )
 def test_i3_gpt2_duplicate_heads(gpt2, measure, scores_of):
-    measure.model = gpt2
-    s = scores_of(gpt2)["duplicate_token"]
-    measure.record(s.mean(1), n=s.shape[1], ci_per_head=_head_ci(s, [(3, 0), (0, 5)]))
+    measure.record(**m.head_score_map(scores_of(gpt2), "duplicate_token", [(3, 0), (0, 5)]))
 
 
 # ---------------------------------------------------------------- §3.4.1 performance
@@ -164,10 +143,7 @@ def test_i3_gpt2_duplicate_heads(gpt2, measure, scores_of):
     tolerance="9.4 ± 2.0: our names and templates differ from the thesis' (unpublished) test set",
 )
 def test_i4_8m_logit_diff(ts8m, measure, ioi_run):
-    measure.model = ts8m
-    run = ioi_run(ts8m)
-    value, ci = mean_ci(run.ld.cpu().numpy())
-    measure.record(value, ci=ci, n=len(run.prompts), prompt_token_ids=run.prompts.tokens[0])
+    measure.record(**m.mean_logit_diff(ioi_run(ts8m), with_tokens=True))
 
 
 @pytest.mark.claim(
@@ -176,10 +152,7 @@ def test_i4_8m_logit_diff(ts8m, measure, ioi_run):
     tolerance="3.6 ± 1.0 (Wang et al. report 3.55 on their own templates)",
 )
 def test_i4_gpt2_logit_diff(gpt2, measure, ioi_run):
-    measure.model = gpt2
-    run = ioi_run(gpt2)
-    value, ci = mean_ci(run.ld.cpu().numpy())
-    measure.record(value, ci=ci, n=len(run.prompts))
+    measure.record(**m.mean_logit_diff(ioi_run(gpt2)))
 
 
 @pytest.mark.claim(
@@ -188,25 +161,10 @@ def test_i4_gpt2_logit_diff(gpt2, measure, ioi_run):
     tolerance="paired difference 8M - GPT-2 over the same prompts > 0",
 )
 def test_i4_8m_beats_gpt2(ts8m, gpt2, measure, ioi_run):
-    measure.model = ts8m
-    diff = (ioi_run(ts8m).ld - ioi_run(gpt2).ld).cpu().numpy()
-    value, ci = mean_ci(diff)
-    measure.record(value, ci=ci, n=len(diff), models=[TS8M, GPT2])
+    measure.record(**m.paired_logit_diff(ioi_run(ts8m), ioi_run(gpt2), [TS8M, GPT2]))
 
 
 # ---------------------------------------------------------------- §3.4.2 the circuit
-
-def _curve(ioi_run, loaded):
-    """(prompt-mean curve, labels, largest drop between consecutive points, its CI). The CI is the
-    bootstrap over prompts of the drop at the step where the full set drops most (a bootstrap of
-    the maximum itself would be biased upward)."""
-    run = ioi_run(loaded)
-    values, labels = logit_diff.accumulated(loaded.bridge, run.cache, run.prompts)
-    curves = values.T.cpu().numpy()  # [n, points]
-    mean = curves.mean(0)
-    step = int(np.argmax(mean[:-1] - mean[1:]))
-    drop_at = lambda c: float(c.mean(0)[step] - c.mean(0)[step + 1])  # noqa: E731
-    return mean, labels, drop_at(curves), bootstrap_ci(curves, stat=drop_at)
 
 
 @pytest.mark.claim(
@@ -215,9 +173,7 @@ def _curve(ioi_run, loaded):
     tolerance="largest drop between consecutive points (embed, L0 attn, L0 MLP, ...) <= 0.1 logit",
 )
 def test_i5_8m_monotone(ts8m, measure, ioi_run):
-    measure.model = ts8m
-    curve, labels, drop, ci = _curve(ioi_run, ts8m)
-    measure.record(drop, ci=ci, curve=curve, labels=labels, drop_after=labels[int(np.argmax(curve[:-1] - curve[1:]))])
+    measure.record(**m.largest_drop(ioi_run(ts8m)))
 
 
 @pytest.mark.claim(
@@ -226,14 +182,7 @@ def test_i5_8m_monotone(ts8m, measure, ioi_run):
     tolerance="largest drop between consecutive points >= 0.25 logit",
 )
 def test_i5_gpt2_dips(gpt2, measure, ioi_run):
-    measure.model = gpt2
-    curve, labels, drop, ci = _curve(ioi_run, gpt2)
-    measure.record(drop, ci=ci, curve=curve, labels=labels, drop_after=labels[int(np.argmax(curve[:-1] - curve[1:]))])
-
-
-def _dla(ioi_run, loaded):
-    run = ioi_run(loaded)
-    return logit_diff.head_dla(loaded.bridge, run.cache, run.prompts).cpu().numpy(), run  # [L, H, n]
+    measure.record(**m.largest_drop(ioi_run(gpt2)))
 
 
 @pytest.mark.claim(
@@ -242,11 +191,7 @@ def _dla(ioi_run, loaded):
     tolerance="share of total |DLA| (mean over prompts): H7.7 >= 0.3 and >= 0.2 above the runner-up",
 )
 def test_i6_only_h7_7_direct(ts8m, measure, ioi_run):
-    measure.model = ts8m
-    dla, _ = _dla(ioi_run, ts8m)
-    mean = dla.mean(-1)
-    share = np.abs(mean) / np.abs(mean).sum()
-    measure.record(share, n=dla.shape[-1], dla_mean=mean, ci_L7H7_dla=bootstrap_ci(dla[7, 7]))
+    measure.record(**m.dla_share(ioi_run(ts8m), (7, 7)))
 
 
 @pytest.mark.claim(
@@ -255,11 +200,7 @@ def test_i6_only_h7_7_direct(ts8m, measure, ioi_run):
     tolerance="the larger (less negative) of the two heads' mean DLA <= -0.2 logit",
 )
 def test_i7_gpt2_negative_name_movers(gpt2, measure, ioi_run):
-    measure.model = gpt2
-    dla, _ = _dla(ioi_run, gpt2)
-    pair = np.stack([dla[10, 7], dla[11, 10]])
-    measure.record(pair.mean(-1).max(), n=dla.shape[-1], L10H7=bootstrap_ci(dla[10, 7]), L11H10=bootstrap_ci(dla[11, 10]),
-                   head_map=dla.mean(-1), claimed_heads=[(10, 7), (11, 10)])
+    measure.record(**m.negative_movers(ioi_run(gpt2), [(10, 7), (11, 10)]))
 
 
 @pytest.mark.claim(
@@ -269,11 +210,7 @@ def test_i7_gpt2_negative_name_movers(gpt2, measure, ioi_run):
     tolerance="most negative head DLA as a fraction of |mean logit difference| >= -0.05",
 )
 def test_i7_8m_no_negative_name_movers(ts8m, measure, ioi_run):
-    measure.model = ts8m
-    dla, run = _dla(ioi_run, ts8m)
-    mean = dla.mean(-1)
-    l, h = np.unravel_index(mean.argmin(), mean.shape)
-    measure.record(mean.min() / abs(run.ld.mean().item()), most_negative=f"L{l}H{h}", dla=mean[l, h], head_map=mean)
+    measure.record(**m.most_negative_dla(ioi_run(ts8m)))
 
 
 @pytest.mark.claim(
@@ -282,27 +219,7 @@ def test_i7_8m_no_negative_name_movers(ts8m, measure, ioi_run):
     tolerance="normalised recovery of the logit difference (corrupt-to-clean): both >= 0.05 and ahead of every other head",
 )
 def test_i8_head_patching(ts8m, measure, ioi_run):
-    measure.model = ts8m
-    run = ioi_run(ts8m)
-    recovery, values = run.head_patching()
-    clean, corrupt = run.ld.mean().item(), run.ld_corrupted.mean().item()
-    per_prompt = ((values - corrupt) / (clean - corrupt)).numpy()  # [L, H, n]
-    measure.record(recovery, n=len(run.prompts),
-                   ci_per_head={f"L{l}H{h}": bootstrap_ci(per_prompt[l, h]) for l, h in [(7, 7), (5, 7)]})
-
-
-def _attention(ioi_run, loaded, layer, head):
-    run = ioi_run(loaded)
-    return {k: v.cpu().numpy() for k, v in logit_diff.attention_from_end(run.cache, run.prompts, layer, head).items()}
-
-
-def _example(ioi_run, loaded, layer, head) -> dict:
-    """The head's pattern on the thesis' clean sentence (or the first prompt), for the report."""
-    run = ioi_run(loaded)
-    i = run.prompts.texts.index(ioi.CLEAN_EXAMPLE) if ioi.CLEAN_EXAMPLE in run.prompts.texts else 0
-    tokens = [loaded.bridge.tokenizer.decode([t]) for t in run.prompts.tokens[i].tolist()]
-    pattern = run.cache[f"blocks.{layer}.attn.hook_pattern"][i, head].cpu().numpy().round(3)
-    return {"head": f"L{layer}H{head}", "tokens": tokens, "pattern": pattern}
+    measure.record(**m.head_patching(ioi_run(ts8m), [(7, 7), (5, 7)]))
 
 
 @pytest.mark.claim(
@@ -311,11 +228,7 @@ def _example(ioi_run, loaded, layer, head) -> dict:
     expect=at_least(0.4), tolerance="attention END->IO minus END->(S1+S2) >= 0.4 (published ~0.7 - ~0)",
 )
 def test_i9_h7_7_attends_to_io(ts8m, measure, ioi_run):
-    measure.model = ts8m
-    a = _attention(ioi_run, ts8m, 7, 7)
-    value, ci = mean_ci(a["IO"] - a["S1"] - a["S2"])
-    measure.record(value, ci=ci, n=len(a["IO"]), example_pattern=_example(ioi_run, ts8m, 7, 7),
-                   **{f"mean_{k}": v.mean() for k, v in a.items()})
+    measure.record(**m.attention_io_over_s(ioi_run(ts8m), (7, 7)))
 
 
 @pytest.mark.claim(
@@ -324,11 +237,7 @@ def test_i9_h7_7_attends_to_io(ts8m, measure, ioi_run):
     tolerance="attention END->S2 minus max(END->IO, END->S1) >= 0.1",
 )
 def test_i10_h5_7_attends_to_s2(ts8m, measure, ioi_run):
-    measure.model = ts8m
-    a = _attention(ioi_run, ts8m, 5, 7)
-    value, ci = mean_ci(a["S2"] - np.maximum(a["IO"], a["S1"]))
-    measure.record(value, ci=ci, n=len(a["IO"]), example_pattern=_example(ioi_run, ts8m, 5, 7),
-                   **{f"mean_{k}": v.mean() for k, v in a.items()})
+    measure.record(**m.attention_s2_over_rest(ioi_run(ts8m), (5, 7)))
 
 
 @pytest.mark.claim(
@@ -338,7 +247,7 @@ def test_i10_h5_7_attends_to_s2(ts8m, measure, ioi_run):
     tolerance="path patching of every earlier head into H5.7's value input: H4.0 among the top 3 by recovery",
 )
 def test_i11_h4_0_to_h5_7_value(ts8m, measure, ioi_run):
-    _record_edges(measure, ts8m, ioi_run, receiver=(5, 7), component="v", sender=(4, 0))
+    measure.record(**m.edge_recovery(ioi_run(ts8m), receiver=(5, 7), component="v", sender=(4, 0)))
 
 
 @pytest.mark.claim(
@@ -348,16 +257,7 @@ def test_i11_h4_0_to_h5_7_value(ts8m, measure, ioi_run):
     tolerance="path patching of every earlier head into H7.7's query input: H5.7 among the top 3 by recovery",
 )
 def test_i11_h5_7_to_h7_7_query(ts8m, measure, ioi_run):
-    _record_edges(measure, ts8m, ioi_run, receiver=(7, 7), component="q", sender=(5, 7))
-
-
-def _record_edges(measure, loaded, ioi_run, receiver, component, sender):
-    """Path-patching recovery of every earlier head into receiver.component, with the CI of the
-    claimed sender over prompts."""
-    measure.model = loaded
-    per_prompt = ioi_run(loaded).edges(receiver, component).numpy()  # [layer, heads, n]
-    measure.record(per_prompt.mean(-1), n=per_prompt.shape[-1],
-                   **{f"ci_L{sender[0]}H{sender[1]}": bootstrap_ci(per_prompt[sender])})
+    measure.record(**m.edge_recovery(ioi_run(ts8m), receiver=(7, 7), component="q", sender=(5, 7)))
 
 
 @pytest.mark.claim(
@@ -366,9 +266,4 @@ def _record_edges(measure, loaded, ioi_run, receiver, component, sender):
     expect=within(0.773, 0.1), tolerance="77.3% ± 10 pp: the thesis' prompt set is not published",
 )
 def test_i12_correct_probability(ts8m, measure, ioi_run):
-    measure.model = ts8m
-    run = ioi_run(ts8m)
-    with torch.no_grad():
-        p = logit_diff.correct_probability(run.logits, run.prompts).cpu().numpy()
-    value, ci = mean_ci(p)
-    measure.record(value, ci=ci, n=len(p))
+    measure.record(**m.correct_probability(ioi_run(ts8m)))

@@ -16,13 +16,13 @@ head by the stated margin.
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 
+from mechcheck import one_layer_heads
 from mechcheck.claim import NotEncoded, Source, at_most, leads
 from mechcheck.data import paragraphs, tinystories_validation
 from mechcheck.metrics import activation_stats, head_roles
-from mechcheck.stats import bootstrap_ci
+from mechcheck.one_layer_heads import STAT_TOL
 
 MODELS = ["roneneldan/TinyStories-1Layer-21M", "roneneldan/TinyStories-Instuct-1Layer-21M"]
 ATTN = "blog-tinystories-1layer-21m-attention.txt"
@@ -46,10 +46,17 @@ NOT_ENCODED = [
 
 
 @pytest.fixture(scope="module", params=MODELS)
-def one_layer(request, mc_load):
+def one_layer_model(request, mc_load):
     """The checkpoint with raw HF weights (role scores do not depend on TL's weight processing;
     the statistics claim needs the raw weights to derive every convention)."""
     return mc_load(request.param, compat=False)
+
+
+@pytest.fixture
+def one_layer(one_layer_model, measure):
+    """The checkpoint, as the measured model of this claim."""
+    measure.model = one_layer_model
+    return one_layer_model
 
 
 @pytest.fixture
@@ -67,22 +74,6 @@ def roles(one_layer, mc_data, mc_shared):
     return mc_shared(("roles", one_layer.sha256), build)
 
 
-def _record_role(measure, one_layer, roles, source_input, role, heads):
-    measure.model = one_layer
-    scores = roles[source_input][role]  # [n_texts, n_heads]
-    value = np.nanmean(scores, axis=0)
-    usable = scores[~np.isnan(scores).any(axis=1)]
-    details = {"role": role, "input": source_input, "n_texts": int(len(usable))}
-    if len(usable) >= 2:
-        details["ci_per_head"] = {f"H{h}": bootstrap_ci(usable[:, h]) for h in heads}
-    if source_input == "prompt":
-        details["prompt_token_ids"] = one_layer.bridge.to_tokens(PROMPT)[0].tolist()
-        pattern, str_tokens, _ = head_roles.patterns(one_layer.bridge, PROMPT)
-        details["example_pattern"] = {"head": f"H{heads[0]}", "tokens": str_tokens,
-                                      "pattern": pattern[heads[0]].round(3)}
-    measure.record(value, n=len(usable), **details)
-
-
 def role_claim(cid, statement, role, heads, minimum, margin, where=TABLE):
     """A claim on which heads lead a role score, parametrized over the two inputs."""
 
@@ -95,7 +86,7 @@ def role_claim(cid, statement, role, heads, minimum, margin, where=TABLE):
     )
     @pytest.mark.parametrize("source_input", INPUTS)
     def test(one_layer, roles, measure, source_input):
-        _record_role(measure, one_layer, roles, source_input, role, heads)
+        measure.record(**one_layer_heads.role_leaders(roles, source_input, role, heads, one_layer.bridge, PROMPT))
 
     return test
 
@@ -137,26 +128,12 @@ PUBLISHED_ATTN_OUT = {"mean": -0.0011, "std": 0.2027, "max": 1.9523, "min": -5.4
                       "q25": -0.1036, "median": 0.0019, "q75": 0.1089}
 PUBLISHED_AFTER_LN = {"mean": -0.0115, "std": 0.7612, "max": 5.4987, "min": -10.6500,
                       "q25": -0.4581, "median": -0.0019, "q75": 0.4553}
-STAT_TOL = 0.001  # the table has 4 decimals; 1e-3 absorbs rounding and float32/kernel differences
 
 
 @pytest.fixture
 def conventions(one_layer, mc_shared):
     return mc_shared(("conventions", one_layer.sha256),
                      lambda: activation_stats.attention_output_conventions(one_layer.bridge, PROMPT))
-
-
-def _record_stats(measure, one_layer, conventions, which, published):
-    measure.model = one_layer
-    deviation = {name: activation_stats.max_abs_deviation(c[which], published) for name, c in conventions.items()}
-    best = min(deviation, key=deviation.get)
-    measure.record(
-        deviation[best], best_convention=best,
-        reproducing_conventions=[n for n, d in deviation.items() if d <= STAT_TOL],
-        deviation_per_convention=deviation,
-        stats_per_convention={n: c[which] for n, c in conventions.items()},
-        token_ids={n: c["token_ids"] for n, c in conventions.items()},
-    )
 
 
 @pytest.mark.claim(
@@ -169,7 +146,7 @@ def _record_stats(measure, one_layer, conventions, which, published):
     f"conventions (BOS/no BOS x raw/TL-processed weights); <= {STAT_TOL}",
 )
 def test_b2_attention_output_stats(one_layer, conventions, measure):
-    _record_stats(measure, one_layer, conventions, "attn_out", PUBLISHED_ATTN_OUT)
+    measure.record(**one_layer_heads.stats_deviation(conventions, "attn_out", PUBLISHED_ATTN_OUT))
 
 
 @pytest.mark.claim(
@@ -181,4 +158,4 @@ def test_b2_attention_output_stats(one_layer, conventions, measure):
     tolerance="as B2.attn_out; LayerNorm = the block's ln_2 with its weights (raw) or without (TL-processed)",
 )
 def test_b2_after_layernorm_stats(one_layer, conventions, measure):
-    _record_stats(measure, one_layer, conventions, "after_ln", PUBLISHED_AFTER_LN)
+    measure.record(**one_layer_heads.stats_deviation(conventions, "after_ln", PUBLISHED_AFTER_LN))

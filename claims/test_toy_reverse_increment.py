@@ -8,8 +8,6 @@ if missing), or over the one checkpoint given with --mc-model mechcheck/toy-reve
 
 from __future__ import annotations
 
-from dataclasses import asdict
-
 import pytest
 
 from mechcheck import toy, toy_circuit
@@ -55,8 +53,7 @@ def run(toy_run, measure, mc_shared, mc_device):
     tolerance="published 100.00%; we allow 1 pp (per-token accuracy on y0..y7) for seed-to-seed noise",
 )
 def test_t1_holdout_accuracy(run, measure):
-    train = asdict(toy.TrainConfig(seed=measure.seed)) if measure.seed is not None else None
-    measure.record(**toy_circuit.holdout_accuracy(run), train=train)
+    measure.record(**toy_circuit.holdout_accuracy(run, seed=measure.seed))
 
 
 @pytest.mark.claim(

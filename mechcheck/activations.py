@@ -9,9 +9,25 @@ from __future__ import annotations
 
 import torch
 
-from mechcheck.metrics.path_patching import final_residual
-
 CHUNK = 32  # sequences per forward pass
+
+
+class _FinalResidual(Exception):
+    """Carries the residual stream out of the forward pass at ln_final's input."""
+
+
+def final_residual(bridge, tokens, fwd_hooks=()) -> torch.Tensor:
+    """The final residual stream [n, seq, d_model] of a hooked run, stopping before ln_final and
+    the unembedding (TL's stop_at_layer cannot stop after the last block)."""
+
+    def stop(act, hook):
+        raise _FinalResidual(act)
+
+    try:
+        bridge.run_with_hooks(tokens, fwd_hooks=list(fwd_hooks) + [("ln_final.hook_in", stop)])
+    except _FinalResidual as done:
+        return done.args[0]
+    raise RuntimeError("ln_final.hook_in did not fire; cannot read the final residual stream")
 
 
 @torch.no_grad()

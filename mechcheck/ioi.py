@@ -115,7 +115,7 @@ class IOIRun:
         self._head_patching = None
 
     def metric(self, resid):
-        """Per-prompt logit difference from a final residual stream (path_patching.final_residual)."""
+        """Per-prompt logit difference from a final residual stream (mechcheck.activations.final_residual)."""
         from mechcheck.metrics.logit_diff import logit_diff_from_resid
 
         return logit_diff_from_resid(self.bridge, resid, self.prompts)

@@ -125,7 +125,11 @@ def weight_files(path: Path) -> list[Path]:
 
 
 def sha256_of(paths: list[Path]) -> str:
-    """sha256 over the weight files in order: the identity of the weights a claim measured."""
+    """sha256 of the weights a claim measured: of the file itself for one file (as the sidecars
+    record it), else over the files' bytes in order (sharded HF checkpoints)."""
+    if len(paths) == 1:
+        with open(paths[0], "rb") as f:
+            return hashlib.file_digest(f, "sha256").hexdigest()
     h = hashlib.sha256()
     for p in paths:
         with open(p, "rb") as f:
@@ -139,10 +143,12 @@ def resolve_hf(name: str, override: Path | None) -> Path:
     if override is not None:
         return override
     from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import LocalEntryNotFoundError, OfflineModeIsEnabled, RepositoryNotFoundError
 
+    # Only "not there / cannot reach it" becomes a skip; a corrupt cache or a bug stays an error.
     try:
         return Path(snapshot_download(name, allow_patterns=["*.json", "*.safetensors", "*.bin", "*.txt"]))
-    except Exception as exc:
+    except (LocalEntryNotFoundError, OfflineModeIsEnabled, RepositoryNotFoundError) as exc:
         offline = os.environ.get("HF_HUB_OFFLINE", "") not in ("", "0")
         why = "HF_HUB_OFFLINE=1 and it is not in the HF cache" if offline else type(exc).__name__
         raise CheckpointUnavailable(
@@ -158,8 +164,11 @@ def check_architecture(want: ModelSpec, path: Path) -> dict:
         raise CheckpointError(f"{path}: no config.json, not a Hugging Face checkpoint folder")
     try:
         cfg = json.loads(cfg_path.read_text())
-    except json.JSONDecodeError as exc:
-        raise CheckpointError(f"{cfg_path}: not valid JSON ({exc.msg})") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise CheckpointError(f"{cfg_path}: not valid JSON ({exc})") from None
+    if not isinstance(cfg, dict):
+        kind = {list: "list", str: "string"}.get(type(cfg), type(cfg).__name__)
+        raise CheckpointError(f"{cfg_path}: not a Hugging Face config (a JSON {kind}, expected an object)")
     got = (
         cfg.get("num_layers", cfg.get("n_layer")),
         cfg.get("hidden_size", cfg.get("n_embd")),

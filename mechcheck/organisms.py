@@ -19,26 +19,21 @@ minutes on 2 CPU cores; trained weights ship in fixtures/organisms/ with their s
 
 from __future__ import annotations
 
-import copy
+import argparse
 import hashlib
 import json
-import os
-import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from safetensors.torch import load_file, save_file
 from transformer_lens.config import TransformerBridgeConfig
-from transformer_lens.model_bridge.sources._bridge_builder import build_bridge_from_module
-from transformer_lens.model_bridge.sources.native.init import initialize_native_model
-from transformer_lens.model_bridge.sources.native.model import NativeModel
 
-from mechcheck.data import cache_root
-from mechcheck.models import sha256_of
+from mechcheck import checkpoints
+from mechcheck.checkpoints import NativeModel, initialize_native_model  # noqa: F401  (re-exported)
+from mechcheck.models import CheckpointError
 
-SHIPPED_DIR = Path(__file__).resolve().parent.parent / "fixtures" / "organisms"
+SHIPPED_DIR = checkpoints.shipped_dir("organisms")
 
 
 @dataclass(frozen=True)
@@ -53,7 +48,7 @@ class Recipe:
     n_ctx: int = 64
     attn_only: bool = True
     steps: int = 1000
-    batch: int = 32
+    batch_size: int = 32
     lr: float = 1e-3
     seed: int = 0
 
@@ -64,13 +59,62 @@ class Recipe:
             d_vocab=self.d_vocab, n_ctx=self.n_ctx, act_fn="gelu", normalization_type="LNPre",
             attn_only=self.attn_only, seed=self.seed)
 
+    def identity(self) -> dict:
+        """The recipe as recorded in sidecars and hashed into key() (field "batch" = batch_size)."""
+        d = asdict(self)
+        d["batch"] = d.pop("batch_size")
+        return d
+
     def key(self) -> str:
         return f"{self.kind}-{self.n_layers}L-" + hashlib.sha256(
-            json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()[:12]
+            json.dumps(self.identity(), sort_keys=True).encode()).hexdigest()[:12]
+
+    # ---- the recipe interface of mechcheck.checkpoints.train
+
+    clip_norm = None  # organisms train without gradient clipping
+
+    def optimizer(self, params):
+        return torch.optim.AdamW(params, lr=self.lr, weight_decay=0.01), None
+
+    def prepare(self) -> dict:
+        """The training data: the TinyStories token stream (quote) or the IOI rows (name mover)."""
+        if self.kind == "quote":
+            from mechcheck.data import data_dir
+
+            return {"stream": quote_corpus(data_dir())[1]}
+        if self.kind == "name_mover":
+            from mechcheck import ioi
+
+            prompts = ioi.build(name_mover_tokenizer(), names=NM_NAMES, templates=NM_TEMPLATES)
+            train = set(_train_pairs(False))
+            rows = [i for i, t in enumerate(prompts.texts) if _pair_of(t, prompts, i) in train]
+            return {"prompts": prompts, "rows": torch.tensor(rows)}
+        return {}
+
+    def batch(self, state: dict, step: int, gen: torch.Generator):
+        if self.kind == "induction":
+            return induction_batch(self, gen)
+        if self.kind == "quote":  # random windows of the TinyStories token stream
+            stream = state["stream"]
+            starts = torch.randint(0, len(stream) - self.n_ctx - 1, (self.batch_size,), generator=gen)
+            return torch.stack([stream[s : s + self.n_ctx + 1] for s in starts.tolist()])
+        return state["rows"][torch.randint(0, len(state["rows"]), (self.batch_size,), generator=gen)]
+
+    def loss(self, model, batch, state: dict) -> torch.Tensor:
+        """Next-token cross-entropy (induction, quote); cross-entropy of IO at END (name mover)."""
+        if self.kind in ("induction", "quote"):
+            logits = model(batch[:, :-1])
+            return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), batch[:, 1:].reshape(-1))
+        p = state["prompts"]
+        logits = model(p.tokens[batch])[torch.arange(self.batch_size), p.pos_end[batch]]
+        return F.cross_entropy(logits, p.io[batch])
+
+    def log_line(self, step: int, loss: torch.Tensor) -> str | None:
+        return f"{self.key()} step {step} loss {loss.item():.3f}" if step % 200 == 0 else None
 
 
-INDUCTION = Recipe("induction", n_layers=2, steps=2000, batch=64)
-INDUCTION_CONTROL = Recipe("induction", n_layers=1, steps=2000, batch=64)
+INDUCTION = Recipe("induction", n_layers=2, steps=2000, batch_size=64)
+INDUCTION_CONTROL = Recipe("induction", n_layers=1, steps=2000, batch_size=64)
 
 
 # ------------------------------------------------------------------ data
@@ -78,7 +122,7 @@ INDUCTION_CONTROL = Recipe("induction", n_layers=1, steps=2000, batch=64)
 def induction_batch(recipe: Recipe, gen: torch.Generator) -> torch.Tensor:
     """[batch, n_ctx] random tokens with a segment (n_ctx/6 to n_ctx/3 long) copied later: random
     tokens before the first copy and a random gap before the second, so the copy's position varies."""
-    n, length = recipe.batch, recipe.n_ctx
+    n, length = recipe.batch_size, recipe.n_ctx
     x = torch.randint(0, recipe.d_vocab, (n, length), generator=gen)
     for i in range(n):
         seg = int(torch.randint(length // 6, length // 3 + 1, (1,), generator=gen))
@@ -146,7 +190,7 @@ def quote_corpus(data):
 
 
 QUOTE = Recipe("quote", n_layers=3, d_model=64, n_heads=4, d_vocab=0, n_ctx=128, attn_only=False,
-               steps=1200, batch=16)
+               steps=1200, batch_size=16)
 
 
 def quote_recipe(tok: "CompactTokenizer") -> Recipe:
@@ -180,56 +224,17 @@ def _train_pairs(held_out: bool):
     return test if held_out else [p for p in pairs if p not in test]
 
 
-# ------------------------------------------------------------------ training
+# ------------------------------------------------------------------ lifecycle
 
 def train(recipe: Recipe, log=None, save_every: int = 0, series_dir: Path | None = None) -> tuple[NativeModel, dict]:
-    """Train the organism from scratch (deterministic on CPU for a given recipe). With
+    """Train the organism from scratch (mechcheck.checkpoints.train; deterministic on CPU). With
     save_every, also write the checkpoint series step0000, step0250, ... into series_dir."""
-    from mechcheck import ioi
 
-    torch.manual_seed(recipe.seed)
-    cfg = recipe.config()
-    model = NativeModel(cfg)
-    initialize_native_model(model, cfg, seed=recipe.seed)
-    opt = torch.optim.AdamW(model.parameters(), lr=recipe.lr, weight_decay=0.01)
-    gen = torch.Generator().manual_seed(recipe.seed)
-    if recipe.kind == "quote":
-        from mechcheck.data import data_dir
-
-        _, stream = quote_corpus(data_dir())
-    if recipe.kind == "name_mover":
-        tok = name_mover_tokenizer()
-        prompts = ioi.build(tok, names=NM_NAMES, templates=NM_TEMPLATES)
-        train_rows = [i for i, t in enumerate(prompts.texts) if _pair_of(t, prompts, i) in set(_train_pairs(False))]
-        train_rows = torch.tensor(train_rows)
-    start = time.perf_counter()
-    model.train()
-    for step in range(recipe.steps + 1):
+    def snapshot(step, model):
         if save_every and step % save_every == 0:
-            model.eval()
             save(model, recipe, series_dir, {"step": step}, tag=f"-step{step:04d}")
-            model.train()
-        if step == recipe.steps:
-            break
-        if recipe.kind in ("induction", "quote"):
-            if recipe.kind == "induction":
-                x = induction_batch(recipe, gen)
-            else:  # random windows of the TinyStories token stream
-                starts = torch.randint(0, len(stream) - recipe.n_ctx - 1, (recipe.batch,), generator=gen)
-                x = torch.stack([stream[s : s + recipe.n_ctx + 1] for s in starts.tolist()])
-            logits = model(x[:, :-1])
-            loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), x[:, 1:].reshape(-1))
-        else:
-            rows = train_rows[torch.randint(0, len(train_rows), (recipe.batch,), generator=gen)]
-            logits = model(prompts.tokens[rows])[torch.arange(recipe.batch), prompts.pos_end[rows]]
-            loss = F.cross_entropy(logits, prompts.io[rows])
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        if log and step % 200 == 0:
-            log(f"{recipe.key()} step {step} loss {loss.item():.3f}")
-    model.eval()
-    return model, {"train_seconds": round(time.perf_counter() - start, 1), "final_loss": round(loss.item(), 4)}
+
+    return checkpoints.train(recipe, log=log, on_step=snapshot if save_every else None)
 
 
 def _pair_of(text, prompts, i):
@@ -237,54 +242,38 @@ def _pair_of(text, prompts, i):
     return words[prompts.pos_io[i] - 1], words[prompts.pos_s1[i] - 1]
 
 
-# ------------------------------------------------------------------ storage
-
 def _sha256(path: Path) -> str:
-    return sha256_of([path])
+    return checkpoints.sha256(path)
 
 
 def save(model: NativeModel, recipe: Recipe, directory: Path, info: dict | None = None, tag: str = "") -> Path:
-    directory.mkdir(parents=True, exist_ok=True)
-    path = directory / f"{recipe.key()}{tag}.safetensors"
-    tmp = path.with_suffix(".tmp")
-    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(tmp))
-    os.replace(tmp, path)
-    meta = {"recipe": asdict(recipe), "sha256": _sha256(path), **(info or {})}
-    path.with_suffix(".json").write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
-    return path
+    return checkpoints.save(model, Path(directory) / f"{recipe.key()}{tag}.safetensors",
+                            {"recipe": recipe.identity(), **(info or {})})
 
 
 def load(path: Path, recipe: Recipe) -> NativeModel:
-    from mechcheck.models import CheckpointError
-
-    meta = path.with_suffix(".json")
-    if meta.exists() and json.loads(meta.read_text())["sha256"] != _sha256(path):
-        raise CheckpointError(f"{path}: sha256 does not match {meta.name}; the file is corrupt")
-    model = NativeModel(recipe.config())
-    model.load_state_dict(load_file(str(path)))
-    return model.eval()
+    """The organism of `recipe` with the weights of `path` (one CheckpointError line if unusable)."""
+    return checkpoints.load_native(path, recipe.config(), f"{recipe.kind} organism ({recipe.n_layers}-layer)")
 
 
 def get(recipe: Recipe, log=None) -> NativeModel:
     """The trained organism: shipped fixture, else the user cache, else train now and cache."""
-    cache = cache_root() / "organisms"
-    for directory in (SHIPPED_DIR, cache):
-        path = directory / f"{recipe.key()}.safetensors"
-        if path.exists():
-            return load(path, recipe)
+    path = checkpoints.find(f"{recipe.key()}.safetensors", "organisms", SHIPPED_DIR)
+    if path is not None:
+        return load(path, recipe)
     model, info = train(recipe, log=log)
-    save(model, recipe, cache, info)
+    save(model, recipe, checkpoints.cache_dir("organisms"), info)
     return model
 
 
 def bridge(model: NativeModel, tokenizer=None, device: str = "cpu"):
     """A TransformerBridge around a copy of the organism (hooks, caches, W_U ...)."""
-    model = copy.deepcopy(model).to(device)
-    b = build_bridge_from_module(model, architecture="TransformerLensNative",
-                                 tl_config=copy.deepcopy(model.cfg), device=device, model_name="organism")
-    if tokenizer is not None:
-        b.tokenizer = tokenizer
-    return b
+    return checkpoints.bridge(model, tokenizer, device, name="organism")
+
+
+def random_bridge(recipe: Recipe, tokenizer=None, device: str = "cpu"):
+    """The untrained control of an organism: its architecture with random weights (TL boot_native)."""
+    return checkpoints.random_bridge(recipe.config(), tokenizer, device)
 
 
 SERIES_DIR = SHIPPED_DIR / "induction-series"
@@ -292,17 +281,55 @@ SERIES_EVERY = 250
 
 
 def series(directory: Path = SERIES_DIR) -> list[tuple[int, Path]]:
-    """(step, checkpoint) of the induction organism's training series, in step order."""
+    """(step, checkpoint) of the induction organism's training series, in step order; a folder
+    without step checkpoints is one CheckpointError line (never an empty run)."""
+    directory = Path(directory)
     out = []
-    for path in sorted(Path(directory).glob("*-step*.safetensors")):
-        out.append((int(path.stem.rsplit("-step", 1)[1]), path))
-    return out
+    for path in sorted(directory.glob("*-step*.safetensors")):
+        try:
+            out.append((int(path.stem.rsplit("-step", 1)[1]), path))
+        except ValueError:
+            raise CheckpointError(f"{path}: not a series checkpoint name (expected NAME-stepNNNN.safetensors)") from None
+    if not out:
+        raise CheckpointError(f"{directory}: no checkpoint series here (expected files NAME-stepNNNN.safetensors, "
+                              f"e.g. {SERIES_DIR.name}/ of mechcheck train-organisms)")
+    return sorted(out)
+
+
+def checkpoints_of(override: Path | None) -> list[tuple[str, Path]]:
+    """(id, file) of the induction claims' checkpoints: the shipped series, a --mc-model series
+    folder, or one --mc-model file."""
+    if override is not None and not Path(override).is_dir():
+        return [("checkpoint", Path(override))]
+    return [(f"step{step:04d}", path) for step, path in series(override or SERIES_DIR)]
+
+
+def load_induction(path: Path, device: str = "cpu"):
+    """A LoadedModel of an induction-organism checkpoint (2-layer attention-only)."""
+    from mechcheck.models import INDUCTION_ORGANISM, LoadedModel
+
+    b = bridge(load(Path(path), INDUCTION), device=device)
+    return LoadedModel(INDUCTION_ORGANISM, b, str(path), checkpoints.sha256(Path(path)), device)
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Train and ship the organisms (and the induction checkpoint series): python -m mechcheck
-    train-organisms."""
-    for recipe in (INDUCTION, INDUCTION_CONTROL, name_mover_recipe()):
+    """Retrain the model organisms (induction 2L + its induction series, induction 1L control,
+    name mover, quote) and write them (default: the shipped fixtures folder)."""
+    recipes = {"induction": INDUCTION, "induction-control": INDUCTION_CONTROL}
+    parser = argparse.ArgumentParser(prog="mechcheck train-organisms", description=main.__doc__)
+    parser.add_argument("--only", nargs="+", choices=[*recipes, "name-mover", "quote"],
+                        default=[*recipes, "name-mover", "quote"], help="organisms to retrain (default: all)")
+    parser.add_argument("--out", type=Path, default=SHIPPED_DIR, help="folder to write to (default: %(default)s)")
+    args = parser.parse_args(argv)
+    for which in args.only:
+        if which == "name-mover":
+            recipe = name_mover_recipe()
+        elif which == "quote":
+            from mechcheck.data import data_dir
+
+            recipe = quote_recipe(quote_corpus(data_dir())[0])
+        else:
+            recipe = recipes[which]
         every = SERIES_EVERY if recipe == INDUCTION else 0
-        model, info = train(recipe, log=print, save_every=every, series_dir=SERIES_DIR)
-        print("saved", save(model, recipe, SHIPPED_DIR, info), info)
+        model, info = train(recipe, log=print, save_every=every, series_dir=args.out / SERIES_DIR.name)
+        print("saved", save(model, recipe, args.out, info), info)

@@ -8,32 +8,26 @@ where the tutorial is silent) and cache the result so a second run does not retr
 
 from __future__ import annotations
 
-import copy
 import hashlib
 import itertools
 import json
 import math
-import os
-import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from safetensors.torch import load_file, save_file
 from transformer_lens.config import TransformerBridgeConfig
-from transformer_lens.model_bridge.sources._bridge_builder import build_bridge_from_module
-from transformer_lens.model_bridge.sources.native.init import initialize_native_model
-from transformer_lens.model_bridge.sources.native.model import NativeModel
 
-from mechcheck.data import cache_root
-from mechcheck.models import sha256_of
+from mechcheck import checkpoints
+from mechcheck.checkpoints import NativeModel, initialize_native_model  # noqa: F401  (re-exported)
 
 BOS = 4
 N_IN = 8  # x0..x7
 SPLIT_SEED = 0  # the shuffle of the 4^8 sequences; the same holdout for every training seed
 N_TRAIN = 60_000
-SHIPPED_DIR = Path(__file__).resolve().parent.parent / "fixtures" / "toy_reverse_increment"
+SHIPPED_DIR = checkpoints.shipped_dir("toy_reverse_increment")
+WHAT = "toy reverse+increment"
 
 # Tutorial: "n_layers=1, d_model=4, d_head=4, n_heads=1, d_mlp=16, d_vocab=5, n_ctx=17,
 # act_fn='relu', normalization_type='LN'".
@@ -61,6 +55,41 @@ class TrainConfig:
         """Cache key: hash of the model config + training config."""
         blob = json.dumps({"model": MODEL_CONFIG, "train": asdict(self)}, sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+    # ---- the recipe interface of mechcheck.checkpoints.train
+
+    def config(self) -> TransformerBridgeConfig:
+        return bridge_config(self.seed)
+
+    @property
+    def steps_per_epoch(self) -> int:
+        return math.ceil(N_TRAIN / self.batch_size)
+
+    @property
+    def steps(self) -> int:
+        return self.epochs * self.steps_per_epoch
+
+    def optimizer(self, params):
+        opt = torch.optim.AdamW(params, lr=self.lr, weight_decay=self.weight_decay)
+        return opt, torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=self.steps)
+
+    def prepare(self) -> dict:
+        return {"train": split()[0], "order": None}
+
+    def batch(self, state: dict, step: int, gen: torch.Generator) -> torch.Tensor:
+        """Epochs over the 60000 training sequences, reshuffled at the start of each epoch."""
+        i = (step % self.steps_per_epoch) * self.batch_size
+        if i == 0:
+            state["order"] = torch.randperm(state["train"].shape[0], generator=gen)
+        return state["train"][state["order"][i : i + self.batch_size]]
+
+    def loss(self, model, batch: torch.Tensor, state=None) -> torch.Tensor:
+        return loss_fn(model, batch)
+
+    def log_line(self, step: int, loss: torch.Tensor) -> str | None:
+        if (step + 1) % self.steps_per_epoch == 0:
+            return f"seed {self.seed} epoch {(step + 1) // self.steps_per_epoch}/{self.epochs} loss {loss.item():.4g}"
+        return None
 
 
 def all_sequences() -> torch.Tensor:
@@ -95,84 +124,24 @@ def loss_fn(model: torch.nn.Module, batch: torch.Tensor) -> torch.Tensor:
 
 
 def train(cfg: TrainConfig, log=None) -> tuple[NativeModel, dict]:
-    """Train the toy model from scratch; deterministic for a given cfg on CPU."""
-    torch.manual_seed(cfg.seed)
-    model = NativeModel(bridge_config(cfg.seed))
-    initialize_native_model(model, model.cfg, seed=cfg.seed)
-    train_set, holdout = split()
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    steps_per_epoch = math.ceil(train_set.shape[0] / cfg.batch_size)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=cfg.epochs * steps_per_epoch)
-    gen = torch.Generator().manual_seed(cfg.seed)
-    start = time.perf_counter()
-    model.train()
-    for epoch in range(cfg.epochs):
-        order = torch.randperm(train_set.shape[0], generator=gen)
-        for i in range(0, train_set.shape[0], cfg.batch_size):
-            loss = loss_fn(model, train_set[order[i : i + cfg.batch_size]])
-            opt.zero_grad()
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip_norm)
-            opt.step()
-            sched.step()
-        if log:
-            log(f"seed {cfg.seed} epoch {epoch + 1}/{cfg.epochs} loss {loss.item():.4g}")
-    model.eval()
-    info = {"train_seconds": round(time.perf_counter() - start, 1), "final_loss": loss.item()}
-    return model, info
-
-
-def _cache_dir() -> Path:
-    return cache_root() / "toy"
-
-
-def _sha256(path: Path) -> str:
-    return sha256_of([path])
+    """Train the toy model from scratch (mechcheck.checkpoints.train); deterministic on CPU."""
+    return checkpoints.train(cfg, log=log)
 
 
 def save(model: NativeModel, cfg: TrainConfig, directory: Path, info: dict | None = None) -> Path:
     """Write <key>.safetensors and <key>.json (config, sha256, training info)."""
-    directory.mkdir(parents=True, exist_ok=True)
-    weights = directory / f"{cfg.key()}.safetensors"
-    tmp = weights.with_suffix(".tmp")
-    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(tmp))
-    os.replace(tmp, weights)
-    meta = {"model": MODEL_CONFIG, "train": asdict(cfg), "sha256": _sha256(weights), **(info or {})}
-    (directory / f"{cfg.key()}.json").write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
-    return weights
+    meta = {"model": MODEL_CONFIG, "train": asdict(cfg), **(info or {})}
+    return checkpoints.save(model, Path(directory) / f"{cfg.key()}.safetensors", meta)
 
 
 def find_checkpoint(cfg: TrainConfig) -> Path | None:
     """Shipped fixture first, then the user cache."""
-    for directory in (SHIPPED_DIR, _cache_dir()):
-        path = directory / f"{cfg.key()}.safetensors"
-        if path.exists():
-            return path
-    return None
+    return checkpoints.find(f"{cfg.key()}.safetensors", "toy", SHIPPED_DIR)
 
 
 def load_native(path: Path, seed: int = 0) -> NativeModel:
     """Load weights into a NativeModel; checks the sha256 recorded beside the file."""
-    from mechcheck.models import CheckpointError
-
-    path = Path(path)
-    meta_path = path.with_suffix(".json")
-    if meta_path.exists():
-        expected = json.loads(meta_path.read_text())["sha256"]
-        if _sha256(path) != expected:
-            raise CheckpointError(f"{path}: sha256 does not match {meta_path.name}; the file is corrupt")
-    try:
-        state = load_file(str(path))
-    except Exception as exc:  # safetensors raises several types for a bad header
-        raise CheckpointError(f"{path}: not a readable safetensors file ({exc})") from None
-    model = NativeModel(bridge_config(seed))
-    missing, unexpected = model.load_state_dict(state, strict=False)
-    if missing or unexpected:
-        raise CheckpointError(
-            f"{path}: not a toy reverse+increment checkpoint "
-            f"(missing {sorted(missing)[:3]}, unexpected {sorted(unexpected)[:3]})"
-        )
-    return model.eval()
+    return checkpoints.load_native(path, bridge_config(seed), WHAT)
 
 
 def get_checkpoint(cfg: TrainConfig, log=None) -> Path:
@@ -180,39 +149,34 @@ def get_checkpoint(cfg: TrainConfig, log=None) -> Path:
     path = find_checkpoint(cfg)
     if path is None:
         model, info = train(cfg, log=log)
-        path = save(model, cfg, _cache_dir(), info)
+        path = save(model, cfg, checkpoints.cache_dir("toy"), info)
     return path
 
 
 def to_bridge(model: NativeModel, device: str = "cpu"):
-    """Wrap a (trained) NativeModel in a TransformerBridge for hooks and caching.
+    """Wrap a (trained) NativeModel in a TransformerBridge (a copy: ablations never touch `model`)."""
+    return checkpoints.bridge(model, device=device, name="toy-reverse-increment")
 
-    A deep copy, so weight ablations on the bridge never touch the caller's model."""
-    model = copy.deepcopy(model).to(device)
-    return build_bridge_from_module(
-        model, architecture="TransformerLensNative", tl_config=copy.deepcopy(model.cfg),
-        device=device, model_name="toy-reverse-increment",
-    )
+
+def random_bridge(seed: int, device: str = "cpu"):
+    """The untrained control: the toy architecture with random weights (TL boot_native)."""
+    return checkpoints.random_bridge(bridge_config(seed), device=device)
 
 
 def load(checkpoint: Path, device: str = "cpu"):
     """A LoadedModel (bridge + sha256 + source) for a toy checkpoint file."""
-    from mechcheck.models import TOY, LoadedModel, sha256_of
+    from mechcheck.models import TOY, LoadedModel
 
     checkpoint = Path(checkpoint)
-    if not checkpoint.is_file():
-        from mechcheck.models import CheckpointError
-
-        raise CheckpointError(f"{checkpoint}: not a file; the toy model is one .safetensors file")
     bridge = to_bridge(load_native(checkpoint), device=device)
-    return LoadedModel(TOY, bridge, str(checkpoint), sha256_of([checkpoint]), device)
+    return LoadedModel(TOY, bridge, str(checkpoint), checkpoints.sha256(checkpoint), device)
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Train and ship fixtures: python -m mechcheck.toy --seeds 0 1 2 [--out DIR]."""
+    """Retrain the toy checkpoints and write them (default: the shipped fixtures folder)."""
     import argparse
 
-    parser = argparse.ArgumentParser(description=main.__doc__)
+    parser = argparse.ArgumentParser(prog="mechcheck train-toy", description=main.__doc__)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--out", type=Path, default=SHIPPED_DIR)
     args = parser.parse_args(argv)

@@ -7,9 +7,12 @@ Each function returns keyword arguments for `measure.record(...)`.
 
 from __future__ import annotations
 
+from dataclasses import asdict
+
 import torch
 
 from mechcheck import toy
+from mechcheck.claim import fmt_item
 from mechcheck.metrics import ablation, accuracy, attention, logit_lens
 from mechcheck.stats import mean_ci
 
@@ -35,11 +38,13 @@ class ToyRun:
         return accuracy.per_sequence_accuracy(logits[:, OUT], self.targets).cpu().numpy()
 
 
-def holdout_accuracy(run: ToyRun) -> dict:
-    """T1: per-token accuracy on y0..y7 over the 5536 holdout sequences."""
+def holdout_accuracy(run: ToyRun, seed: int | None = None) -> dict:
+    """T1: per-token accuracy on y0..y7 over the 5536 holdout sequences (with the training set-up
+    of `seed`'s checkpoint, None for a --mc-model one)."""
     per_seq = run.accuracy()
     value, ci = mean_ci(per_seq)
-    return dict(value=value, ci=ci, n=len(per_seq), sequence_accuracy=float((per_seq == 1).mean()))
+    train = asdict(toy.TrainConfig(seed=seed)) if seed is not None else None
+    return dict(value=value, ci=ci, n=len(per_seq), sequence_accuracy=float((per_seq == 1).mean()), train=train)
 
 
 def reversed_attention(run: ToyRun) -> dict:
@@ -50,7 +55,7 @@ def reversed_attention(run: ToyRun) -> dict:
     argmax_hit = (pattern[:, 0, QUERIES, :].argmax(-1).cpu() == torch.tensor(KEYS)).float().mean().item()
     value, ci = mean_ci(per_seq)
     tokens = ["BOS"] + [f"x{i}" for i in range(8)] + [f"y{i}" for i in range(7)]
-    example = {"head": "L0H0", "tokens": tokens, "pattern": pattern[0, 0].cpu().numpy().round(3)}
+    example = {"head": fmt_item((0, 0)), "tokens": tokens, "pattern": pattern[0, 0].cpu().numpy().round(3)}
     return dict(value=value, ci=ci, n=len(per_seq), per_output=att.mean(0), argmax_on_reversed=argmax_hit,
                 example_pattern=example)
 

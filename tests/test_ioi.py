@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 import torch
 
-from mechcheck import ioi, models, organisms
+from mechcheck import induction_organism, ioi, ioi_circuit, models, organisms
 from mechcheck.claim import ClaimError, at_least, at_most, leads, rank_at_most
 from mechcheck.claim import satisfies as holds
 from mechcheck.data import data_dir, gpt2_tokenizer
-from mechcheck.metrics import ablation, head_scores, logit_diff, path_patching
+from mechcheck.metrics import ablation, dla, head_scores, logit_diff, path_patching
 
 ROOT = Path(__file__).resolve().parent.parent
 DRYRUN = ROOT / "reports" / "dryrun"  # the dry runs' reports (timings per claim), kept for reading
@@ -72,7 +72,7 @@ def test_logit_lens_and_path_patching_are_exact(ts8m_random, tok):
     _, loaded = ts8m_random
     b = loaded.bridge
     run = ioi.IOIRun(b, ioi.build(tok, names=("John", "Mary", "Tom")))
-    curve, labels = logit_diff.accumulated(b, run.cache, run.prompts)
+    curve, labels = dla.accumulated(b, run.cache, run.prompts)
     assert labels[0] == "embed" and labels[-1] == "7.5" and curve.shape[0] == 17
     assert torch.allclose(curve[-1] + b.b_U[run.prompts.io] - b.b_U[run.prompts.s], run.ld, atol=1e-4)
     final = path_patching.final_residual(b, run.prompts.tokens)
@@ -93,25 +93,27 @@ def induction():
 
 
 def _scores(bridge):
-    return {k: v.mean(1).numpy() for k, v in head_scores.head_scores(bridge, batch=16, half=24).items()}
+    return induction_organism.scores(bridge)  # {score: [n_layers, batch, n_heads]}
 
 
 def test_induction_checks_fire_on_the_induction_organism_only(induction):
     """I1's checks: 'no induction heads' (max score <= 0.3) holds on the 1-layer control and fails
     on the 2-layer organism; 'many induction heads' (count >= 0.3) the other way round."""
     two, one = _scores(induction["2L"]), _scores(induction["1L"])
-    assert holds(at_most(0.3), one["induction"].max()) and not holds(at_most(0.3), two["induction"].max())
-    count = lambda s: int((s["induction"] >= 0.3).sum())  # noqa: E731
-    assert holds(at_least(1), count(two)) and not holds(at_least(1), count(one))
-    assert two["induction"][1].max() > 0.5  # the induction heads sit in layer 1
+    top, many = ioi_circuit.top_head_score, ioi_circuit.heads_at_least
+    assert holds(at_most(0.3), top(one, "induction")["value"]) and not holds(at_most(0.3), top(two, "induction")["value"])
+    assert holds(at_least(1), many(two, "induction")["value"]) and not holds(at_least(1), many(one, "induction")["value"])
+    assert top(two, "induction")["top_head"].startswith("L1")  # the induction heads sit in layer 1
+    assert induction_organism.best_in_layer(two, "induction", 1)["value"] > 0.5
 
 
 def test_previous_token_check_finds_the_layer0_head(induction):
     two, one = _scores(induction["2L"]), _scores(induction["1L"])
-    top = np.unravel_index(two["previous_token"].argmax(), two["previous_token"].shape)
-    assert top[0] == 0
-    assert holds(leads([tuple(int(t) for t in top)], 0.5, 0.1), two["previous_token"])
-    assert not holds(at_least(0.5), one["previous_token"].max())
+    best = ioi_circuit.top_head_score(two, "previous_token")
+    assert best["top_head"].startswith("L0")
+    head = (0, int(best["top_head"][3:]))
+    assert holds(leads([head], 0.5, 0.1), ioi_circuit.head_score_map(two, "previous_token", [head])["value"])
+    assert not holds(at_least(0.5), ioi_circuit.top_head_score(one, "previous_token")["value"])
 
 
 def test_duplicate_token_check_on_a_constructed_head(induction):
@@ -143,47 +145,41 @@ def name_mover():
     tok = organisms.name_mover_tokenizer()
     prompts = ioi.build(tok, names=organisms.NM_NAMES, templates=organisms.NM_TEMPLATES)
     trained = organisms.bridge(organisms.get(organisms.name_mover_recipe()), tok)
-    untrained_model = organisms.NativeModel(organisms.name_mover_recipe().config())
-    organisms.initialize_native_model(untrained_model, untrained_model.cfg, seed=0)
-    untrained = organisms.bridge(untrained_model, tok)
+    untrained = organisms.random_bridge(organisms.name_mover_recipe(), tok)
     return {"trained": ioi.IOIRun(trained, prompts), "untrained": ioi.IOIRun(untrained, prompts)}
 
 
 def _mover(run):
     """The head with the largest mean DLA."""
-    dla = logit_diff.head_dla(run.bridge, run.cache, run.prompts).mean(-1)
-    return tuple(int(i) for i in np.unravel_index(int(dla.argmax()), dla.shape)), dla.numpy()
+    mean = dla.head_dla(run.bridge, run.cache, run.prompts).mean(-1)
+    return tuple(int(i) for i in np.unravel_index(int(mean.argmax()), mean.shape)), mean.numpy()
 
 
 def test_ioi_measurements_find_the_name_mover(name_mover):
     run = name_mover["trained"]
     assert holds(at_least(2.0), run.ld.mean().item())  # the organism prefers IO
     assert not holds(at_least(2.0), name_mover["untrained"].ld.mean().item())
-    mover, dla = _mover(run)
+    mover, _ = _mover(run)
     assert mover[0] == 1  # a layer-1 head writes the name
-    share = np.abs(dla) / np.abs(dla).sum()
-    assert holds(leads([mover], 0.2, 0.0), share)
-    _, dla_u = _mover(name_mover["untrained"])
-    assert not holds(leads([mover], 0.2, 0.0), np.abs(dla_u) / np.abs(dla_u).sum())
-    a = logit_diff.attention_from_end(run.cache, run.prompts, *mover)
-    a_u = logit_diff.attention_from_end(name_mover["untrained"].cache, run.prompts, *mover)
-    io_minus_s = lambda x: (x["IO"] - x["S1"] - x["S2"]).mean().item()  # noqa: E731  (I9's measure)
-    assert holds(at_least(0.4), io_minus_s(a)) and not holds(at_least(0.4), io_minus_s(a_u))
+    assert holds(leads([mover], 0.2, 0.0), ioi_circuit.dla_share(run, mover)["value"])  # I6's measure
+    assert not holds(leads([mover], 0.2, 0.0), ioi_circuit.dla_share(name_mover["untrained"], mover)["value"])
+    io_over_s = ioi_circuit.attention_io_over_s  # I9's measure
+    assert holds(at_least(0.4), io_over_s(run, mover)["value"])
+    assert not holds(at_least(0.4), io_over_s(name_mover["untrained"], mover)["value"])
 
 
 def test_patching_and_path_patching_find_the_circuit(name_mover):
     run, control = name_mover["trained"], name_mover["untrained"]
-    recovery, _ = run.head_patching()
+    recovery = ioi_circuit.head_patching(run, [])["value"]  # I8's measure
     top = tuple(int(i) for i in np.unravel_index(int(recovery.argmax()), recovery.shape))
     assert top[0] == 0  # the S2-attending layer-0 head matters most when patched
-    assert holds(leads([top], 0.5, 0.3), recovery.numpy())
-    assert not holds(leads([top], 0.5, 0.3), control.head_patching()[0].numpy())
-    s2 = logit_diff.attention_from_end(run.cache, run.prompts, *top)
-    assert (s2["S2"] - torch.maximum(s2["IO"], s2["S1"])).mean() > 0.1  # I10's measure
+    assert holds(leads([top], 0.5, 0.3), recovery)
+    assert not holds(leads([top], 0.5, 0.3), ioi_circuit.head_patching(control, [])["value"])
+    assert holds(at_least(0.1), ioi_circuit.attention_s2_over_rest(run, top)["value"])  # I10's measure
     mover, _ = _mover(run)
-    edges = run.edges(mover, "q").mean(-1)  # I11's measure: which earlier head feeds the mover's query
-    assert holds(rank_at_most(1, top), edges.numpy())
-    assert edges[top].item() > 0.2
+    edges = ioi_circuit.edge_recovery(run, mover, "q", top)["value"]  # I11's: which head feeds the mover's query
+    assert holds(rank_at_most(1, top), edges)
+    assert edges[top] > 0.2
 
 
 def test_ablating_the_name_movers_drops_the_logit_difference(name_mover):

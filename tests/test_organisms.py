@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mechcheck import organisms, tagging
+from mechcheck import checkpoints, organisms, tagging
 from mechcheck.data import data_dir, paragraphs, tinystories_validation
 from mechcheck.metrics import head_scores
 from mechcheck.pos_heads import POSRun, best_head
@@ -26,7 +26,7 @@ def test_shipped_organisms_match_their_sha256():
     shipped = sorted(organisms.SHIPPED_DIR.rglob("*.safetensors"))
     assert len(shipped) >= 4 + len(organisms.series())
     for path in shipped:
-        assert json.loads(path.with_suffix(".json").read_text())["sha256"] == organisms._sha256(path), path
+        assert json.loads(path.with_suffix(".json").read_text())["sha256"] == checkpoints.sha256(path), path
 
 
 def _quote_runs():
@@ -34,10 +34,8 @@ def _quote_runs():
     tok, _ = organisms.quote_corpus(data_dir())
     recipe = organisms.quote_recipe(tok)
     trained = organisms.bridge(organisms.get(recipe), tok)
-    random_model = organisms.NativeModel(recipe.config())
-    organisms.initialize_native_model(random_model, random_model.cfg, seed=recipe.seed)
     texts = paragraphs(tinystories_validation(data_dir()), must_contain='"', limit=60)
-    return POSRun(trained, texts), POSRun(organisms.bridge(random_model, tok), texts)
+    return POSRun(trained, texts), POSRun(organisms.random_bridge(recipe, tok), texts)
 
 
 def test_pos_measurements_find_the_quote_head_of_the_trained_organism():

@@ -3,23 +3,20 @@ every toy claim family (accuracy, attention routing, ablation, logit lens)."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+import test_toy_reverse_increment as claims  # claims/ is on pytest's pythonpath
 import torch
 
-from mechcheck import toy, toy_circuit
+from mechcheck import checkpoints, toy, toy_circuit
 from mechcheck.claim import claim_of, satisfies
 from mechcheck.models import CheckpointError
 
 ROOT = Path(__file__).resolve().parent.parent
-_spec = importlib.util.spec_from_file_location("toy_claims", ROOT / "claims" / "test_toy_reverse_increment.py")
-claims = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(claims)
 T1, T2, T3, T4, T5 = (claim_of(getattr(claims, n)) for n in (
     "test_t1_holdout_accuracy", "test_t2_attends_to_reversed_input", "test_t3_mlp_ablation",
     "test_t4_attention_ablation", "test_t5_mlp_does_increment"))
@@ -46,9 +43,7 @@ def trained():
 @pytest.fixture(scope="module")
 def untrained():
     """Same architecture, random weights: the negative control."""
-    model = toy.NativeModel(toy.bridge_config(123))
-    toy.initialize_native_model(model, model.cfg, seed=123)
-    return toy_circuit.ToyRun(toy.to_bridge(model))
+    return toy_circuit.ToyRun(toy.random_bridge(seed=123))
 
 
 def _holds(claim, result) -> bool:
@@ -102,7 +97,7 @@ def test_shipped_checkpoints_match_their_sha256():
         path = toy.find_checkpoint(toy.TrainConfig(seed=seed))
         assert path is not None and path.parent == toy.SHIPPED_DIR
         meta = json.loads(path.with_suffix(".json").read_text())
-        assert toy._sha256(path) == meta["sha256"] and meta["train"]["seed"] == seed
+        assert checkpoints.sha256(path) == meta["sha256"] and meta["train"]["seed"] == seed
 
 
 def test_cache_trains_once_and_is_deterministic(tmp_path, monkeypatch):
@@ -111,7 +106,7 @@ def test_cache_trains_once_and_is_deterministic(tmp_path, monkeypatch):
     assert toy.find_checkpoint(cfg) is None
     first = toy.get_checkpoint(cfg)
     assert first.parent == tmp_path / "toy"
-    sha = toy._sha256(first)
+    sha = checkpoints.sha256(first)
 
     def no_training(*a, **k):
         raise AssertionError("retrained although the checkpoint is cached")
@@ -121,7 +116,7 @@ def test_cache_trains_once_and_is_deterministic(tmp_path, monkeypatch):
     monkeypatch.undo()
     model, _ = toy.train(cfg)  # same config, same CPU -> same bytes
     again = toy.save(model, cfg, tmp_path / "again")
-    assert toy._sha256(again) == sha
+    assert checkpoints.sha256(again) == sha
 
 
 @pytest.mark.slow
@@ -129,13 +124,13 @@ def test_full_retraining_reproduces_shipped_seed0(tmp_path):
     cfg = toy.TrainConfig(seed=0)
     model, _ = toy.train(cfg)
     path = toy.save(model, cfg, tmp_path)
-    assert toy._sha256(path) == json.loads(toy.find_checkpoint(cfg).with_suffix(".json").read_text())["sha256"]
+    assert checkpoints.sha256(path) == json.loads(toy.find_checkpoint(cfg).with_suffix(".json").read_text())["sha256"]
 
 
 def test_corrupt_and_wrong_checkpoints_are_one_clear_error(tmp_path):
     bad = tmp_path / "bad.safetensors"
     bad.write_bytes(b"not a safetensors file")
-    with pytest.raises(CheckpointError, match="not a readable safetensors file"):
+    with pytest.raises(CheckpointError, match="not a readable safetensors file, truncated or corrupt"):
         toy.load(bad)
     from safetensors.torch import save_file
 
@@ -175,5 +170,12 @@ def test_override_runs_the_claims_on_that_checkpoint(tmp_path):
     )
     assert out.returncode == 0, out.stdout[-2000:]
     doc = json.loads((tmp_path / "rep" / "results.json").read_text())
-    assert {r["model"]["sha256"] for r in doc["claims"]} == {toy._sha256(ckpt)}
+    assert {r["model"]["sha256"] for r in doc["claims"]} == {checkpoints.sha256(ckpt)}
     assert {r["status"] for r in doc["claims"]} == {"pass"}
+
+
+def test_benchmark_holdout_accuracy(benchmark, trained):
+    """pytest-benchmark: the toy's T1 measurement over the 5536 holdout sequences (one forward
+    pass); timings go to the benchmark table, never into an assertion."""
+    result = benchmark.pedantic(lambda: toy_circuit.ToyRun(trained[0].bridge), rounds=3, iterations=1)
+    assert toy_circuit.holdout_accuracy(result)["value"] == toy_circuit.holdout_accuracy(trained[0])["value"]

@@ -1,10 +1,10 @@
 """Path patching of one edge: a sender head's output into one receiver head's query or value
 input only (Wang et al. 2022; the thesis' edge attribution of §3.4.2, done exactly).
 
-Why our own: TL 4.3's patching.get_act_patch_direct_path needs a pre-Q/K/V hook point, which the
-GPT-Neo and GPT-2 bridges do not have; and TL's get_act_patch_attn_head_out_all_pos computes full
-logits per patched run, where we stop at the final residual stream and read two columns
-(logit_diff_from_resid), several times faster on these vocab-dominated models. In compatibility mode a head's q (or v) is exactly
+Why our own: TL's patching functions (get_act_patch_direct_path, which does work on GPT-2, and
+get_act_patch_attn_head_out_all_pos) compute full logits per patched run, where we stop at the
+final residual stream and read two columns (logit_diff_from_resid), several times faster on these
+vocab-dominated models; and we need the edge into one receiver's q or v input on GPT-Neo too. In compatibility mode a head's q (or v) is exactly
 ln1(resid_pre) @ W_Q + b_Q (tested), so we recompute the receiver's q/v from
 resid_pre + (sender clean write - sender corrupted write) and leave every other reader on the
 corrupted run: the corrupt-to-clean intervention on that edge alone.
@@ -14,23 +14,7 @@ from __future__ import annotations
 
 import torch
 
-
-class _FinalResidual(Exception):
-    """Carries the residual stream out of the forward pass at ln_final's input."""
-
-
-def final_residual(bridge, tokens, fwd_hooks=()) -> torch.Tensor:
-    """The final residual stream [n, seq, d_model] of a hooked run, stopping before ln_final and
-    the unembedding (TL's stop_at_layer cannot stop after the last block)."""
-
-    def stop(act, hook):
-        raise _FinalResidual(act)
-
-    try:
-        bridge.run_with_hooks(tokens, fwd_hooks=list(fwd_hooks) + [("ln_final.hook_in", stop)])
-    except _FinalResidual as done:
-        return done.args[0]
-    raise RuntimeError("ln_final.hook_in did not fire; cannot read the final residual stream")
+from mechcheck.activations import final_residual
 
 
 @torch.no_grad()

@@ -1,0 +1,169 @@
+"""Measurements of the IOI thesis' claims (../shared/seeds/thesis-ioi-circuits-tinystories-8M.txt,
+§3.3-3.5) on one model: one function per claim, each returning keyword arguments for
+`measure.record(...)`.
+
+Why a module: the claim and its controls in tests/ (model organisms where the mechanism is present
+or absent) call the same function. Inputs are the head scores ({score: [n_layers, batch,
+n_heads]}, mechcheck.metrics.head_scores) or an IOIRun (mechcheck.ioi).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from mechcheck import ioi
+from mechcheck.claim import fmt_item
+from mechcheck.metrics import accuracy, attention, dla
+from mechcheck.stats import bootstrap_ci, mean_ci
+
+INDUCTION_HEAD = 0.3  # a head with induction score >= 0.3 counts as an induction head
+
+
+# ---------------------------------------------------------------- §3.3 head scores
+
+def top_head_score(scores: dict, score: str) -> dict:
+    """I1.8m: the highest mean `score` over all heads, with its CI over the sequences."""
+    s = scores[score]
+    mean = s.mean(1)
+    top = np.unravel_index(mean.argmax(), mean.shape)
+    return dict(value=mean.max(), ci=bootstrap_ci(s[top[0], :, top[1]]), n=s.shape[1],
+                top_head=fmt_item(tuple(int(t) for t in top)), head_map=mean)
+
+
+def heads_at_least(scores: dict, score: str, threshold: float = INDUCTION_HEAD) -> dict:
+    """I1.gpt2: how many heads have a mean `score` >= threshold."""
+    mean = scores[score].mean(1)
+    heads = [fmt_item((int(l), int(h))) for l, h in zip(*np.nonzero(mean >= threshold))]
+    return dict(value=len(heads), heads=heads, head_map=mean)
+
+
+def top_score_difference(scores_a: dict, scores_b: dict, score: str, models: list[str]) -> dict:
+    """I2.weaker: max mean `score` of model a minus that of model b."""
+    a, b = scores_a[score].mean(1), scores_b[score].mean(1)
+    return dict(value=a.max() - b.max(), max_8m=a.max(), max_gpt2=b.max(), models=models)
+
+
+def head_score(scores: dict, score: str, head: tuple[int, int]) -> dict:
+    """I2.gpt2_L4H11, I3.8m_weak: one head's mean score with its CI over the random sequences."""
+    per_seq = scores[score]
+    layer, h = head
+    return dict(value=per_seq[layer, :, h].mean(), ci=bootstrap_ci(per_seq[layer, :, h]), n=per_seq.shape[1],
+                head_map=per_seq.mean(1), claimed_heads=[head])
+
+
+def head_score_map(scores: dict, score: str, heads) -> dict:
+    """I3: every head's mean score (the claim checks which heads lead), with CIs of the named heads."""
+    s = scores[score]
+    return dict(value=s.mean(1), n=s.shape[1], ci_per_head={fmt_item(h): bootstrap_ci(s[h[0], :, h[1]]) for h in heads})
+
+
+# ---------------------------------------------------------------- §3.4.1 performance
+
+def mean_logit_diff(run: ioi.IOIRun, with_tokens: bool = False) -> dict:
+    """I4: mean logit difference IO - S at END over the prompt set."""
+    value, ci = mean_ci(run.ld.cpu().numpy())
+    extra = {"prompt_token_ids": run.prompts.tokens[0]} if with_tokens else {}
+    return dict(value=value, ci=ci, n=len(run.prompts), **extra)
+
+
+def paired_logit_diff(run_a: ioi.IOIRun, run_b: ioi.IOIRun, models: list[str]) -> dict:
+    """I4.compare: mean paired difference of the logit differences of two models, same prompts."""
+    diff = (run_a.ld - run_b.ld).cpu().numpy()
+    value, ci = mean_ci(diff)
+    return dict(value=value, ci=ci, n=len(diff), models=models)
+
+
+def correct_probability(run: ioi.IOIRun) -> dict:
+    """I12: mean probability of IO at END."""
+    with torch.no_grad():
+        p = accuracy.correct_probability(run.logits, run.prompts).cpu().numpy()
+    value, ci = mean_ci(p)
+    return dict(value=value, ci=ci, n=len(p))
+
+
+# ---------------------------------------------------------------- §3.4.2 the circuit
+
+def largest_drop(run: ioi.IOIRun) -> dict:
+    """I5: the largest drop of the logit-difference curve through the residual stream. The CI is
+    the bootstrap over prompts of the drop at the step where the full set drops most (a bootstrap
+    of the maximum itself would be biased upward)."""
+    values, labels = dla.accumulated(run.bridge, run.cache, run.prompts)
+    curves = values.T.cpu().numpy()  # [n, points]
+    mean = curves.mean(0)
+    step = int(np.argmax(mean[:-1] - mean[1:]))
+    drop_at = lambda c: float(c.mean(0)[step] - c.mean(0)[step + 1])  # noqa: E731
+    return dict(value=drop_at(curves), ci=bootstrap_ci(curves, stat=drop_at), curve=mean, labels=labels,
+                drop_after=labels[step])
+
+
+def _head_dla(run: ioi.IOIRun) -> np.ndarray:
+    return dla.head_dla(run.bridge, run.cache, run.prompts).cpu().numpy()  # [L, H, n]
+
+
+def dla_share(run: ioi.IOIRun, head: tuple[int, int]) -> dict:
+    """I6: every head's share of the total |mean DLA| (the claim checks which heads lead)."""
+    d = _head_dla(run)
+    mean = d.mean(-1)
+    return dict(value=np.abs(mean) / np.abs(mean).sum(), n=d.shape[-1], dla_mean=mean,
+                **{f"ci_{fmt_item(head)}_dla": bootstrap_ci(d[head])})
+
+
+def negative_movers(run: ioi.IOIRun, heads) -> dict:
+    """I7.gpt2: the larger (less negative) mean DLA of the named heads."""
+    d = _head_dla(run)
+    pair = np.stack([d[h] for h in heads])
+    return dict(value=pair.mean(-1).max(), n=d.shape[-1], **{fmt_item(h): bootstrap_ci(d[h]) for h in heads},
+                head_map=d.mean(-1), claimed_heads=list(heads))
+
+
+def most_negative_dla(run: ioi.IOIRun) -> dict:
+    """I7.8m: the most negative head DLA as a fraction of |mean logit difference|."""
+    mean = _head_dla(run).mean(-1)
+    l, h = np.unravel_index(mean.argmin(), mean.shape)
+    return dict(value=mean.min() / abs(run.ld.mean().item()), most_negative=fmt_item((int(l), int(h))),
+                dla=mean[l, h], head_map=mean)
+
+
+def head_patching(run: ioi.IOIRun, heads) -> dict:
+    """I8: normalised recovery of the logit difference when each head's output is patched
+    corrupt-to-clean, with per-prompt CIs of the named heads."""
+    recovery, values = run.head_patching()
+    clean, corrupt = run.ld.mean().item(), run.ld_corrupted.mean().item()
+    per_prompt = ((values - corrupt) / (clean - corrupt)).numpy()  # [L, H, n]
+    return dict(value=recovery, n=len(run.prompts), ci_per_head={fmt_item(h): bootstrap_ci(per_prompt[h]) for h in heads})
+
+
+def _example(run: ioi.IOIRun, head: tuple[int, int]) -> dict:
+    """The head's pattern on the thesis' clean sentence (or the first prompt), for the report."""
+    i = run.prompts.texts.index(ioi.CLEAN_EXAMPLE) if ioi.CLEAN_EXAMPLE in run.prompts.texts else 0
+    tokens = [run.bridge.tokenizer.decode([t]) for t in run.prompts.tokens[i].tolist()]
+    pattern = run.cache[f"blocks.{head[0]}.attn.hook_pattern"][i, head[1]].cpu().numpy().round(3)
+    return {"head": fmt_item(head), "tokens": tokens, "pattern": pattern}
+
+
+def _from_end(run, head):
+    return {k: v.cpu().numpy() for k, v in attention.from_end(run.cache, run.prompts, *head).items()}
+
+
+def attention_io_over_s(run: ioi.IOIRun, head: tuple[int, int], example: bool = True) -> dict:
+    """I9: attention END->IO minus END->(S1+S2) of one head."""
+    a = _from_end(run, head)
+    value, ci = mean_ci(a["IO"] - a["S1"] - a["S2"])
+    extra = {"example_pattern": _example(run, head)} if example else {}
+    return dict(value=value, ci=ci, n=len(a["IO"]), **extra, **{f"mean_{k}": v.mean() for k, v in a.items()})
+
+
+def attention_s2_over_rest(run: ioi.IOIRun, head: tuple[int, int], example: bool = True) -> dict:
+    """I10: attention END->S2 minus max(END->IO, END->S1) of one head."""
+    a = _from_end(run, head)
+    value, ci = mean_ci(a["S2"] - np.maximum(a["IO"], a["S1"]))
+    extra = {"example_pattern": _example(run, head)} if example else {}
+    return dict(value=value, ci=ci, n=len(a["IO"]), **extra, **{f"mean_{k}": v.mean() for k, v in a.items()})
+
+
+def edge_recovery(run: ioi.IOIRun, receiver: tuple[int, int], component: str, sender: tuple[int, int]) -> dict:
+    """I11: path-patching recovery of every earlier head into receiver's q or v input, with the
+    claimed sender's CI over prompts."""
+    per_prompt = run.edges(receiver, component).numpy()  # [layer, heads, n]
+    return dict(value=per_prompt.mean(-1), n=per_prompt.shape[-1], **{f"ci_{fmt_item(sender)}": bootstrap_ci(per_prompt[sender])})
