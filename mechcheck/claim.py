@@ -18,6 +18,10 @@ class ClaimFailed(AssertionError):
     """The measurement does not satisfy the expectation."""
 
 
+class ClaimInconclusive(AssertionError):
+    """The measurement's CI straddles the expectation: neither satisfied nor violated."""
+
+
 class ClaimError(Exception):
     """The claim could not be decided (no measurement, NaN, a head the model lacks...)."""
 
@@ -32,12 +36,26 @@ class Source:
 
 
 class Expectation:
-    """A named comparison. `check` gets the measured value (scalar or array)."""
+    """A named comparison. `check` gets the measured value (scalar or array).
+
+    A scalar comparison (AtLeast, AtMost, Within) also decides an interval (`check_interval`):
+    a CI decides three ways. Comparisons over arrays (rank, argmax, leads) have no interval rule
+    (`three_valued` False) and decide on the point value only."""
 
     op: str = ""
+    three_valued = False  # (a plain class attribute, not a dataclass field of the subclasses)
 
     def check(self, value: Any) -> bool:
         raise NotImplementedError
+
+    def check_interval(self, lo: float, hi: float) -> bool | None:
+        """True: every value in [lo, hi] satisfies the expectation; False: none does; None: the
+        interval straddles it."""
+        raise NotImplementedError(f"'{self.describe()}' has no interval rule")
+
+    def straddled(self) -> str:
+        """What a straddling interval straddles, for the one-line reason."""
+        return f"the threshold {self.describe()}"
 
     def describe(self) -> str:
         raise NotImplementedError
@@ -58,8 +76,13 @@ class AtLeast(Expectation):
     threshold: float
     op: str = field(default=">=", init=False)
 
+    three_valued = True
+
     def check(self, value):
         return float(value) >= self.threshold
+
+    def check_interval(self, lo, hi):
+        return True if lo >= self.threshold else False if hi < self.threshold else None
 
     def describe(self):
         return f">= {self.threshold:g}"
@@ -73,8 +96,13 @@ class AtMost(Expectation):
     threshold: float
     op: str = field(default="<=", init=False)
 
+    three_valued = True
+
     def check(self, value):
         return float(value) <= self.threshold
+
+    def check_interval(self, lo, hi):
+        return True if hi <= self.threshold else False if lo > self.threshold else None
 
     def describe(self):
         return f"<= {self.threshold:g}"
@@ -89,11 +117,22 @@ class Within(Expectation):
     tol: float
     op: str = field(default="within", init=False)
 
+    three_valued = True
+
     def check(self, value):
         return abs(float(value) - self.target) <= self.tol
 
+    def check_interval(self, lo, hi):
+        low, high = self.target - self.tol, self.target + self.tol
+        if low <= lo and hi <= high:
+            return True
+        return False if hi < low or lo > high else None
+
     def describe(self):
         return f"within {self.target:g} ± {self.tol:g}"
+
+    def straddled(self):
+        return f"an edge of the band {self.describe()} ([{self.target - self.tol:g}, {self.target + self.tol:g}])"
 
     def _params(self):
         return {"target": self.target, "tol": self.tol}
@@ -321,21 +360,85 @@ def all_finite(value) -> bool:
     return bool(np.isfinite(arr).all())
 
 
-def decide(claim: Claim, value) -> None:
-    """The one place pass/fail is decided. Raises ClaimError or ClaimFailed."""
+def _decision_interval(expect: Expectation, value, ci) -> tuple[float, float] | None:
+    """The interval a three-valued decision reads, or None (decide on the point value).
+
+    The CI widened to contain the point estimate: a percentile bootstrap CI can miss it for a
+    skewed statistic, and a claim is never PASS when its own estimate violates the expectation."""
+    if ci is None or not expect.three_valued or np.ndim(value) != 0:
+        return None
+    try:
+        lo, hi = float(ci[0]), float(ci[1])
+    except (TypeError, ValueError, IndexError):
+        raise ClaimError(f"ci must be a (low, high) pair of numbers, got {ci!r:.60}") from None
+    if not (math.isfinite(lo) and math.isfinite(hi)):
+        raise ClaimError(f"the CI [{lo}, {hi}] is not finite; cannot decide the claim on it")
+    if lo > hi:
+        raise ClaimError(f"the CI [{lo:.6g}, {hi:.6g}] has low > high")
+    v = float(value)
+    return min(lo, v), max(hi, v)
+
+
+def verdict(expect: Expectation, value, ci=None) -> str:
+    """"pass", "fail" or "inconclusive": the rule `decide` applies, for the controls in tests/.
+
+    With a CI and a scalar comparison: pass when the whole interval satisfies the expectation,
+    fail when the whole interval violates it, inconclusive otherwise. Without a CI (an exact
+    statistic), or for comparisons over arrays: pass or fail on the point value. Always on the
+    unrounded numbers."""
+    if not all_finite(value):
+        raise ClaimError(f"measured value is not finite ({value!r})")
+    interval = _decision_interval(expect, value, ci)
+    if interval is None:
+        return "pass" if expect.check(value) else "fail"
+    holds = expect.check_interval(*interval)
+    return "inconclusive" if holds is None else "pass" if holds else "fail"
+
+
+def num(x: float, *refs: float) -> str:
+    """`x` with 4 significant digits, or as many more as needed to tell it apart from `refs`
+    (0.4999996 against 0.5 reads 0.4999996, not 0.5)."""
+    for digits in range(4, 18):
+        text = f"{x:.{digits}g}"
+        if all(x == r or text != f"{r:.{digits}g}" for r in refs):
+            return text
+    return repr(x)
+
+
+def _refs(expect: Expectation) -> tuple[float, ...]:
+    if isinstance(expect, (AtLeast, AtMost)):
+        return (expect.threshold,)
+    if isinstance(expect, Within):
+        return (expect.target - expect.tol, expect.target + expect.tol)
+    return ()
+
+
+def decide(claim: Claim, value, ci=None) -> str:
+    """The one place a claim is decided (rule: `verdict`). Returns "pass"; raises ClaimError
+    (undecidable), ClaimFailed or ClaimInconclusive, each with its one-line reason."""
     if value is None:
         raise ClaimError(f"{claim.id}: the test recorded no measurement")
     check_measured(value)
     if not all_finite(value):
         raise ClaimError(f"{claim.id}: measured value is not finite ({summarize(value)}); cannot decide the claim")
     try:
-        holds = claim.expect.check(value)
+        outcome = verdict(claim.expect, value, ci)
+    except ClaimError as exc:
+        raise ClaimError(f"{claim.id}: {exc}") from None
     except (TypeError, ValueError) as exc:
         shape = np.shape(value)
         raise ClaimError(f"{claim.id}: a measurement of shape {shape} does not fit the expectation "
                          f"'{claim.expect.describe()}' ({exc})") from None
-    if not holds:
-        raise ClaimFailed(f"{claim.id}: measured {summarize(value)} does not satisfy {claim.expect.describe()}")
+    if outcome == "pass":
+        return outcome
+    refs = _refs(claim.expect)
+    shown = num(float(value), *refs) if np.ndim(value) == 0 else summarize(value)
+    interval = _decision_interval(claim.expect, value, ci)
+    ci_text = "" if interval is None else f" (95% CI [{num(interval[0], *refs)}, {num(interval[1], *refs)}])"
+    if outcome == "inconclusive":
+        raise ClaimInconclusive(f"{claim.id}: 95% CI [{num(interval[0], *refs)}, {num(interval[1], *refs)}] "
+                                f"straddles {claim.expect.straddled()} (measured {shown})")
+    raise ClaimFailed(f"{claim.id}: measured {shown}{ci_text} does not satisfy {claim.expect.describe()}")
 
 
 def summarize(value) -> str:
@@ -360,8 +463,8 @@ def claim_of(test_function) -> Claim:
 
 
 def satisfies(expect: Expectation, value) -> bool:
-    """Whether a finite measurement meets an expectation (the check `decide` applies), for the
-    positive and negative controls in tests/."""
+    """Whether a finite measurement's point value meets an expectation, for the positive and
+    negative controls in tests/ (with a CI, use `verdict`: the three-valued rule `decide` applies)."""
     if not all_finite(value):
         raise ClaimError(f"measured value is not finite ({value!r})")
     return bool(expect.check(value))

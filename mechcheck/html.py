@@ -18,7 +18,7 @@ import io
 import numpy as np
 
 from mechcheck.inventory import coverage_html, for_records
-from mechcheck.report import fmt_measured
+from mechcheck.report import counts_line, fmt_measured
 
 STATUS_COLOUR = {"pass": "#1a7f37", "fail": "#cf222e", "inconclusive": "#bc4c00", "skip": "#6e7781",
                  "error": "#9a6700", "not-encoded": "#6e7781"}
@@ -150,10 +150,12 @@ def render(doc: dict, created: str) -> str:
         "<!doctype html><html><head><meta charset='utf-8'><title>mechcheck report</title>"
         f"<style>{CSS}</style></head><body><h1>mechcheck report</h1>"
         f"<p>Created {e(created)} on {e(str(doc['run'].get('device')))}; torch {e(str(doc['run'].get('torch')))}, "
-        f"TransformerLens {e(str(doc['run'].get('transformer_lens')))}. {len(recs)} claims: {c['pass']} pass, "
-        f"{c['fail']} fail, {c['skip']} skip, {c['error']} error, {c['not-encoded']} not encoded. "
+        f"TransformerLens {e(str(doc['run'].get('transformer_lens')))}. {len(recs)} claims: "
+        f"{e(counts_line(c))}. "
         f"{e(headline_note(recs)) + ' ' if headline_note(recs) else ''}"  # issue13
-        "Heads are LxHy (layer x, head y; the thesis' H7.7 is L7H7); brackets are 95% bootstrap CIs.</p>"
+        "Heads are LxHy (layer x, head y; the thesis' H7.7 is L7H7); brackets are 95% bootstrap CIs: a claim "
+        "with one passes when the whole CI satisfies the expectation, fails when the whole CI violates it, and is "
+        "INCONCLUSIVE when it straddles the threshold.</p>"
         + (f"<p><b>PARTIAL RUN</b> ({e(str(doc['run']['partial']))}): claims that did not run are not in this "
            "report.</p>" if doc["run"].get("partial") else "") +
         "<table><tr><th>claim</th><th>source</th><th>model</th><th>measured</th><th>expected</th><th>published</th>"

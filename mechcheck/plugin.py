@@ -1,8 +1,8 @@
 """The pytest plugin (entry point `pytest11: mechcheck`): options, run state and the hooks.
 
 A claim test carries `@pytest.mark.claim(...)` (mechcheck.claim.Claim) and records what it
-measured with the `measure` fixture (mechcheck.fixtures); the hooks here decide pass/fail in one
-place, time the call (set-up reported apart), and at the end of the session have
+measured with the `measure` fixture (mechcheck.fixtures); the hooks here decide it in one
+place (mechcheck.claim.decide: pass, fail, or inconclusive when a CI straddles the threshold), time the call (set-up reported apart), and at the end of the session have
 mechcheck.records / mechcheck.report write results.json, summary.md and index.html.
 Every option and the report destination are checked before any claim runs: bad input is one
 line and exit != 0, never a verdict.
@@ -46,7 +46,9 @@ _CLAIM_ERROR = pytest.StashKey[Exception]()
 _TIMES = pytest.StashKey[dict]()
 _EXTRA = pytest.StashKey[list]()
 # Errors whose message says everything: reported as one line, no traceback.
-ONE_LINE = (_models.ModelError, _claim.ClaimError, _claim.ClaimFailed, DataError, _models.OUT_OF_MEMORY)
+ONE_LINE = (_models.ModelError, _claim.ClaimError, _claim.ClaimFailed, _claim.ClaimInconclusive, DataError,
+            _models.OUT_OF_MEMORY)
+_ALLOWED = pytest.StashKey[str]()  # the reason of an inconclusive verdict --mc-allow-inconclusive let pass
 
 
 def run_state(config) -> RunState:
@@ -64,8 +66,11 @@ def pytest_addoption(parser, pluginmanager):
     g.addoption("--mc-model", metavar="NAME=PATH", action="append", default=[],
                 help="use the local checkpoint PATH for model NAME (repeatable, once per name)")
     g.addoption("--mc-claims-nonfatal", action="store_true",
-                help="a claim that does not hold is reported as xfail (FAIL in the report) instead of "
-                "failing the run; errors still fail")
+                help="a claim that does not hold, or is inconclusive, is reported as xfail (FAIL or "
+                "INCONCLUSIVE in the report) instead of failing the run; errors still fail")
+    g.addoption("--mc-allow-inconclusive", action="store_true",
+                help="a claim whose CI straddles its threshold passes the test (INCONCLUSIVE in the report) "
+                "instead of failing the run")
     g.addoption("--mc-no-shared-cache", action="store_true",
                 help="every claim computes its own forward passes instead of sharing one per model and "
                 "input set (for the benchmark; results are the same)")
@@ -245,10 +250,17 @@ def pytest_runtest_call(item):
         raise failure
     if c is not None:
         try:
-            _claim.decide(c, None if m is None else m.value)
+            _claim.decide(c, None if m is None else m.value, None if m is None else m.ci)
+        except _claim.ClaimInconclusive as exc:
+            if item.config.getoption("mc_allow_inconclusive"):
+                item.stash[_ALLOWED] = str(exc)
+            elif item.config.getoption("mc_claims_nonfatal"):
+                pytest.xfail(f"{_records.XFAIL_INCONCLUSIVE}{exc}")
+            else:
+                raise
         except _claim.ClaimFailed as exc:
             if item.config.getoption("mc_claims_nonfatal"):
-                pytest.xfail(f"claim does not hold: {exc}")
+                pytest.xfail(f"{_records.XFAIL_FAIL}{exc}")
             raise
     return result
 
@@ -269,7 +281,7 @@ def pytest_runtest_makereport(item, call):
         return rep
     state = item.stash.setdefault(_TIMES, {})
     if rep.when == "setup" and rep.outcome != "passed" or rep.when == "call":
-        state["status"], state["message"] = _records.status(rep, call)
+        state["status"], state["message"] = _records.status(rep, call, item.stash.get(_ALLOWED, None))
     elif rep.when == "teardown":
         if rep.outcome == "failed" and state.get("status") in (None, "pass"):
             state["status"], state["message"] = "error", f"teardown: {call.excinfo.value}"
@@ -328,12 +340,13 @@ def pytest_terminal_summary(terminalreporter, config):
     tr = terminalreporter
     if state.records:
         tr.section("mechcheck claims")
+        width = max(len(r["status"]) for r in state.records)
         for r in sorted(state.records, key=lambda r: r["nodeid"]):
             pid = r["id"] + (f"[{r['param']}]" if r.get("param") else "")
-            tr.write_line(f"{r['status'].upper():5} {pid:28} {r['model']['name']:40} "
+            tr.write_line(f"{r['status'].upper():{width}} {pid:28} {r['model']['name']:40} "
                           f"measured {_report.fmt_measured(r.get('measured')):28} expected {r['expected']['text']}")
-        for cid, model, passed, decided, total in _report.replication(state.records):
-            if total > 1:
-                tr.write_line(f"{cid} on {model}: holds in {passed} of {decided} decided ({total} in all)")
+        for line in _report.replication_lines(state.records, every=False):
+            tr.write_line(line)
+        tr.write_line(_report.counts_line(_report.counts(state.records)))
     if state.note:
         tr.write_line(state.note)

@@ -99,12 +99,19 @@ def output(x, path: str = "", nulls: list | None = None):
     return x
 
 
-def status(rep, call) -> tuple[str, str]:
-    """(status, one-line message) of a claim test from its pytest report."""
+XFAIL_FAIL = "claim does not hold: "  # --mc-claims-nonfatal's xfail reasons (mechcheck.plugin)
+XFAIL_INCONCLUSIVE = "claim inconclusive: "
+
+
+def status(rep, call, allowed: str | None = None) -> tuple[str, str]:
+    """(status, one-line message) of a claim test from its pytest report. `allowed`: the reason
+    of an inconclusive verdict that --mc-allow-inconclusive let pass."""
     if rep.outcome == "passed":
-        return "pass", ""
-    if hasattr(rep, "wasxfail"):  # --mc-claims-nonfatal: the claim did not hold
-        return "fail", rep.wasxfail.removeprefix("claim does not hold: ")
+        return ("inconclusive", allowed) if allowed else ("pass", "")
+    if hasattr(rep, "wasxfail"):  # --mc-claims-nonfatal: the claim did not hold, or is inconclusive
+        if rep.wasxfail.startswith(XFAIL_INCONCLUSIVE):
+            return "inconclusive", rep.wasxfail.removeprefix(XFAIL_INCONCLUSIVE)
+        return "fail", rep.wasxfail.removeprefix(XFAIL_FAIL)
     if rep.outcome == "skipped":
         reason = rep.longrepr[2] if isinstance(rep.longrepr, tuple) else str(rep.longrepr)
         return "skip", reason.removeprefix("Skipped: ")
@@ -112,6 +119,8 @@ def status(rep, call) -> tuple[str, str]:
     msg = _models.error_line(exc).splitlines()[0][:500] if exc else str(rep.longrepr)[:500]
     if rep.when == "call" and isinstance(exc, _claim.ClaimFailed):
         return "fail", str(exc)
+    if rep.when == "call" and isinstance(exc, _claim.ClaimInconclusive):
+        return "inconclusive", str(exc)
     return "error", msg
 
 

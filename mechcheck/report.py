@@ -22,7 +22,8 @@ from mechcheck.inventory import coverage_markdown, for_records
 
 SCHEMA = "mechcheck.results/2"
 SCHEMA_FILE = Path(__file__).with_name("results.schema.json")
-STATUSES = ("pass", "fail", "skip", "error", "not-encoded")
+STATUSES = ("pass", "fail", "inconclusive", "skip", "error", "not-encoded")
+DECIDED = ("pass", "fail")  # inconclusive is not decided: its CI straddles the threshold
 FILES = ("results.json", "summary.md", "index.html")
 
 
@@ -111,23 +112,51 @@ def replace_together(directory: Path, texts: dict[str, str]) -> None:
 def build(records: list[dict], run: dict) -> dict:
     """The results document; records sorted by test id so serial and xdist runs agree."""
     records = sorted(records, key=lambda r: r["nodeid"])
+    return {"schema": SCHEMA, "run": run, "counts": counts(records), "claims": records}
+
+
+def counts(records: list[dict]) -> dict[str, int]:
+    """Records per status (a checkpoint series counts its last checkpoint only)."""
     from mechcheck.series import headline  # issue13: a series counts its last checkpoint
 
-    counts = {s: sum(r["status"] == s for r in headline(records)) for s in STATUSES}  # issue13
-    return {"schema": SCHEMA, "run": run, "counts": counts, "claims": records}
+    return {s: sum(r["status"] == s for r in headline(records)) for s in STATUSES}  # issue13
+
+
+def counts_line(c: dict[str, int]) -> str:
+    return (f"{c['pass']} pass, {c['fail']} fail, {c['inconclusive']} inconclusive, {c['skip']} skip, "
+            f"{c['error']} error, {c['not-encoded']} not encoded")
 
 
 def replication(records: list[dict]) -> list[tuple[str, str, int, int, int]]:
-    """Per claim id: (id, model, passed, decided, total) over its parametrizations (e.g. seeds)."""
+    """Per claim id: (id, model, passed, decided, total) over its parametrizations (e.g. seeds);
+    decided counts pass and fail only (an inconclusive run is not decided)."""
     groups: dict[tuple[str, str], list[dict]] = defaultdict(list)
     for r in records:
         groups[(r["id"], r["model"]["name"])].append(r)
     out = []
     for (cid, model), rs in sorted(groups.items()):
         passed = sum(r["status"] == "pass" for r in rs)
-        decided = sum(r["status"] in ("pass", "fail") for r in rs)
+        decided = sum(r["status"] in DECIDED for r in rs)
         out.append((cid, model, passed, decided, len(rs)))
     return out
+
+
+def replication_lines(records: list[dict], every: bool = True) -> list[str]:
+    """"T2 on M: holds in 1 of 2 decided runs (3 in all; 1 inconclusive)" per claim id (with
+    every=False only those run more than once)."""
+    records = [r for r in records if r["status"] != "not-encoded"]
+    lines = []
+    for cid, model, passed, decided, total in replication(records):
+        if total == 1 and not every:
+            continue
+        n_inc = sum(r["status"] == "inconclusive" and r["id"] == cid and r["model"]["name"] == model
+                    for r in records)
+        inc = f"; {n_inc} inconclusive, not counted as decided" if n_inc else ""
+        if decided:
+            lines.append(f"{cid} on {model}: holds in {passed} of {decided} decided runs ({total} in all{inc})")
+        else:
+            lines.append(f"{cid} on {model}: not decided in this run ({total} inconclusive, skipped or errored)")
+    return lines
 
 
 def series_markdown(records: list[dict]) -> list[str]:
@@ -175,13 +204,14 @@ def summary_markdown(doc: dict, created: str) -> str:
         "# mechcheck report",
         "",
         f"Created {created}. Device: {doc['run'].get('device')}. "
-        f"{len(recs)} claims: {c['pass']} pass, {c['fail']} fail, {c['skip']} skip, {c['error']} error, "
-        f"{c['not-encoded']} not encoded." + _series_note(recs),  # issue13
+        f"{len(recs)} claims: {counts_line(c)}." + _series_note(recs),  # issue13
         "",
         *([f"**PARTIAL RUN** ({doc['run']['partial']}): claims that did not run are not in this report.", ""]
           if doc["run"].get("partial") else []),
         "Heads are written LxHy (layer x, head y); the thesis notation H7.7 is L7H7.",
-        "Measured values show a 95% bootstrap CI in brackets where the measurement samples prompts or sequences.",
+        "Measured values show a 95% bootstrap CI in brackets where the measurement samples prompts or sequences; "
+        "such a claim passes when its whole CI satisfies the expectation, fails when the whole CI violates it, "
+        "and is INCONCLUSIVE when the CI straddles the threshold.",
         "",
         "| claim | source | model | measured | expected | published | status | time (s) |",
         "|---|---|---|---|---|---|---|---|",
@@ -202,11 +232,7 @@ def summary_markdown(doc: dict, created: str) -> str:
             )) + " |"
         )
     lines += ["", "## What replicated", ""]
-    for cid, model, passed, decided, total in replication([r for r in recs if r["status"] != "not-encoded"]):
-        if decided:
-            lines.append(f"- {cid} on {model}: holds in {passed} of {decided} decided runs ({total} in all)")
-        else:
-            lines.append(f"- {cid} on {model}: not decided in this run ({total} skipped or errored)")
+    lines += [f"- {line}" for line in replication_lines(recs)]
     from mechcheck import series as _series  # issue13
 
     lines += series_markdown([r for r in recs if r.get("step") is None]) + _series.series_markdown(recs)  # issue13

@@ -279,7 +279,8 @@ def _scalar(r: dict) -> tuple[float | None, float | None, float | None]:
     return float(v), ci[0], ci[1]
 
 
-MARKERS = {"pass": ("o", "#2a7"), "fail": ("x", "#c33"), "error": ("s", "#888"), "skip": ("s", "#bbb")}
+MARKERS = {"pass": ("o", "#2a7"), "fail": ("x", "#c33"), "inconclusive": ("D", "#bc4c00"), "error": ("s", "#888"),
+           "skip": ("s", "#bbb")}
 
 
 def plot(rs: list[dict], title: str):

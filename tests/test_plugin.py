@@ -89,7 +89,7 @@ def test_every_status_reaches_the_report(suite):
     result.assert_outcomes(passed=3, failed=6, skipped=1)
     doc = _read(suite.path / "rep" / "results.json")
     assert _statuses(doc) == EXPECTED
-    assert doc["counts"] == {"pass": 2, "fail": 2, "skip": 1, "error": 4, "not-encoded": 0}
+    assert doc["counts"] == {"pass": 2, "fail": 2, "inconclusive": 0, "skip": 1, "error": 4, "not-encoded": 0}
     c1 = next(r for r in doc["claims"] if r["id"] == "C1")
     assert c1["measured"]["value"] == 0.75 and c1["measured"]["ci"] == [0.7, 0.8]
     assert c1["expected"] == {"op": ">=", "text": ">= 0.5", "threshold": 0.5}

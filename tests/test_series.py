@@ -191,7 +191,7 @@ def test_standin_series_one_record_per_step_and_load(pytester, standin_series):
     assert doc["counts"]["pass"] == 2  # the headline: the last checkpoint of each claim
     summary = (pytester.path / "rep" / "summary.md").read_text()
     assert "## Checkpoint series: S1 on roneneldan/TinyStories-1M" in summary
-    assert "2 pass, 0 fail, 0 skip, 0 error, 0 not encoded. Counts are of each checkpoint series' last " \
+    assert "2 pass, 0 fail, 0 inconclusive, 0 skip, 0 error, 0 not encoded. Counts are of each checkpoint series' last " \
         "checkpoint (4 earlier checkpoints' records are in the series sections)." in summary
     assert (pytester.path / "rep" / "index.html").read_text().count("data:image/png;base64,") == 2
 
@@ -239,10 +239,10 @@ def test_organism_series_of_81_checkpoints(tmp_path, organism_every25):
     steps = sorted({r["step"] for r in doc["claims"]})
     assert steps == list(range(0, 2001, 25)) and len(doc["claims"]) == 2 * 81
     o1 = [r for r in doc["claims"] if r["id"] == "O1"]
-    assert all(r["status"] in ("pass", "fail") for r in o1)
+    assert all(r["status"] in ("pass", "fail", "inconclusive") for r in o1)  # near the phase change the CI straddles
     first, _ = series.transitions(sorted(o1, key=lambda r: r["step"]))
     assert next(r for r in o1 if r["step"] == 0)["status"] == "fail" and first is not None and first > 0
-    assert doc["counts"]["pass"] + doc["counts"]["fail"] == 2  # headline: step 2000 only
+    assert doc["counts"]["pass"] + doc["counts"]["fail"] + doc["counts"]["inconclusive"] == 2  # headline: step 2000 only
     summary = (report / "summary.md").read_text()
     assert f"Holds first at step {first}" in summary
 
