@@ -219,6 +219,9 @@ def load_hf(name: str, path: Path, device: str, tokenizer, compat: bool = True) 
     try:
         hf_model = AutoModelForCausalLM.from_pretrained(str(path), attn_implementation="eager")
     except Exception as exc:
+        mismatch = _shape_mismatch(path, files)
+        if mismatch:
+            raise CheckpointError(f"{path}: {mismatch}; point --mc-model {name}= at a checkpoint of {want.shape()}") from None
         raise CheckpointError(f"{path}: weights cannot be read ({type(exc).__name__}: {str(exc).splitlines()[0][:200]})") from None
     # boot_transformers does not move a model it is given: without this the bridge's cfg says
     # `device` while every weight stays on the CPU (on CUDA: "index is on cuda:0 ... cpu").
@@ -227,6 +230,27 @@ def load_hf(name: str, path: Path, device: str, tokenizer, compat: bool = True) 
     if compat:
         bridge.enable_compatibility_mode()
     return LoadedModel(name, bridge, str(path), sha256_of(files), device)
+
+
+def _shape_mismatch(path: Path, files: list[Path]) -> str | None:
+    """The first tensor whose shape differs from what config.json builds, in words (transformers
+    only says "look at the above report", which a one-line error cannot show)."""
+    from safetensors import safe_open
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    try:
+        with torch.device("meta"):
+            expected = AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(str(path))).state_dict()
+        for f in (f for f in files if f.suffix == ".safetensors"):
+            with safe_open(str(f), "pt") as st:
+                for key in st.keys():
+                    got = tuple(st.get_slice(key).get_shape())
+                    want = expected.get(key)
+                    if want is not None and tuple(want.shape) != got:
+                        return f"tensor {key} has shape {list(got)}, config.json needs {list(want.shape)}"
+    except Exception:  # no better words than transformers' own
+        return None
+    return None
 
 
 def save_random(name: str, directory: Path, seed: int = 0) -> Path:

@@ -76,6 +76,24 @@ def test_corrupt_weights_are_one_clear_error(tmp_path, tiny_1m, tokenizer):
     assert "\n" not in str(exc.value)
 
 
+def test_wrong_tensor_shape_names_the_tensor(tmp_path, tiny_1m, tokenizer):
+    """transformers' own message points at "the above report"; ours names the tensor and shapes."""
+    import shutil
+
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    bad = tmp_path / "shape"
+    shutil.copytree(tiny_1m, bad)
+    state = load_file(str(bad / "model.safetensors"))
+    key = "transformer.h.0.mlp.c_fc.weight"
+    state[key] = torch.zeros(state[key].shape[0] + 1, state[key].shape[1])
+    save_file(state, str(bad / "model.safetensors"))
+    with pytest.raises(models.CheckpointError, match=rf"tensor {key} has shape \[257, 64\], config.json needs \[256, 64\]") as exc:
+        models.load_hf("roneneldan/TinyStories-1M", bad, "cpu", tokenizer)
+    assert "\n" not in str(exc.value) and "above report" not in str(exc.value)
+
+
 def test_tokenizer_from_the_data_directory():
     tok = gpt2_tokenizer(data_dir())
     assert tok("Once upon a time")["input_ids"] == [7454, 2402, 257, 640]
