@@ -8,50 +8,52 @@ number of prompts or sequences."""
 from __future__ import annotations
 
 import torch
+from transformer_lens import ActivationCache
 
 CHUNK = 32  # sequences per forward pass
 
 
-class _FinalResidual(Exception):
-    """Carries the residual stream out of the forward pass at ln_final's input."""
+class _Stop(Exception):
+    """Carries an activation out of the forward pass at the hook where the run stops."""
+
+
+def _run_to(bridge, tokens, fwd_hooks, stop_at: str) -> torch.Tensor:
+    """Run with `fwd_hooks` and stop at `stop_at` (an ln_final hook), returning its activation
+    (TL's stop_at_layer cannot stop after the last block)."""
+
+    def stop(act, hook):
+        raise _Stop(act)
+
+    try:
+        bridge.run_with_hooks(tokens, fwd_hooks=list(fwd_hooks) + [(stop_at, stop)])
+    except _Stop as done:
+        return done.args[0]
+    raise RuntimeError(f"{stop_at} did not fire; cannot read the final residual stream")
 
 
 def final_residual(bridge, tokens, fwd_hooks=()) -> torch.Tensor:
     """The final residual stream [n, seq, d_model] of a hooked run, stopping before ln_final and
-    the unembedding (TL's stop_at_layer cannot stop after the last block)."""
-
-    def stop(act, hook):
-        raise _FinalResidual(act)
-
-    try:
-        bridge.run_with_hooks(tokens, fwd_hooks=list(fwd_hooks) + [("ln_final.hook_in", stop)])
-    except _FinalResidual as done:
-        return done.args[0]
-    raise RuntimeError("ln_final.hook_in did not fire; cannot read the final residual stream")
+    the unembedding."""
+    return _run_to(bridge, tokens, fwd_hooks, "ln_final.hook_in")
 
 
 @torch.no_grad()
-def cached(bridge, tokens: torch.Tensor, names, chunk: int = CHUNK, keep_final: bool = False) -> dict:
-    """{hook name: activation for all `tokens`} (on the model's device), `chunk` sequences at a time;
-    with keep_final, also "final_resid": the residual stream entering ln_final."""
+def cached(bridge, tokens: torch.Tensor, names, chunk: int = CHUNK) -> ActivationCache:
+    """TransformerLens ActivationCache of the hooks `names` for all `tokens` (on the model's
+    device), `chunk` sequences at a time. ln_final's hook_in and hook_scale may be asked for (the
+    run then stops after ln_final's scale, still before the unembedding), so that the cache's
+    logit_attrs / accumulated_resid read the residual stream through the final LayerNorm."""
     names = tuple(names)
+    stop_at = "ln_final.hook_normalized" if "ln_final.hook_scale" in names else "ln_final.hook_in"
     parts: dict[str, list] = {n: [] for n in names}
-    if keep_final:
-        parts["final_resid"] = []
     device = bridge.cfg.device
     for start in range(0, tokens.shape[0], chunk):
         batch = tokens[start : start + chunk].to(device)
-        store = {}
 
         def keeper(name):  # keyed by the name asked for: in compatibility mode hook.name may be an alias
             def keep(act, hook):
-                store[name] = act.detach()
+                parts[name].append(act.detach())
             return keep
 
-        hooks = [(n, keeper(n)) for n in names]
-        resid = final_residual(bridge, batch, hooks)
-        for n in names:
-            parts[n].append(store[n])
-        if keep_final:
-            parts["final_resid"].append(resid.detach())
-    return {n: torch.cat(v) for n, v in parts.items()}
+        _run_to(bridge, batch, [(n, keeper(n)) for n in names], stop_at)
+    return ActivationCache({n: torch.cat(v) for n, v in parts.items()}, bridge)

@@ -106,11 +106,12 @@ class IOIRun:
         self.prompts = prompts.to(bridge.cfg.device)
         names = [f"blocks.{l}.{k}" for l in range(bridge.cfg.n_layers) for k in KEEP]
         names = [n for n in names if n in bridge.hook_dict]  # attention-only models have no resid_mid
-        self.cache = cached(bridge, self.prompts.tokens, names, keep_final=True)
-        self.corrupted_cache = cached(bridge, self.prompts.corrupted, names, keep_final=True)
-        self.logits = end_logits(bridge, self.cache["final_resid"], self.prompts)  # [n, vocab] at END
+        names += ["ln_final.hook_in", "ln_final.hook_scale"]
+        self.cache = cached(bridge, self.prompts.tokens, names)
+        self.corrupted_cache = cached(bridge, self.prompts.corrupted, names)
+        self.logits = end_logits(bridge, self.cache["ln_final.hook_in"], self.prompts)  # [n, vocab] at END
         self.ld = logit_diff(self.logits, self.prompts)
-        self.ld_corrupted = logit_diff(end_logits(bridge, self.corrupted_cache["final_resid"], self.prompts), self.prompts)
+        self.ld_corrupted = logit_diff(end_logits(bridge, self.corrupted_cache["ln_final.hook_in"], self.prompts), self.prompts)
         self._edges: dict = {}
         self._head_patching = None
 

@@ -1,11 +1,12 @@
 """Path patching of one edge: a sender head's output into one receiver head's query or value
 input only (Wang et al. 2022; the thesis' edge attribution of §3.4.2, done exactly).
 
-Why our own: TL's patching functions (get_act_patch_direct_path, which does work on GPT-2, and
-get_act_patch_attn_head_out_all_pos) compute full logits per patched run, where we stop at the
-final residual stream and read two columns (logit_diff_from_resid), several times faster on these
-vocab-dominated models; and we need the edge into one receiver's q or v input on GPT-Neo too. In compatibility mode a head's q (or v) is exactly
-ln1(resid_pre) @ W_Q + b_Q (tested), so we recompute the receiver's q/v from
+Why our own: TL's get_act_patch_direct_path (which works on GPT-2 and is this function's oracle
+there, tests/test_patch_oracle.py) and get_act_patch_attn_head_out_all_pos compute full logits per
+patched run, where we stop at the final residual stream and read two columns
+(logit_diff_from_resid), several times faster on these vocab-dominated models; and it needs only
+hook_resid_pre and hook_q / hook_v, so it runs on the GPT-Neo (TinyStories) bridges too. In
+compatibility mode a head's q (or v) is exactly ln1(resid_pre) @ W_Q + b_Q (tested), so we recompute the receiver's q/v from
 resid_pre + (sender clean write - sender corrupted write) and leave every other reader on the
 corrupted run: the corrupt-to-clean intervention on that edge alone.
 """
