@@ -18,7 +18,8 @@ from mechcheck.metrics.logit_diff import _at_end
 def _at_end_cache(bridge, cache, prompts) -> ActivationCache:
     """The cache at END only, keeping a position axis of length 1 (END differs per prompt, so TL's
     pos_slice cannot select it)."""
-    return ActivationCache({k: _at_end(v, prompts)[:, None] for k, v in cache.items()}, bridge)
+    return ActivationCache({k: _at_end(v, prompts)[:, None] for k, v in cache.items()
+                            if not k.endswith(("hook_pattern", "hook_attn_scores"))}, bridge)  # [n, head, q, k]
 
 
 def _ld_attrs(end: ActivationCache, stack: torch.Tensor, prompts) -> torch.Tensor:
