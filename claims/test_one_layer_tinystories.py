@@ -9,9 +9,11 @@ matches. Heads are those of the single layer: H8 = layer 0, head 8.
 
 Role scores (mechcheck.metrics.head_roles) are measured on the post's prompt and on TinyStories
 validation paragraphs that contain speech (at most 256 tokens each, so the GPT-Neo attention
-window, 256, cannot matter). The posts give no numbers for the roles: a head "attends to" X when
-at least 0.3 of its attention goes there on average, and the named heads must lead every other
-head by the stated margin.
+window, 256, cannot matter); "But" claims read paragraphs that contain "But" (the prompt has
+none). The posts give no numbers for the roles: a head "attends to" X when at least 0.3 of its
+attention goes there on average, and table roles' heads must lead every other head by the stated
+margin; the discussion's token-level examples (B1.but_self, B1.But, B1.a, B1.bos5, B1.closing5,
+B1.banana12, B1.find14) are read on the prompt with the threshold each tolerance states.
 """
 
 from __future__ import annotations
