@@ -144,7 +144,8 @@ test_b1_closing_mark = head_claim(
     "B1.closing", "At a closing speech mark head 6 attends to the opening speech mark more than to the previous "
     "token (every closing mark of the paragraphs)", "closing_opening_over_previous", [6], at_least(0.1),
     "the post gives no number: head 6's attention on the opening mark exceeds that on the previous token by >= 0.1, "
-    "averaged over every closing mark of 64 TinyStories paragraphs (CI over paragraphs). Changed (issue #11 item 4): "
+    "over every closing mark of 64 TinyStories paragraphs (mean per paragraph, then over paragraphs; CI over "
+    "paragraphs; marks right after their opening mark skipped). Changed (issue #11 item 4): "
     "the post does not say head 6 beats every head there, and the prompt has a single closing mark",
     f"head 6: {_TABLE_ROWS[6]}", inputs=["tinystories"])
 test_b1_narrative_head = head_claim(
