@@ -123,7 +123,8 @@ test_b1_speech_heads = role_claim(
     "opening_speech_mark", [5, 11], 0.3, 0.0, where=f"{TABLE}; Grammatical Heads (Start of Clause)")
 
 
-def head_claim(cid, statement, role, heads, expect, tolerance, published, inputs=INPUTS, minus=(), where=TABLE):
+def head_claim(cid, statement, role, heads, expect, tolerance, published, inputs=INPUTS, minus=(), where=TABLE,
+               report=()):
     """A claim on the role score of named heads (the weakest of them, less the strongest of
     `minus`), parametrized over `inputs`."""
 
@@ -131,9 +132,9 @@ def head_claim(cid, statement, role, heads, expect, tolerance, published, inputs
                        expect=expect, published=published, tolerance=tolerance)
     @pytest.mark.parametrize("source_input", inputs)
     def test(one_layer, roles, measure, source_input):
-        measure.record(**one_layer_heads.head_score(roles, source_input, role, heads, minus))
+        measure.record(**one_layer_heads.head_score(roles, source_input, role, heads, minus, report))
 
-    test.settings = dict(role=role, heads=heads, minus=minus, inputs=inputs)  # what the controls in tests/ reuse
+    test.settings = dict(role=role, heads=heads, minus=minus, inputs=inputs, report=report)  # for tests/ controls
     return test
 
 
@@ -150,9 +151,10 @@ test_b1_closing_mark = head_claim(
     f"head 6: {_TABLE_ROWS[6]}", inputs=["tinystories"])
 test_b1_narrative_head = head_claim(
     "B1.narrative", "From speech marks, head 14 attends to prior proper nouns, more than the pivot heads 1 and 2 do",
-    "prior_proper_nouns", [14], at_least(0.1),
+    "prior_proper_nouns", [14], at_least(0.2),
     "the post gives no number: head 14's attention from speech marks on earlier proper nouns (BOS and commas "
-    "excluded) exceeds the larger of heads 1 and 2's by >= 0.1. Changed (issue #11 item 4): the target was BOS, "
+    "excluded) exceeds the larger of heads 1 and 2's by >= 0.2 (0.1 was reached by a random-weight stand-in on "
+    "the prompt's 3 marks). Changed (issue #11 item 4): the target was BOS, "
     "commas and proper nouns, which any BOS-sink or pivot head hits", f"head 14: {_TABLE_ROWS[14]}", minus=(1, 2))
 test_b1_but_self = head_claim(
     "B1.but_self", "At the word 'but' heads 1 and 2 attend only to themselves", "self_at_but", [1, 2], at_least(0.5),
@@ -175,7 +177,8 @@ test_b1_head5_bos = head_claim(
     "the post gives no number: on the prompt, BOS gets strictly more of head 5's attention than any other key at "
     "every token before the first ':' ('Tom:'); the prompt has a second ':' ('says:'), whose score is in details "
     "(role bos_top_before_second_colon)", 'all of the tokens up to the ":" token are attending to the '
-    '"<|endoftext|>" token', inputs=["prompt"], where=CLAUSE)
+    '"<|endoftext|>" token', inputs=["prompt"], where=CLAUSE,
+    report=("bos_top_before_second_colon",))
 test_b1_head5_closing = head_claim(
     "B1.closing5", "Head 5: the closing speech mark is attended to by all following tokens",
     "closing_mark_attended_by_following", [5], at_least(0.1),
@@ -184,10 +187,12 @@ test_b1_head5_closing = head_claim(
     "The closing speech mark is being attended to by all of the following tokens", inputs=["prompt"], where=CLAUSE)
 test_b1_head12_banana = head_claim(
     "B1.banana12", "Head 12: the token 'banana' attends to 'looking' and 'for' (hedged by the post: 'appears to be')",
-    "banana_to_looking_for", [12], at_least(0.3),
-    "the post gives no number: on the prompt, >= 0.3 of head 12's attention at ' banana' on ' looking' and ' for' "
-    "together; the post hedges ('appears to be')",
-    'the token "banana" appears to be attending to the tokens "looking" and "for"', inputs=["prompt"], where=TRACKING)
+    "looking_for_lead_at_banana", [12], at_least(0.05),
+    "the post gives no number: on the prompt, ' looking' and ' for' are head 12's two strongest keys at ' banana' "
+    "(BOS excluded), each ahead of every other key by >= 0.05; their summed attention is in details (role "
+    "banana_to_looking_for); the post hedges ('appears to be')",
+    'the token "banana" appears to be attending to the tokens "looking" and "for"', inputs=["prompt"], where=TRACKING,
+    report=("banana_to_looking_for",))
 test_b1_head14_find = head_claim(
     "B1.find14", "Head 14 attends to 'banana' on the token 'find'", "find_to_banana", [14], at_least(0.3),
     "the post gives no number: on the prompt, >= 0.3 of head 14's attention at ' find' on ' banana'",

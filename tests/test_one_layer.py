@@ -132,7 +132,7 @@ def _measure(claim_fn, roles, source_input):
     """The claim's own measurement function at the claim's own settings."""
     s = claim_fn.settings
     if "minus" in s:
-        return one_layer_heads.head_score(roles, source_input, s["role"], s["heads"], s["minus"])
+        return one_layer_heads.head_score(roles, source_input, s["role"], s["heads"], s["minus"], s["report"])
     return one_layer_heads.role_leaders(roles, source_input, s["role"], s["heads"])
 
 

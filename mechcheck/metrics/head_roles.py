@@ -203,6 +203,22 @@ def from_to(query_word: str, key_words: tuple[str, ...]):
     return score
 
 
+def keys_lead_at(query_word: str, key_words: tuple[str, ...]):
+    """Head 12 ("banana" attends to "looking" and "for"): at `query_word`, the weakest of the
+    `key_words` tokens' attention less the strongest other key's (BOS excluded: a sink); > 0
+    when the named keys are the head's top keys."""
+    def score(pattern, tc: TokenClasses) -> np.ndarray:
+        rows = []
+        for q in _positions(tc, query_word):
+            keys = [k for w in key_words for k in _positions(tc, w) if k < q][: len(key_words)]
+            if len(keys) < len(key_words):
+                continue
+            others = [k for k in range(1 if tc.has_bos else 0, q + 1) if k not in keys]
+            rows.append(pattern[:, q, keys].min(-1) - pattern[:, q, others].max(-1))
+        return np.mean(rows, axis=0) if rows else np.full(pattern.shape[0], np.nan)
+    return score
+
+
 def bos_top_before(word: str, nth: int = 0):
     """Head 5 ("all of the tokens up to the ':' token are attending to <|endoftext|>"): the share
     of the queries before the `nth` `word` token at which BOS gets strictly more attention than
@@ -242,6 +258,7 @@ ROLES = {
     "attended_But": attended_within_clause("But"),
     "attended_a": attended_within_clause("a"),
     "banana_to_looking_for": from_to("banana", ("looking", "for")),
+    "looking_for_lead_at_banana": keys_lead_at("banana", ("looking", "for")),
     "find_to_banana": from_to("find", ("banana",)),
     "bos_top_before_colon": bos_top_before(":"),
     "bos_top_before_second_colon": bos_top_before(":", 1),
