@@ -94,7 +94,8 @@ def constructed_roles(bridge, texts):
     """The role scores of the constructed model, through the claims' own input constructor."""
     runs = []
     for text in texts:
-        str_tokens = [bridge.tokenizer.decode([t]) for t in bridge.to_tokens(text)[0].tolist()]
+        ids = bridge.to_tokens(text)[0, : claims.MAX_TOKENS].tolist()  # the claims' truncation
+        str_tokens = [bridge.tokenizer.decode([t]) for t in ids]
         runs.append(head_roles.HeadText.from_activations(str_tokens, constructed_pattern(str_tokens, 16)))
     return head_roles.role_scores_of(runs)
 
@@ -140,7 +141,7 @@ def _measure(claim_fn, roles, source_input):
 def control_roles(small_one_layer, inputs):
     """{input: roles} of the constructed model (roles planted) and of the random model (none)."""
     return ({k: constructed_roles(small_one_layer, v) for k, v in inputs.items()},
-            {k: head_roles.role_scores(small_one_layer, v) for k, v in inputs.items()})
+            {k: head_roles.role_scores(small_one_layer, v, max_tokens=claims.MAX_TOKENS) for k, v in inputs.items()})
 
 
 @pytest.mark.parametrize("claim_name", sorted(ROLE_CLAIMS))
