@@ -35,6 +35,27 @@ def role_leaders(roles: dict, source_input: str, role: str, heads: list[int], br
     return dict(value=value, n=len(usable), **details)
 
 
+def head_score(roles: dict, source_input: str, role: str, heads: list[int], minus: list[int] = (),
+               report: tuple[str, ...] = ()) -> dict:
+    """B1 claims on named heads: per text, the weakest named head's `role` score, less the
+    strongest of the `minus` heads' (head 14 against the pivot heads 1 and 2); the value is the
+    mean over the texts that have the role's tokens, with a bootstrap CI over texts when there
+    are at least 2. `report`: related roles whose per-head means go to the details."""
+    scores = roles[source_input][role]  # [n_texts, n_heads]
+    usable = scores[~np.isnan(scores).any(axis=1)]
+    per_text = usable[:, list(heads)].min(axis=1)
+    if len(minus):
+        per_text = per_text - usable[:, list(minus)].max(axis=1)
+    details = {"role": role, "input": source_input, "n_texts": int(len(usable)),
+               "per_head": np.nanmean(scores, axis=0) if len(usable) else scores[0]}
+    for other in report:
+        details[other] = np.nanmean(roles[source_input][other], axis=0)
+    if len(usable) >= 2:
+        details["ci"] = bootstrap_ci(per_text)  # the verdict reads it (issue #11 item 1)
+    value = float(per_text.mean()) if len(usable) else float("nan")
+    return dict(value=value, n=len(usable), **details)
+
+
 def stats_deviation(conventions: dict, which: str, published: dict) -> dict:
     """B2: the largest |measured - published| over the 7 statistics, under the convention that
     reproduces the table best."""

@@ -37,6 +37,7 @@ class TokenClasses:
     opening_of: dict[int, int] = field(default_factory=dict)  # in-speech or closing pos -> its opening mark
     proper_nouns: list[int] = field(default_factory=list)
     commas: list[int] = field(default_factory=list)
+    str_tokens: list[str] = field(default_factory=list)
 
     @property
     def in_speech(self) -> list[int]:
@@ -45,7 +46,7 @@ class TokenClasses:
 
 
 def classify(str_tokens: list[str], has_bos: bool) -> TokenClasses:
-    tc = TokenClasses(n=len(str_tokens), has_bos=has_bos)
+    tc = TokenClasses(n=len(str_tokens), has_bos=has_bos, str_tokens=list(str_tokens))
     open_pos = None
     prev_text = ""
     names: set[str] = set()
@@ -133,20 +134,135 @@ def opening_speech_mark(pattern, tc: TokenClasses) -> np.ndarray:
     return _mean_mass(pattern, tc.in_speech, lambda q: [tc.opening_of[q]])
 
 
-def narrative_anchors(pattern, tc: TokenClasses) -> np.ndarray:
-    """Head 14: from speech marks, attention on BOS, commas and earlier proper nouns."""
-    anchors = sorted(set(([0] if tc.has_bos else []) + tc.commas + tc.proper_nouns))
+def prior_proper_nouns(pattern, tc: TokenClasses) -> np.ndarray:
+    """Head 14 ("attends to prior proper nouns on speech marks"): from speech marks, attention on
+    earlier proper nouns only (BOS and commas excluded: a BOS-sink or pivot head hits those)."""
+    marks = [q for q in sorted(tc.opening + tc.closing) if any(k < q for k in tc.proper_nouns)]
+    return _mean_mass(pattern, marks, lambda q: [k for k in tc.proper_nouns if k < q])
+
+
+def closing_opening_over_previous(pattern, tc: TokenClasses) -> np.ndarray:
+    """Head 6 at a closing speech mark: attention on its opening mark minus attention on the
+    previous token ("aside from the closing speech mark, attends to the starting speech mark
+    instead"), averaged over the closing marks whose previous token is not the opening mark."""
+    qs = [q for q in tc.closing if tc.opening_of[q] != q - 1]
+    if not qs:
+        return np.full(pattern.shape[0], np.nan)
+    return np.mean([pattern[:, q, tc.opening_of[q]] - pattern[:, q, q - 1] for q in qs], axis=0)
+
+
+def proper_nouns_to_proper_nouns(pattern, tc: TokenClasses) -> np.ndarray:
+    """Head 9 ("current and previous proper nouns"): from a proper noun that has an earlier
+    proper noun, attention on itself and the earlier proper nouns."""
+    names = tc.proper_nouns
+    qs = [q for q in names if any(k < q for k in names)]
+    return _mean_mass(pattern, qs, lambda q: [k for k in names if k <= q])
+
+
+def speech_delimiters(pattern, tc: TokenClasses) -> np.ndarray:
+    """Head 0 ("speech delimiters"): from every token after the first speech mark, attention on
+    the earlier speech marks (the query itself excluded, so a current-token head scores 0)."""
     marks = sorted(tc.opening + tc.closing)
-    return _mean_mass(pattern, marks, lambda q: [k for k in anchors if k < q])
+    qs = [q for q in range(tc.n) if marks and q > marks[0]]
+    return _mean_mass(pattern, qs, lambda q: [k for k in marks if k < q])
+
+
+def _positions(tc: TokenClasses, word: str) -> list[int]:
+    return [i for i, t in enumerate(tc.str_tokens) if t.strip() == word]
+
+
+def self_at(word: str):
+    """Heads 1 and 2 ("for the word 'but', only attends to itself"): attention of `word`'s
+    tokens on themselves."""
+    def score(pattern, tc: TokenClasses) -> np.ndarray:
+        return _mean_mass(pattern, _positions(tc, word), lambda q: [q])
+    return score
+
+
+def attended_within_clause(word: str):
+    """Heads 1/2 ("strongly attends to the token 'But'" / "the word 'a'"): attention on `word`'s
+    token from the tokens after it, up to (not including) the next pivot."""
+    def score(pattern, tc: TokenClasses) -> np.ndarray:
+        pivots, qs, key_of = set(tc.pivots), [], {}
+        for k in _positions(tc, word):
+            for q in range(k + 1, tc.n):
+                if q in pivots:
+                    break
+                qs.append(q)
+                key_of.setdefault(q, []).append(k)
+        return _mean_mass(pattern, qs, lambda q: key_of[q])
+    return score
+
+
+def from_to(query_word: str, key_words: tuple[str, ...]):
+    """One token pair of the post (head 12: "banana" -> "looking", "for"; head 14: "find" ->
+    "banana"): attention of `query_word` on the earlier `key_words` tokens."""
+    def score(pattern, tc: TokenClasses) -> np.ndarray:
+        keys = [k for w in key_words for k in _positions(tc, w)]
+        return _mean_mass(pattern, _positions(tc, query_word), lambda q: [k for k in keys if k < q])
+    return score
+
+
+def keys_lead_at(query_word: str, key_words: tuple[str, ...]):
+    """Head 12 ("banana" attends to "looking" and "for"): at `query_word`, the weakest of the
+    `key_words` tokens' attention less the strongest other key's (BOS excluded: a sink); > 0
+    when the named keys are the head's top keys."""
+    def score(pattern, tc: TokenClasses) -> np.ndarray:
+        rows = []
+        for q in _positions(tc, query_word):
+            keys = [k for w in key_words for k in _positions(tc, w) if k < q][: len(key_words)]
+            if len(keys) < len(key_words):
+                continue
+            others = [k for k in range(1 if tc.has_bos else 0, q + 1) if k not in keys]
+            rows.append(pattern[:, q, keys].min(-1) - pattern[:, q, others].max(-1))
+        return np.mean(rows, axis=0) if rows else np.full(pattern.shape[0], np.nan)
+    return score
+
+
+def bos_top_before(word: str, nth: int = 0):
+    """Head 5 ("all of the tokens up to the ':' token are attending to <|endoftext|>"): the share
+    of the queries before the `nth` `word` token at which BOS gets strictly more attention than
+    any other key (a tie, as in uniform attention, does not count)."""
+    def score(pattern, tc: TokenClasses) -> np.ndarray:
+        stops = _positions(tc, word)
+        if not tc.has_bos or len(stops) <= nth:
+            return np.full(pattern.shape[0], np.nan)
+        rows = []
+        for q in range(1, stops[nth]):
+            others = pattern[:, q, 1: q + 1].max(-1)
+            rows.append((pattern[:, q, 0] > others).astype(float))
+        return np.mean(rows, axis=0) if rows else np.full(pattern.shape[0], np.nan)
+    return score
+
+
+def closing_mark_attended_by_following(pattern, tc: TokenClasses) -> np.ndarray:
+    """Head 5 ("the closing speech mark is being attended to by all of the following tokens"):
+    the least attention any later token gives the first closing speech mark."""
+    if not tc.closing or tc.closing[0] >= tc.n - 1:
+        return np.full(pattern.shape[0], np.nan)
+    c = tc.closing[0]
+    return pattern[:, c + 1:, c].min(-1)
 
 
 ROLES = {
     "current_token": current_token,
     "previous_token": previous_token,
     "closing_to_opening": closing_to_opening,
+    "closing_opening_over_previous": closing_opening_over_previous,
     "preceding_pivot": preceding_pivot,
     "opening_speech_mark": opening_speech_mark,
-    "narrative_anchors": narrative_anchors,
+    "prior_proper_nouns": prior_proper_nouns,
+    "proper_nouns_to_proper_nouns": proper_nouns_to_proper_nouns,
+    "speech_delimiters": speech_delimiters,
+    "self_at_but": self_at("but"),
+    "attended_But": attended_within_clause("But"),
+    "attended_a": attended_within_clause("a"),
+    "banana_to_looking_for": from_to("banana", ("looking", "for")),
+    "looking_for_lead_at_banana": keys_lead_at("banana", ("looking", "for")),
+    "find_to_banana": from_to("find", ("banana",)),
+    "bos_top_before_colon": bos_top_before(":"),
+    "bos_top_before_second_colon": bos_top_before(":", 1),
+    "closing_mark_attended_by_following": closing_mark_attended_by_following,
 }
 
 
@@ -165,13 +281,40 @@ def patterns(bridge, text: str, layer: int = 0, max_tokens: int | None = None):
     return cache[name][0].float().cpu().numpy(), str_tokens, tokens[0].tolist()
 
 
-def role_scores(bridge, texts: list[str], max_tokens: int | None = None) -> dict[str, np.ndarray]:
+@dataclass
+class HeadText:
+    """One text's attention pattern [head, q, k] (numpy), string tokens and token classes: the
+    input of every role score. `HeadText.run` does the forward pass; `HeadText.from_activations`
+    takes a pattern computed elsewhere (the controls in tests/ build theirs) and classifies the
+    same way."""
+
+    pattern: np.ndarray
+    str_tokens: list[str]
+    classes: TokenClasses
+
+    @classmethod
+    def from_activations(cls, str_tokens: list[str], pattern, has_bos: bool = True) -> "HeadText":
+        pattern = np.asarray(pattern, dtype=np.float32)
+        if pattern.ndim != 3 or pattern.shape[1:] != (len(str_tokens), len(str_tokens)):
+            raise ValueError(f"pattern must be [head, {len(str_tokens)}, {len(str_tokens)}], got {pattern.shape}")
+        return cls(pattern, list(str_tokens), classify(str_tokens, has_bos))
+
+    @classmethod
+    def run(cls, bridge, text: str, layer: int = 0, max_tokens: int | None = None) -> "HeadText":
+        pattern, str_tokens, _ = patterns(bridge, text, layer, max_tokens)
+        return cls.from_activations(str_tokens, pattern)
+
+    def scores(self) -> dict[str, np.ndarray]:
+        return {role: fn(self.pattern, self.classes) for role, fn in ROLES.items()}
+
+
+def role_scores_of(runs: list[HeadText]) -> dict[str, np.ndarray]:
     """Every role's per-head score on every text: {role: [n_texts, n_heads]} (NaN where a text
     has no query of that role, e.g. no closing speech mark)."""
-    out: dict[str, list] = {role: [] for role in ROLES}
-    for text in texts:
-        pattern, str_tokens, _ = patterns(bridge, text, max_tokens=max_tokens)
-        tc = classify(str_tokens, has_bos=True)
-        for role, fn in ROLES.items():
-            out[role].append(fn(pattern, tc))
-    return {role: np.stack(rows) for role, rows in out.items()}
+    per_text = [r.scores() for r in runs]
+    return {role: np.stack([s[role] for s in per_text]) for role in ROLES}
+
+
+def role_scores(bridge, texts: list[str], max_tokens: int | None = None) -> dict[str, np.ndarray]:
+    """role_scores_of over one forward pass per text (BOS prepended)."""
+    return role_scores_of([HeadText.run(bridge, t, max_tokens=max_tokens) for t in texts])
