@@ -130,24 +130,6 @@ def replication(records: list[dict]) -> list[tuple[str, str, int, int, int]]:
     return out
 
 
-def series_markdown(records: list[dict]) -> list[str]:
-    """A table per claim run over a checkpoint series (params "stepN"): the measured value and
-    status at every step, and the step at which the claim flips."""
-    groups: dict[tuple[str, str], list[dict]] = defaultdict(list)
-    for r in records:
-        if (r.get("param") or "").startswith("step") and r["param"][4:].isdigit():
-            groups[(r["id"], r["model"]["name"])].append(r)
-    lines = []
-    for (cid, model), rs in sorted(groups.items()):
-        rs.sort(key=lambda r: int(r["param"][4:]))
-        flips = [int(b["param"][4:]) for a, b in zip(rs, rs[1:]) if a["status"] != b["status"]]
-        lines += ["", f"## Checkpoint series: {cid} on {model}", "",
-                  f"Flips at step {', '.join(map(str, flips))}." if flips else "Never flips.", "",
-                  "| step | measured | status |", "|---|---|---|"]
-        lines += [f"| {r['param'][4:]} | {_cell(fmt_measured(r.get('measured')))} | {r['status'].upper()} |" for r in rs]
-    return lines
-
-
 def fmt_measured(m: dict | None) -> str:
     if not m or (m.get("value") is None and not m.get("text")):
         return "—"
@@ -209,7 +191,7 @@ def summary_markdown(doc: dict, created: str) -> str:
             lines.append(f"- {cid} on {model}: not decided in this run ({total} skipped or errored)")
     from mechcheck import series as _series  # issue13
 
-    lines += series_markdown([r for r in recs if r.get("step") is None]) + _series.series_markdown(recs)  # issue13
+    lines += _series.series_markdown(recs)  # issue13
     lines += coverage_markdown(for_records(recs), recs)
     lines += ["", "## Claims", ""]
     seen = set()
