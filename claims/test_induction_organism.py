@@ -1,11 +1,14 @@
-"""The classic induction-head result (Olsson et al. 2022; the thesis' §3.3 head scores) on the
+"""The classic induction-head result of Olsson et al. 2022 ("In-context Learning and Induction
+Heads", Transformer Circuits Thread), restated in the thesis (§2.3.8, §3.3) as context, on the
 induction organism trained here (mechcheck.organisms): a 2-layer attention-only transformer
 trained on repeated random segments at random offsets.
 
-This is the regression use on real checkpoints: the claims run over the organism's training
-series (fixtures/organisms/induction-series, every 250 steps) and the report's "Checkpoint
-series" table shows the step at which each claim flips (the phase change). Point it at your own
-series or checkpoint with --mc-model mechcheck/induction-organism=DIR_OR_FILE.
+This is the regression use on real checkpoints: by default the claims run over the organism's
+shipped training series (fixtures/organisms/induction-series, every 250 steps) as one case of
+mechcheck.series, as if `--mc-series mechcheck/induction-organism=<that folder>` were given: each
+record carries its step, the report's series sections plot the phase change, and the headline
+counts the last checkpoint. Point them at your own series with --mc-series (or --mc-model DIR),
+or at one checkpoint file with --mc-model mechcheck/induction-organism=FILE.
 """
 
 from __future__ import annotations
@@ -14,30 +17,41 @@ import pytest
 
 from mechcheck import induction_organism, organisms, series
 from mechcheck.claim import Source, at_least
-from mechcheck.models import INDUCTION_ORGANISM, CheckpointError
+from mechcheck.models import INDUCTION_ORGANISM
 from mechcheck.plugin import run_state
 
-SRC = Source("thesis-ioi-circuits-tinystories-8M.txt", "§3.3 head scores; Olsson et al. 2022 (cited there)")
+SRC = Source("Olsson et al. 2022, In-context Learning and Induction Heads (Transformer Circuits Thread)",
+             "Argument 1 (induction heads form in a phase change early in training, also in small attention-only "
+             "models) and the definition of induction heads (K-composition with a previous-token head); context: "
+             "thesis §2.3.8 and §3.3, which restate it")
 
 
 def pytest_generate_tests(metafunc):
-    if "checkpoint" in metafunc.fixturenames and not series.given(metafunc.config, INDUCTION_ORGANISM):
-        try:
-            found = organisms.checkpoints_of(run_state(metafunc.config).overrides.get(INDUCTION_ORGANISM))
-        except CheckpointError as exc:  # one error per claim, with the reason (never an empty run)
-            found = [("checkpoint", exc)]
-        metafunc.parametrize("checkpoint", [p for _, p in found], ids=[i for i, _ in found], scope="module")
+    """The shipped series (or a --mc-model folder) goes through mechcheck.series; a --mc-model
+    file is one checkpoint without a step. With --mc-series the series plugin parametrizes."""
+    if "checkpoint" not in metafunc.fixturenames or series.given(metafunc.config, INDUCTION_ORGANISM):
+        return
+    override = run_state(metafunc.config).overrides.get(INDUCTION_ORGANISM)
+    if override is not None and not override.is_dir():
+        metafunc.parametrize("checkpoint", [override], ids=["checkpoint"], scope="module")
+        return
+    try:
+        cps = series.discover(override or organisms.SERIES_DIR, INDUCTION_ORGANISM)
+    except series.SeriesError as exc:  # one error per claim, with the reason (never an empty run)
+        metafunc.parametrize("checkpoint", [exc], ids=["checkpoint"], scope="module")
+        return
+    metafunc.parametrize(series.ARG, cps, ids=[c.id for c in cps], indirect=True, scope="session")
 
 
 @pytest.fixture(scope="module")
-def checkpoint(mc_series_step):  # with --mc-series mechcheck/induction-organism=DIR
+def checkpoint(mc_series_step):
     return mc_series_step.path
 
 
 @pytest.fixture(scope="module")
 def scores(checkpoint, mc_device):
     """(LoadedModel, head scores) of one checkpoint."""
-    if isinstance(checkpoint, CheckpointError):
+    if isinstance(checkpoint, Exception):
         raise checkpoint
     loaded = organisms.load_induction(checkpoint, mc_device)
     return loaded, induction_organism.scores(loaded.bridge)
@@ -53,7 +67,8 @@ def s(scores, measure):
     id="O1", model=INDUCTION_ORGANISM,
     statement="A 2-layer attention-only model trained on repeated segments has an induction head in layer 1",
     source=SRC, published="induction heads form (phase change)", expect=at_least(0.3),
-    tolerance="max induction score in layer 1 >= 0.3 (the IOI claims' induction-head threshold)",
+    tolerance="Olsson et al. give no score threshold; max induction score in layer 1 >= 0.3 (the thesis' "
+    "induction-head threshold, used by the IOI claims)",
 )
 def test_o1_induction_head(s, measure):
     measure.record(**induction_organism.best_in_layer(s, "induction", layer=1))

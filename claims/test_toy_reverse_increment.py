@@ -58,10 +58,13 @@ def test_t1_holdout_accuracy(run, measure):
 
 @pytest.mark.claim(
     id="T2", model=TOY,
-    statement="Each output position y_i attends mostly to the reversed input x_{7-i}",
-    source=Source(DOC, "Peeking Under the Hood: Attention Patterns (attention matrix, y0 -> x7 ... y7 -> x0)"),
-    published="diagonal; sample weights 0.63-0.95", expect=at_least(0.5),
-    tolerance="'mostly' = more than half of the attention, averaged over holdout sequences and the 8 outputs",
+    statement="Each output position y_i (i = 1..7) attends mostly to the reversed input x_{7-i}",
+    source=Source(DOC, "Peeking Under the Hood: Attention Patterns (printed attention matrix, y0 -> x7 ... y7 -> x0)"),
+    published="matrix rows on x_{7-i}: 0.953 0.935 0.633 0.904 0.002 0.065 0.904 0.897 (mean 0.66; y1..y7 0.62)",
+    expect=at_least(0.5),
+    tolerance="'mostly' = more than half of the attention, averaged over holdout sequences and y1..y7 "
+    "(the tutorial's own y1..y7 mean is 0.62); y0 is predicted at x7's own position and reads it without "
+    "attention (about 0 in every seed), so it is reported in details, not averaged in",
 )
 def test_t2_attends_to_reversed_input(run, measure):
     measure.record(**toy_circuit.reversed_attention(run))
@@ -100,3 +103,31 @@ def test_t4_attention_ablation(run, measure):
 )
 def test_t5_mlp_does_increment(run, measure):
     measure.record(**toy_circuit.mlp_increment(run))
+
+
+@pytest.mark.claim(
+    id="T6", model=TOY,
+    statement="For each output position y_i (i = 1..7) exactly one input position is routed: x_{7-i} is "
+    "the attention argmax over x0..x7",
+    source=Source(DOC, "Peeking Under the Hood: Attention Patterns ('For each output position, the attention "
+                  "strongly focuses on precisely one input position')"),
+    published="printed matrix: argmax over x0..x7 is x_{7-i} in 6 of the 7 rows y1..y7 (y5's is x3)",
+    expect=at_least(0.5),
+    tolerance="per output, x_{7-i} is the argmax in a majority (> 0.5) of holdout sequences; decided on the "
+              "worst of y1..y7 (bootstrap CI of the min); y0 reads x7 without attention and is in details",
+)
+def test_t6_one_routed_input_per_output(run, measure):
+    measure.record(**toy_circuit.routed_argmax(run))
+
+
+@pytest.mark.claim(
+    id="T7", model=TOY,
+    statement="Zeroing the MLP W_out costs more holdout accuracy than zeroing the attention W_O",
+    source=Source(DOC, "Ablation: Verifying Both Parts Matter (17.67% vs 29.19% left; the text's 'zeroing the "
+                  "attention has a more severe effect' contradicts these numbers, inventory tut-19)"),
+    published="drop difference 0.1152 (82.33 pp - 70.81 pp)", expect=at_least(0.0),
+    tolerance="the published order only: the paired drop difference (MLP minus attention, per holdout "
+              "sequence) must be above 0 with its whole 95% CI",
+)
+def test_t7_mlp_ablation_worse_than_attention(run, measure):
+    measure.record(**toy_circuit.ablation_order(run))

@@ -131,9 +131,9 @@ def render(doc: dict, created: str) -> str:
             f"<td>{e(r['model']['name'])}</td><td>{e(fmt_measured(r.get('measured')))}</td><td>{e(r['expected']['text'])}</td>"
             f"<td>{e(str(r.get('published')) if r.get('published') is not None else '—')}</td><td>{status}</td>"
             f"<td>{r['timing']['call_s']:.2f}</td></tr>")
-    from mechcheck.series import headline_note, series_sections  # issue13
+    from mechcheck.series import headline_note, series_sections
 
-    sections = [series_sections(recs)[1]]  # issue13: one plot per claim run over a series
+    sections = [series_sections(recs)[1]]: one plot per claim run over a series
     for i, r in enumerate(recs):
         pid = r["id"] + (f"[{r['param']}]" if r.get("param") else "")
         imgs = "".join(f"<img src='{src}' alt='{e(pid)} figure'>" for src in figures(r))
@@ -152,7 +152,7 @@ def render(doc: dict, created: str) -> str:
         f"<p>Created {e(created)} on {e(str(doc['run'].get('device')))}; torch {e(str(doc['run'].get('torch')))}, "
         f"TransformerLens {e(str(doc['run'].get('transformer_lens')))}. {len(recs)} claims: "
         f"{e(counts_line(c))}. "
-        f"{e(headline_note(recs)) + ' ' if headline_note(recs) else ''}"  # issue13
+        f"{e(headline_note(recs)) + ' ' if headline_note(recs) else ''}"
         "Heads are LxHy (layer x, head y; the thesis' H7.7 is L7H7); brackets are 95% bootstrap CIs: a claim "
         "with one passes when the whole CI satisfies the expectation, fails when the whole CI violates it, and is "
         "INCONCLUSIVE when it straddles the threshold.</p>"

@@ -296,14 +296,6 @@ def series(directory: Path = SERIES_DIR) -> list[tuple[int, Path]]:
     return sorted(out)
 
 
-def checkpoints_of(override: Path | None) -> list[tuple[str, Path]]:
-    """(id, file) of the induction claims' checkpoints: the shipped series, a --mc-model series
-    folder, or one --mc-model file."""
-    if override is not None and not Path(override).is_dir():
-        return [("checkpoint", Path(override))]
-    return [(f"step{step:04d}", path) for step, path in series(override or SERIES_DIR)]
-
-
 def load_induction(path: Path, device: str = "cpu"):
     """A LoadedModel of an induction-organism checkpoint (2-layer attention-only)."""
     from mechcheck.models import INDUCTION_ORGANISM, LoadedModel

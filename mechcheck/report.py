@@ -117,9 +117,9 @@ def build(records: list[dict], run: dict) -> dict:
 
 def counts(records: list[dict]) -> dict[str, int]:
     """Records per status (a checkpoint series counts its last checkpoint only)."""
-    from mechcheck.series import headline  # issue13: a series counts its last checkpoint
+    from mechcheck.series import headline: a series counts its last checkpoint
 
-    return {s: sum(r["status"] == s for r in headline(records)) for s in STATUSES}  # issue13
+    return {s: sum(r["status"] == s for r in headline(records)) for s in STATUSES}
 
 
 def counts_line(c: dict[str, int]) -> str:
@@ -159,24 +159,6 @@ def replication_lines(records: list[dict], every: bool = True) -> list[str]:
     return lines
 
 
-def series_markdown(records: list[dict]) -> list[str]:
-    """A table per claim run over a checkpoint series (params "stepN"): the measured value and
-    status at every step, and the step at which the claim flips."""
-    groups: dict[tuple[str, str], list[dict]] = defaultdict(list)
-    for r in records:
-        if (r.get("param") or "").startswith("step") and r["param"][4:].isdigit():
-            groups[(r["id"], r["model"]["name"])].append(r)
-    lines = []
-    for (cid, model), rs in sorted(groups.items()):
-        rs.sort(key=lambda r: int(r["param"][4:]))
-        flips = [int(b["param"][4:]) for a, b in zip(rs, rs[1:]) if a["status"] != b["status"]]
-        lines += ["", f"## Checkpoint series: {cid} on {model}", "",
-                  f"Flips at step {', '.join(map(str, flips))}." if flips else "Never flips.", "",
-                  "| step | measured | status |", "|---|---|---|"]
-        lines += [f"| {r['param'][4:]} | {_cell(fmt_measured(r.get('measured')))} | {r['status'].upper()} |" for r in rs]
-    return lines
-
-
 def fmt_measured(m: dict | None) -> str:
     if not m or (m.get("value") is None and not m.get("text")):
         return "—"
@@ -191,10 +173,10 @@ def _cell(x) -> str:
     return str(x).replace("|", "\\|").replace("\n", " ")
 
 
-def _series_note(records: list[dict]) -> str:  # issue13
-    from mechcheck.series import headline_note  # issue13
+def _series_note(records: list[dict]) -> str:
+    from mechcheck.series import headline_note
 
-    return " " + headline_note(records) if headline_note(records) else ""  # issue13
+    return " " + headline_note(records) if headline_note(records) else ""
 
 
 def summary_markdown(doc: dict, created: str) -> str:
@@ -204,7 +186,7 @@ def summary_markdown(doc: dict, created: str) -> str:
         "# mechcheck report",
         "",
         f"Created {created}. Device: {doc['run'].get('device')}. "
-        f"{len(recs)} claims: {counts_line(c)}." + _series_note(recs),  # issue13
+        f"{len(recs)} claims: {counts_line(c)}." + _series_note(recs),
         "",
         *([f"**PARTIAL RUN** ({doc['run']['partial']}): claims that did not run are not in this report.", ""]
           if doc["run"].get("partial") else []),
@@ -233,9 +215,9 @@ def summary_markdown(doc: dict, created: str) -> str:
         )
     lines += ["", "## What replicated", ""]
     lines += [f"- {line}" for line in replication_lines(recs)]
-    from mechcheck import series as _series  # issue13
+    from mechcheck import series as _series
 
-    lines += series_markdown([r for r in recs if r.get("step") is None]) + _series.series_markdown(recs)  # issue13
+    lines += _series.series_markdown(recs)
     lines += coverage_markdown(for_records(recs), recs)
     lines += ["", "## Claims", ""]
     seen = set()

@@ -93,7 +93,7 @@ def test_issue_14_statements_are_declared(inventories):
     assert "77.3% to 0.25%" in by_id["th-3.5.2-f1059abl"].quote
     assert "0.7 to 0.3" in by_id["th-3.5.1-f44h77"].quote
     assert by_id["tut-19"].category == "contradicts-document" and "17.67%" in by_id["tut-19"].reason
-    assert by_id["tut-20"].category == "not-yet-encoded"
+    assert by_id["tut-20"].tests == ("T7",) and by_id["tut-06"].tests == ("T6",)  # encoded (issue #14 item 2)
     assert "nouns" in by_id["paper-19"].readings and "past tense" in by_id["paper-19"].readings
     hedged = [s for s in by_id.values() if s.id.startswith("ba-h") and s.hedge]
     assert len(hedged) >= 10

@@ -53,11 +53,14 @@ def test_claims_over_the_checkpoint_series_show_the_phase_change(tmp_path, run_c
     doc = run_claims("test_induction_organism.py", tmp_path, "--mc-claims-nonfatal")
     steps = [r for r in doc["claims"] if r["id"] == "O1"]
     assert len(steps) == len(organisms.series()) >= 5
-    by_step = {int(r["param"][4:]): r["status"] for r in steps}
+    by_step = {r["step"]: r["status"] for r in steps}  # the shipped series is a mechcheck.series case
+    assert [r["param"] for r in steps] == [f"step{s:04d}" for s in sorted(by_step)]
     assert by_step[0] == "fail" and by_step[max(by_step)] == "pass"  # the induction head forms
     summary = (tmp_path / "summary.md").read_text()
     assert "## Checkpoint series: O1 on mechcheck/induction-organism" in summary
-    assert "Flips at step" in summary
+    assert "Holds first at step" in summary and "| step | measured | CI | status |" in summary
+    assert "Never flips" not in summary and "Flips at step" not in summary  # the old table is gone
+    assert doc["counts"]["pass"] + doc["counts"]["fail"] == 2  # headline: each claim's last checkpoint
 
 
 def test_diff_between_two_series_checkpoints_flags_the_induction_claim(tmp_path, run_claims):
@@ -70,6 +73,20 @@ def test_diff_between_two_series_checkpoints_flags_the_induction_claim(tmp_path,
     out = subprocess.run([sys.executable, "-m", "mechcheck", "diff", str(tmp_path / "late"), str(tmp_path / "early")],
                          capture_output=True, text=True, cwd=ROOT)
     assert out.returncode == 1 and "O1[checkpoint]: pass -> fail" in out.stdout
+
+
+def test_an_empty_series_folder_is_one_error_per_claim(tmp_path):
+    """--mc-model DIR goes through mechcheck.series.discover: a folder without checkpoints gives each
+    claim one error record naming the folder, never an empty run or a traceback."""
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    out = subprocess.run([sys.executable, "-m", "pytest", str(ROOT / "claims" / "test_induction_organism.py"), "-q",
+                          "--mc-model", f"mechcheck/induction-organism={empty}", "--mc-report", str(tmp_path / "rep")],
+                         capture_output=True, text=True, cwd=ROOT)
+    assert out.returncode == 1 and "Traceback" not in out.stdout
+    doc = json.loads((tmp_path / "rep" / "results.json").read_text())
+    assert [(r["id"], r["status"]) for r in doc["claims"]] == [("O1", "error"), ("O2", "error")]
+    assert all(f"series {empty}: no checkpoints" in r["message"] and "\n" not in r["message"] for r in doc["claims"])
 
 
 @pytest.mark.slow
