@@ -133,7 +133,7 @@ def render(doc: dict, created: str) -> str:
             f"<td>{r['timing']['call_s']:.2f}</td></tr>")
     from mechcheck.series import headline_note, series_sections
 
-    sections = [series_sections(recs)[1]]: one plot per claim run over a series
+    sections = [series_sections(recs)[1]]  # one plot per claim run over a series
     for i, r in enumerate(recs):
         pid = r["id"] + (f"[{r['param']}]" if r.get("param") else "")
         imgs = "".join(f"<img src='{src}' alt='{e(pid)} figure'>" for src in figures(r))

@@ -117,7 +117,7 @@ def build(records: list[dict], run: dict) -> dict:
 
 def counts(records: list[dict]) -> dict[str, int]:
     """Records per status (a checkpoint series counts its last checkpoint only)."""
-    from mechcheck.series import headline: a series counts its last checkpoint
+    from mechcheck.series import headline  # a series counts its last checkpoint
 
     return {s: sum(r["status"] == s for r in headline(records)) for s in STATUSES}
 
