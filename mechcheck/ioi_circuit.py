@@ -167,3 +167,72 @@ def edge_recovery(run: ioi.IOIRun, receiver: tuple[int, int], component: str, se
     claimed sender's CI over prompts."""
     per_prompt = run.edges(receiver, component).numpy()  # [layer, heads, n]
     return dict(value=per_prompt.mean(-1), n=per_prompt.shape[-1], **{f"ci_{fmt_item(sender)}": bootstrap_ci(per_prompt[sender])})
+
+
+# ---------------------------------------------------------------- absence claims with power (issue #11 item 2)
+
+def max_ci(per_item: np.ndarray, axis: int, n_boot: int = 1000, level: float = 0.95, seed: int = 0,
+           sign: float = 1.0) -> tuple[float, float]:
+    """Percentile bootstrap CI of the maximum over every head of the mean over items (`axis` of
+    `per_item` indexes prompts or sequences), resampling the items jointly for all heads.
+
+    Why: an absence claim ("no head scores above t") is decided on the largest of many heads'
+    means; the bootstrap of that maximum is a simultaneous bound over heads (no Bonferroni
+    needed), and its upward bias makes the upper end conservative for an absence claim.
+    sign=-1 gives the CI of the minimum."""
+    x = np.moveaxis(np.asarray(per_item, dtype=float), axis, 0) * sign  # [n, ...]
+    n = x.shape[0]
+    idx = np.random.default_rng(seed).integers(0, n, size=(n_boot, n))
+    maxima = np.array([x[i].mean(0).max() for i in idx]) * sign
+    alpha = (1 - level) / 2
+    lo, hi = float(np.quantile(maxima, alpha)), float(np.quantile(maxima, 1 - alpha))
+    return (min(lo, hi), max(lo, hi))
+
+
+def detectable_mix(per_seq: np.ndarray, threshold: float, grid=np.round(np.arange(0.01, 1.001, 0.01), 2)):
+    """The smallest strength a (on a 0.01 grid) of a head planted at the head that scores lowest:
+    its attention rows mixed as (1-a)*pattern + a*target, so its per-sequence score becomes
+    (1-a)*score + a, at which `absent_head_score` would decide FAIL (the whole max-CI above
+    threshold). Planting raises only that head's own score exactly this way (later heads may
+    change too, which can only raise the maximum), so the value is an upper bound on the
+    smallest detected strength. Returns (strength or None, planted head)."""
+    s = np.asarray(per_seq, dtype=float)  # [n_layers, n, n_heads]
+    l, h = np.unravel_index(s.mean(1).argmin(), (s.shape[0], s.shape[2]))
+    def fails(a):
+        planted = s.copy()
+        planted[l, :, h] = (1 - a) * s[l, :, h] + a
+        return max_ci(planted, axis=1)[0] > threshold
+
+    if not fails(grid[-1]):
+        return None, (int(l), int(h))
+    lo, hi = -1, len(grid) - 1  # bisection: the planted score rises with a
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        lo, hi = (lo, mid) if fails(grid[mid]) else (mid, hi)
+    return float(grid[hi]), (int(l), int(h))
+
+
+def _absence_summary(scores: dict, score: str, threshold: float) -> dict:
+    s = scores[score]  # [n_layers, n, n_heads]
+    mean = s.mean(1)
+    top = tuple(int(t) for t in np.unravel_index(mean.argmax(), mean.shape))
+    effect, planted_at = detectable_mix(s, threshold)
+    return dict(value=float(mean.max()), ci=max_ci(s, axis=1), n=s.shape[1], top_head=fmt_item(top),
+                detectable_effect=effect, detectable_effect_head=fmt_item(planted_at), head_map=mean)
+
+
+def absent_head_score(scores: dict, score: str, threshold: float, thesis_form: dict | None = None,
+                      head: tuple[int, int] | None = None) -> dict:
+    """I1.8m, I3.8m_weak: the maximum over every head of the mean `score`, with the bootstrap CI
+    of that maximum (simultaneous over heads) and the smallest planted-head strength the check
+    detects (`detectable_mix`). `thesis_form`: the same scores on the thesis' uniformly random
+    tokens, recorded beside (value, CI, top head, detectable effect) when the decision uses
+    another form; `head`: a named head's own mean and CI, recorded beside."""
+    out = _absence_summary(scores, score, threshold)
+    if thesis_form is not None:
+        other = _absence_summary(thesis_form, score, threshold)
+        out.update({f"random_tokens_{k}": other[k] for k in ("value", "ci", "top_head", "detectable_effect")})
+    if head is not None:
+        per = scores[score][head[0], :, head[1]]
+        out.update({f"{fmt_item(head)}_value": float(per.mean()), f"{fmt_item(head)}_ci": bootstrap_ci(per)})
+    return out

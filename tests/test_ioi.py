@@ -213,3 +213,77 @@ def test_claims_skip_with_one_reason_without_checkpoints(tmp_path, run_claims):
     assert {r["status"] for r in doc["claims"]} == {"skip"} and len(doc["claims"]) == 21
     assert {r["message"].split(" not reachable")[0] for r in doc["claims"]} == {
         "checkpoint roneneldan/TinyStories-8M", "checkpoint gpt2"}
+
+
+# ---------------------------------------------------------------- absence claims with power (issue #11 item 2)
+
+def _head(item: str) -> tuple[int, int]:
+    layer, head = item[1:].split("H")
+    return int(layer), int(head)
+
+
+def _planted_scores(bridge, head, strength, kind, vocab=None, half=50):
+    """head_scores at the claims' settings (16 x [BOS] r r, half 50) with one head planted: its
+    second-half attention rows mixed (1-a)*pattern + a*target (the induction target q-half+1 or the
+    duplicate-token target q-half). The bridge delegates attention to the HF module, so the edit
+    reaches the cached pattern the scores read but not later layers (TL warns so): the check sees
+    exactly the planted head, which is what its power is about."""
+    def plant(pattern, hook):
+        pattern = pattern.clone()
+        q = torch.arange(1 + half, pattern.shape[-1])
+        k = q - half + (1 if kind == "induction" else 0)
+        target = torch.zeros_like(pattern[:, head[1], q])
+        target[:, torch.arange(len(q)), k] = 1.0
+        pattern[:, head[1], q] = (1 - strength) * pattern[:, head[1], q] + strength * target
+        return pattern
+
+    with bridge.hooks(fwd_hooks=[(f"blocks.{head[0]}.attn.hook_pattern", plant)]), \
+            pytest.warns(UserWarning, match="edit is discarded"):
+        return {k: v.numpy() for k, v in head_scores.head_scores(bridge, vocab=vocab).items()}
+
+
+@pytest.fixture(scope="module")
+def story_vocab(tok):
+    from mechcheck.data import tinystories_validation
+    return head_scores.corpus_vocab(tok, tinystories_validation(data_dir()), exclude=[tok.bos_token_id])
+
+
+def test_i1_8m_fails_with_a_planted_induction_head(ts8m_random, story_vocab):
+    """I1.8m at its own settings on the 8M stand-in: the unplanted stand-in PASSES (the whole CI of
+    the max is below 0.3) in both token forms; an induction head of strength 0.3 planted at the
+    weakest head makes it FAIL (the whole CI above), and so does the recorded detectable_effect."""
+    b = ts8m_random[1].bridge
+    plain = {k: v.numpy() for k, v in head_scores.head_scores(b, vocab=story_vocab).items()}
+    thesis_form = {k: v.numpy() for k, v in head_scores.head_scores(b).items()}
+    r = ioi_circuit.absent_head_score(plain, "induction", ioi_circuit.INDUCTION_HEAD, thesis_form=thesis_form)
+    assert r["ci"][1] <= 0.3 and r["random_tokens_ci"][1] <= 0.3
+    assert len(story_vocab) < 10000 and r["detectable_effect"] <= 0.3
+    head = _head(r["detectable_effect_head"])
+    for strength in (0.3, r["detectable_effect"]):
+        planted = _planted_scores(b, head, strength, "induction", story_vocab)
+        p = ioi_circuit.absent_head_score(planted, "induction", ioi_circuit.INDUCTION_HEAD)
+        assert p["ci"][0] > 0.3 and p["top_head"] == r["detectable_effect_head"], (strength, p["ci"])
+
+
+def test_i3_8m_weak_fails_with_a_planted_duplicate_head(ts8m_random):
+    """I3.8m_weak on the 8M stand-in: passes unplanted; a duplicate-token head planted at the
+    recorded detectable_effect (<= 0.5) makes the max-over-heads CI lie wholly above 0.5."""
+    b = ts8m_random[1].bridge
+    plain = {k: v.numpy() for k, v in head_scores.head_scores(b).items()}
+    r = ioi_circuit.absent_head_score(plain, "duplicate_token", 0.5, head=(4, 0))
+    assert r["ci"][1] <= 0.5 and r["detectable_effect"] <= 0.5 and "L4H0_ci" in r
+    planted = _planted_scores(b, _head(r["detectable_effect_head"]), r["detectable_effect"], "duplicate_token")
+    assert ioi_circuit.absent_head_score(planted, "duplicate_token", 0.5)["ci"][0] > 0.5
+
+
+def test_max_ci_is_simultaneous_over_heads():
+    """The CI of the maximum covers the largest head mean and lies above a single head's CI when
+    many heads tie (a per-head CI would under-cover the maximum)."""
+    rng = np.random.default_rng(0)
+    x = rng.normal(0.1, 0.05, size=(4, 16, 8))  # [layers, sequences, heads], all heads alike
+    lo, hi = ioi_circuit.max_ci(x, axis=1)
+    assert lo <= x.mean(1).max() <= hi
+    from mechcheck.stats import bootstrap_ci
+    assert hi > bootstrap_ci(x[0, :, 0])[1]
+    mlo, mhi = ioi_circuit.max_ci(x, axis=1, sign=-1.0)
+    assert mlo <= x.mean(1).min() <= mhi
