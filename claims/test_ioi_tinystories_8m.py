@@ -225,11 +225,15 @@ def test_i7_gpt2_negative_name_movers(gpt2, measure, ioi_run):
 @pytest.mark.claim(
     id="I7.8m", model=TS8M, statement="TinyStories-8M has no negative name-mover heads",
     source=_src("§3.4.2 ('TinyStories-8M doesn't have negative name mover heads')"), published="none",
-    expect=at_least(-0.05),
-    tolerance="most negative head DLA as a fraction of |mean logit difference| >= -0.05",
+    expect=at_least(-0.47),
+    tolerance=("most negative mean head DLA >= -0.47 logit (5% of the published 9.4 logit difference; in logits, "
+               "not as a fraction of the model's own logit difference, which explodes on a model near 0), decided on "
+               "the bootstrap CI of the minimum over all heads (simultaneous); the fraction is recorded beside; "
+               "detectable_effect: smallest negative DLA (logits) of a mover planted at the least active head "
+               "that this check decides FAIL"),
 )
 def test_i7_8m_no_negative_name_movers(ts8m, measure, ioi_run):
-    measure.record(**m.most_negative_dla(ioi_run(ts8m)))
+    measure.record(**m.no_negative_movers(ioi_run(ts8m), -0.47))
 
 
 @pytest.mark.claim(

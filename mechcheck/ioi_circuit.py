@@ -236,3 +236,39 @@ def absent_head_score(scores: dict, score: str, threshold: float, thesis_form: d
         per = scores[score][head[0], :, head[1]]
         out.update({f"{fmt_item(head)}_value": float(per.mean()), f"{fmt_item(head)}_ci": bootstrap_ci(per)})
     return out
+
+
+def detectable_shift(per_item: np.ndarray, axis: int, decides_fail, grid) -> tuple[float | None, tuple]:
+    """The smallest shift a on `grid` that, added to every item of the least active head (smallest
+    |mean|), makes `decides_fail(ci of the minimum over heads)` true: the strength of a planted
+    head (e.g. a negative name mover writing -a logits at END) that the check would detect."""
+    x = np.moveaxis(np.asarray(per_item, dtype=float), axis, -1)  # [..., n]
+    head = np.unravel_index(np.abs(x.mean(-1)).argmin(), x.shape[:-1])
+
+    def fails(a):
+        planted = x.copy()
+        planted[head] = planted[head] - a
+        return decides_fail(max_ci(planted, axis=-1, sign=-1.0))
+
+    if not fails(grid[-1]):
+        return None, tuple(int(i) for i in head)
+    lo, hi = -1, len(grid) - 1
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        lo, hi = (lo, mid) if fails(grid[mid]) else (mid, hi)
+    return float(grid[hi]), tuple(int(i) for i in head)
+
+
+def no_negative_movers(run: ioi.IOIRun, threshold: float) -> dict:
+    """I7.8m: the most negative mean head DLA (logits), with the bootstrap CI of the minimum over
+    heads (simultaneous), its fraction of |mean logit difference| beside, and detectable_effect:
+    the smallest DLA -a of a negative mover planted at the least active head that the check
+    decides FAIL (whole CI below threshold), at the run's final LayerNorm scale (a real planted head
+    also enlarges that scale, so it needs a few per cent more; tests/test_ioi.py plants one)."""
+    d = _head_dla(run)  # [L, H, n]
+    mean = d.mean(-1)
+    l, h = np.unravel_index(mean.argmin(), mean.shape)
+    effect, at = detectable_shift(d, -1, lambda ci: ci[1] < threshold, np.round(np.arange(0.01, 5.001, 0.01), 2))
+    return dict(value=float(mean.min()), ci=max_ci(d, axis=-1, sign=-1.0), n=d.shape[-1],
+                most_negative=fmt_item((int(l), int(h))), fraction_of_logit_diff=float(mean.min() / abs(run.ld.mean().item())),
+                detectable_effect=effect, detectable_effect_head=fmt_item(at), head_map=mean)

@@ -287,3 +287,35 @@ def test_max_ci_is_simultaneous_over_heads():
     assert hi > bootstrap_ci(x[0, :, 0])[1]
     mlo, mhi = ioi_circuit.max_ci(x, axis=1, sign=-1.0)
     assert mlo <= x.mean(1).min() <= mhi
+
+
+def test_i7_8m_fails_with_a_planted_negative_mover(ts8m_random, tok):
+    """I7.8m on the 8M stand-in at its settings (the IOI prompts, BOS): passes unplanted; a negative
+    mover planted at the least active head (its END output shifted along the IO - S readout by
+    -(detectable_effect + 0.1) logits at the unplanted run's final scale, through hook_z, which reaches the
+    output) makes the whole CI fall below
+    -0.47."""
+    from mechcheck.metrics.logit_diff import _direction
+
+    b = ts8m_random[1].bridge
+    prompts = ioi.build(tok, names=("John", "Mary", "Tom"))
+    run = ioi.IOIRun(b, prompts)
+    r = ioi_circuit.no_negative_movers(run, -0.47)
+    assert r["ci"][0] >= -0.47 and r["detectable_effect"] is not None and r["detectable_effect"] < 1.0
+    layer, head = _head(r["detectable_effect_head"])
+    d = _direction(b, run.prompts)
+    d = d - d.mean(-1, keepdim=True)
+    w = torch.einsum("ed,nd->ne", b.W_O[layer, head], d / dla.final_scale(b, run.cache, run.prompts))
+    # DLA of the shift at the unplanted final scale: -(effect + 0.1); the planted output also
+    # enlarges the final LayerNorm scale, which shrinks its realised DLA by a few per cent
+    shift = -(r["detectable_effect"] + 0.1) * w / w.pow(2).sum(-1, keepdim=True)
+
+    def plant(z, hook):
+        z = z.clone()
+        z[torch.arange(len(prompts)), run.prompts.pos_end, head] += shift
+        return z
+
+    with b.hooks(fwd_hooks=[(f"blocks.{layer}.attn.hook_z", plant)]):
+        planted = ioi.IOIRun(b, prompts)
+    p = ioi_circuit.no_negative_movers(planted, -0.47)
+    assert p["ci"][1] < -0.47 and p["most_negative"] == r["detectable_effect_head"]
