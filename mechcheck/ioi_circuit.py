@@ -272,3 +272,20 @@ def no_negative_movers(run: ioi.IOIRun, threshold: float) -> dict:
     return dict(value=float(mean.min()), ci=max_ci(d, axis=-1, sign=-1.0), n=d.shape[-1],
                 most_negative=fmt_item((int(l), int(h))), fraction_of_logit_diff=float(mean.min() / abs(run.ld.mean().item())),
                 detectable_effect=effect, detectable_effect_head=fmt_item(at), head_map=mean)
+
+
+def never_decreases(run: ioi.IOIRun, threshold: float) -> dict:
+    """I5.8m: the largest mean drop between consecutive points of the logit-lens curve (embed,
+    L0 attn, L0 MLP, ...), with the bootstrap CI of that maximum over all steps (simultaneous, so
+    the step is not chosen after looking), and detectable_effect: the smallest drop a added at
+    the flattest step (a head writing -a logits there; detectable_effect_at names the component
+    whose output makes that step) that the check decides FAIL, at the run's final LayerNorm scale."""
+    values, labels = dla.accumulated(run.bridge, run.cache, run.prompts)
+    curves = values.T.cpu().numpy()  # [n, points]
+    drops = curves[:, :-1] - curves[:, 1:]  # [n, steps]
+    mean = drops.mean(0)
+    step = int(np.argmax(mean))
+    effect, at = detectable_shift(-drops, 0, lambda ci: -ci[1] > threshold, np.round(np.arange(0.01, 5.001, 0.01), 2))
+    return dict(value=float(mean.max()), ci=max_ci(drops, axis=0), n=drops.shape[0], curve=curves.mean(0),
+                labels=labels, drop_after=labels[step], detectable_effect=effect,
+                detectable_effect_at=labels[at[0] + 1])

@@ -319,3 +319,41 @@ def test_i7_8m_fails_with_a_planted_negative_mover(ts8m_random, tok):
         planted = ioi.IOIRun(b, prompts)
     p = ioi_circuit.no_negative_movers(planted, -0.47)
     assert p["ci"][1] < -0.47 and p["most_negative"] == r["detectable_effect_head"]
+
+
+def _plant_dla(bridge, run, layer, head, logits):
+    """A head whose END output is shifted along the IO - S readout by `logits` (at the unplanted
+    run's final LayerNorm scale), through hook_z: the IOIRun of the planted model."""
+    from mechcheck.metrics.logit_diff import _direction
+
+    d = _direction(bridge, run.prompts)
+    d = d - d.mean(-1, keepdim=True)
+    w = torch.einsum("ed,nd->ne", bridge.W_O[layer, head], d / dla.final_scale(bridge, run.cache, run.prompts))
+    shift = logits * w / w.pow(2).sum(-1, keepdim=True)
+
+    seen = [0]  # the cache runs in chunks, clean prompts then corrupted ones (same END positions)
+
+    def plant(z, hook):
+        z = z.clone()
+        rows = (seen[0] + torch.arange(z.shape[0])) % len(run.prompts)
+        z[torch.arange(z.shape[0]), run.prompts.pos_end[rows], head] += shift[rows]
+        seen[0] += z.shape[0]
+        return z
+
+    with bridge.hooks(fwd_hooks=[(f"blocks.{layer}.attn.hook_z", plant)]):
+        return ioi.IOIRun(bridge, run.prompts)
+
+
+def test_i5_8m_fails_with_a_planted_drop(ts8m_random, tok):
+    """I5.8m at its own settings (the default 120 prompts, BOS; with 24 prompts the max-over-16-steps
+    bound is too wide to pass): the 8M stand-in passes; a head writing -(detectable_effect + 0.1)
+    logits at the flattest attention step makes the whole CI of the largest drop exceed 0.1."""
+    b = ts8m_random[1].bridge
+    run = ioi.IOIRun(b, ioi.build(tok))
+    r = ioi_circuit.never_decreases(run, 0.1)
+    assert r["ci"][1] <= 0.1 and r["detectable_effect"] is not None and r["detectable_effect"] < 0.5
+    at = r["detectable_effect_at"]
+    layer = int(at.split(".")[0])  # an attention step "L" (or the MLP step "L.5": plant in L+1's attention)
+    layer = layer if "." not in at else min(layer + 1, b.cfg.n_layers - 1)
+    planted = _plant_dla(b, run, layer, 0, -(r["detectable_effect"] + 0.1))
+    assert ioi_circuit.never_decreases(planted, 0.1)["ci"][0] > 0.1
