@@ -207,6 +207,28 @@ def test_i5_gpt2_dips(gpt2, measure, ioi_run):
 
 
 @pytest.mark.claim(
+    id="I13.8m", model=TS8M, statement="Most of TinyStories-8M's logit difference is written at layer 7",
+    source=_src("§3.4.2, fig 3.7 ('the majority of direct logit attribution is achieved at a single layer ... "
+                "This occurs at layer 7 in TinyStories-8M')"), published="layer 7", expect=at_least(0.5),
+    tolerance=("'majority' = layer 7 (attention + MLP) writes more than half of the rise of the logit-lens curve "
+               "from the embedding to the last layer; CI: bootstrap over prompts; every layer's share beside"),
+)
+def test_i13_8m_layer_7_writes_most(ts8m, measure, ioi_run):
+    measure.record(**m.layer_share(ioi_run(ts8m), 7))
+
+
+@pytest.mark.claim(
+    id="I13.gpt2", model=GPT2, statement="Most of GPT-2 small's logit difference is written at layer 9",
+    source=_src("§3.4.2, fig 3.8 ('This occurs ... layer 9 in GPT2-small')"), published="layer 9",
+    expect=at_least(0.5),
+    tolerance=("'majority' = layer 9 (attention + MLP) writes more than half of the rise of the logit-lens curve "
+               "from the embedding to the last layer; CI: bootstrap over prompts; every layer's share beside"),
+)
+def test_i13_gpt2_layer_9_writes_most(gpt2, measure, ioi_run):
+    measure.record(**m.layer_share(ioi_run(gpt2), 9))
+
+
+@pytest.mark.claim(
     id="I6", model=TS8M, statement="In TinyStories-8M only H7.7 has a noticeable direct effect on the logit difference",
     source=_src("§3.4.2, fig 3.9"), published="only H7.7", expect=leads([(7, 7)], 0.3, 0.2),
     tolerance="share of total |DLA| (mean over prompts): H7.7 >= 0.3 and >= 0.2 above the runner-up",

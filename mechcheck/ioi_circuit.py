@@ -289,3 +289,24 @@ def never_decreases(run: ioi.IOIRun, threshold: float) -> dict:
     return dict(value=float(mean.max()), ci=max_ci(drops, axis=0), n=drops.shape[0], curve=curves.mean(0),
                 labels=labels, drop_after=labels[step], detectable_effect=effect,
                 detectable_effect_at=labels[at[0] + 1])
+
+
+# ---------------------------------------------------------------- issue #14 item 2 (thesis)
+
+def layer_share(run: ioi.IOIRun, layer: int) -> dict:
+    """figs 3.7/3.8: the share of the total rise of the logit-lens curve (embed to the last layer)
+    written by one layer (its attention and MLP), with a bootstrap CI over prompts of that ratio
+    of means; every layer's share beside."""
+    values, labels = dla.accumulated(run.bridge, run.cache, run.prompts)
+    curves = values.T.cpu().numpy()  # [n, points]
+    # the point just before layer L's attention is the one before label "L"
+    before = [labels.index(f"{l}") - 1 for l in range(run.bridge.cfg.n_layers)]
+    after = before[1:] + [len(labels) - 1]
+
+    def share(c, l=layer):
+        m = c.mean(0)
+        return float((m[after[l]] - m[before[l]]) / (m[-1] - m[0]))
+
+    shares = [share(curves, l) for l in range(run.bridge.cfg.n_layers)]
+    return dict(value=shares[layer], ci=bootstrap_ci(curves, stat=share), n=curves.shape[0],
+                layer_shares=np.array(shares), largest_layer=int(np.argmax(shares)))

@@ -357,3 +357,13 @@ def test_i5_8m_fails_with_a_planted_drop(ts8m_random, tok):
     layer = layer if "." not in at else min(layer + 1, b.cfg.n_layers - 1)
     planted = _plant_dla(b, run, layer, 0, -(r["detectable_effect"] + 0.1))
     assert ioi_circuit.never_decreases(planted, 0.1)["ci"][0] > 0.1
+
+
+def test_layer_share_finds_the_name_mover_layer(name_mover):
+    """I13's measure: on the name-mover organism the layer holding the mover (1) writes the majority
+    (whole CI above 0.5) and layer 0 does not (whole CI below); the untrained organism has none."""
+    run = name_mover["trained"]
+    mover, _ = _mover(run)
+    right, wrong = ioi_circuit.layer_share(run, mover[0]), ioi_circuit.layer_share(run, 1 - mover[0])
+    assert right["ci"][0] > 0.5 and wrong["ci"][1] < 0.5 and right["largest_layer"] == mover[0]
+    assert not ioi_circuit.layer_share(name_mover["untrained"], mover[0])["ci"][0] > 0.5
