@@ -367,3 +367,11 @@ def test_layer_share_finds_the_name_mover_layer(name_mover):
     right, wrong = ioi_circuit.layer_share(run, mover[0]), ioi_circuit.layer_share(run, 1 - mover[0])
     assert right["ci"][0] > 0.5 and wrong["ci"][1] < 0.5 and right["largest_layer"] == mover[0]
     assert not ioi_circuit.layer_share(name_mover["untrained"], mover[0])["ci"][0] > 0.5
+
+
+def test_cannot_do_ioi_check_fails_on_a_model_that_can(name_mover):
+    """I4.1m's measure (mean logit difference <= 1.0): the untrained name-mover organism passes,
+    the trained one (which does IOI) fails with its whole CI above 1.0."""
+    low = ioi_circuit.mean_logit_diff(name_mover["untrained"])
+    high = ioi_circuit.mean_logit_diff(name_mover["trained"])
+    assert low["ci"][1] <= 1.0 and high["ci"][0] > 1.0
