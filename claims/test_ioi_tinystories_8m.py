@@ -246,6 +246,16 @@ def test_i13_gpt2_layer_9_writes_most(gpt2, measure, ioi_run):
 
 
 @pytest.mark.claim(
+    id="I14", model=TS8M, statement="H4.0 attends from S2 to S1 on the IOI prompts (duplicate-token head)",
+    source=_src("§3.4.2 ('1. Duplicate token head H4.0 copies duplicate name information from S1 to S2.')"),
+    published="S2 -> S1", expect=at_least(0.1),
+    tolerance="attention S2->S1 minus S2->IO >= 0.1 (I10's margin; the thesis gives no number)",
+)
+def test_i14_h4_0_attends_s2_to_s1(ts8m, measure, ioi_run):
+    measure.record(**m.attention_s2_to_s1(ioi_run(ts8m), (4, 0)))
+
+
+@pytest.mark.claim(
     id="I6", model=TS8M, statement="In TinyStories-8M only H7.7 has a noticeable direct effect on the logit difference",
     source=_src("§3.4.2, fig 3.9"), published="only H7.7", expect=leads([(7, 7)], 0.3, 0.2),
     tolerance="share of total |DLA| (mean over prompts): H7.7 >= 0.3 and >= 0.2 above the runner-up",

@@ -310,3 +310,14 @@ def layer_share(run: ioi.IOIRun, layer: int) -> dict:
     shares = [share(curves, l) for l in range(run.bridge.cfg.n_layers)]
     return dict(value=shares[layer], ci=bootstrap_ci(curves, stat=share), n=curves.shape[0],
                 layer_shares=np.array(shares), largest_layer=int(np.argmax(shares)))
+
+
+def attention_s2_to_s1(run: ioi.IOIRun, head: tuple[int, int]) -> dict:
+    """§3.4.2 hypothesis 1 (H4.0 copies duplicate-name information from S1 to S2): the head's
+    attention from S2 to S1 minus from S2 to IO on the IOI prompts, with its CI over prompts."""
+    p = run.prompts
+    pattern = run.cache[f"blocks.{head[0]}.attn.hook_pattern"][:, head[1]]  # [n, q, k]
+    rows = torch.arange(len(p), device=pattern.device)
+    s1, io = pattern[rows, p.pos_s2, p.pos_s1].cpu().numpy(), pattern[rows, p.pos_s2, p.pos_io].cpu().numpy()
+    value, ci = mean_ci(s1 - io)
+    return dict(value=value, ci=ci, n=len(p), mean_S2_to_S1=s1.mean(), mean_S2_to_IO=io.mean())

@@ -375,3 +375,26 @@ def test_cannot_do_ioi_check_fails_on_a_model_that_can(name_mover):
     low = ioi_circuit.mean_logit_diff(name_mover["untrained"])
     high = ioi_circuit.mean_logit_diff(name_mover["trained"])
     assert low["ci"][1] <= 1.0 and high["ci"][0] > 1.0
+
+
+def test_s2_to_s1_check_fails_without_a_duplicate_head(ts8m_random, tok):
+    """I14's measure on the 8M stand-in at the IOI prompts: H4.0 unplanted fails (whole CI below
+    0.1); with its S2 row planted to put 0.5 on S1 (in the cached pattern the check reads) it passes."""
+    b = ts8m_random[1].bridge
+    prompts = ioi.build(tok, names=("John", "Mary", "Tom"))
+    assert ioi_circuit.attention_s2_to_s1(ioi.IOIRun(b, prompts), (4, 0))["ci"][1] < 0.1
+    seen = [0]
+
+    def plant(pattern, hook):
+        pattern = pattern.clone()
+        rows = (seen[0] + torch.arange(pattern.shape[0])) % len(prompts)
+        r = torch.arange(pattern.shape[0])
+        s2, s1 = prompts.pos_s2[rows], prompts.pos_s1[rows]
+        pattern[r, 0, s2] *= 0.5
+        pattern[r, 0, s2, s1] += 0.5
+        seen[0] += pattern.shape[0]
+        return pattern
+
+    with b.hooks(fwd_hooks=[("blocks.4.attn.hook_pattern", plant)]), pytest.warns(UserWarning):
+        planted = ioi.IOIRun(b, prompts)
+    assert ioi_circuit.attention_s2_to_s1(planted, (4, 0))["ci"][0] >= 0.1
