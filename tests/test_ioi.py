@@ -204,13 +204,13 @@ def test_dry_run_on_exact_config_checkpoints(tmp_path, run_claims):
     gpt2 = models.save_random("gpt2", tmp_path / "gpt2")
     doc = run_claims("test_ioi_tinystories_8m.py", DRYRUN / "ioi", "--mc-claims-nonfatal", "--mc-ioi-names",
                      "John,Mary,Tom", "--mc-model", f"roneneldan/TinyStories-8M={ts8m}", "--mc-model", f"gpt2={gpt2}")
-    assert len(doc["claims"]) == 21 and {r["status"] for r in doc["claims"]} <= {"pass", "fail"}
+    assert len(doc["claims"]) == 25 and {r["status"] for r in doc["claims"]} <= {"pass", "fail"}
     assert all(np.isfinite(np.asarray(r["measured"]["value"], dtype=float)).all() for r in doc["claims"])
 
 
 def test_claims_skip_with_one_reason_without_checkpoints(tmp_path, run_claims):
     doc = run_claims("test_ioi_tinystories_8m.py", tmp_path)
-    assert {r["status"] for r in doc["claims"]} == {"skip"} and len(doc["claims"]) == 21
+    assert {r["status"] for r in doc["claims"]} == {"skip"} and len(doc["claims"]) == 25
     assert {r["message"].split(" not reachable")[0] for r in doc["claims"]} == {
         "checkpoint roneneldan/TinyStories-8M", "checkpoint gpt2"}
 
