@@ -212,7 +212,7 @@ def test_claims_skip_with_one_reason_without_checkpoints(tmp_path, run_claims):
     doc = run_claims("test_ioi_tinystories_8m.py", tmp_path)
     assert {r["status"] for r in doc["claims"]} == {"skip"} and len(doc["claims"]) == 25
     assert {r["message"].split(" not reachable")[0] for r in doc["claims"]} == {
-        "checkpoint roneneldan/TinyStories-8M", "checkpoint gpt2"}
+        "checkpoint roneneldan/TinyStories-8M", "checkpoint gpt2", "checkpoint roneneldan/TinyStories-1M"}
 
 
 # ---------------------------------------------------------------- absence claims with power (issue #11 item 2)
