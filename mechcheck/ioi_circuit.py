@@ -167,3 +167,157 @@ def edge_recovery(run: ioi.IOIRun, receiver: tuple[int, int], component: str, se
     claimed sender's CI over prompts."""
     per_prompt = run.edges(receiver, component).numpy()  # [layer, heads, n]
     return dict(value=per_prompt.mean(-1), n=per_prompt.shape[-1], **{f"ci_{fmt_item(sender)}": bootstrap_ci(per_prompt[sender])})
+
+
+# ---------------------------------------------------------------- absence claims with power (issue #11 item 2)
+
+def max_ci(per_item: np.ndarray, axis: int, n_boot: int = 1000, level: float = 0.95, seed: int = 0,
+           sign: float = 1.0) -> tuple[float, float]:
+    """Percentile bootstrap CI of the maximum over every head of the mean over items (`axis` of
+    `per_item` indexes prompts or sequences), resampling the items jointly for all heads.
+
+    Why: an absence claim ("no head scores above t") is decided on the largest of many heads'
+    means; the bootstrap of that maximum is a simultaneous bound over heads (no Bonferroni
+    needed), and its upward bias makes the upper end conservative for an absence claim.
+    sign=-1 gives the CI of the minimum."""
+    x = np.moveaxis(np.asarray(per_item, dtype=float), axis, 0) * sign  # [n, ...]
+    n = x.shape[0]
+    idx = np.random.default_rng(seed).integers(0, n, size=(n_boot, n))
+    maxima = np.array([x[i].mean(0).max() for i in idx]) * sign
+    alpha = (1 - level) / 2
+    lo, hi = float(np.quantile(maxima, alpha)), float(np.quantile(maxima, 1 - alpha))
+    return (min(lo, hi), max(lo, hi))
+
+
+def detectable_mix(per_seq: np.ndarray, threshold: float, grid=np.round(np.arange(0.01, 1.001, 0.01), 2)):
+    """The smallest strength a (on a 0.01 grid) of a head planted at the head that scores lowest:
+    its attention rows mixed as (1-a)*pattern + a*target, so its per-sequence score becomes
+    (1-a)*score + a, at which `absent_head_score` would decide FAIL (the whole max-CI above
+    threshold). Planting raises only that head's own score exactly this way (later heads may
+    change too, which can only raise the maximum), so the value is an upper bound on the
+    smallest detected strength. Returns (strength or None, planted head)."""
+    s = np.asarray(per_seq, dtype=float)  # [n_layers, n, n_heads]
+    l, h = np.unravel_index(s.mean(1).argmin(), (s.shape[0], s.shape[2]))
+    def fails(a):
+        planted = s.copy()
+        planted[l, :, h] = (1 - a) * s[l, :, h] + a
+        return max_ci(planted, axis=1)[0] > threshold
+
+    if not fails(grid[-1]):
+        return None, (int(l), int(h))
+    lo, hi = -1, len(grid) - 1  # bisection: the planted score rises with a
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        lo, hi = (lo, mid) if fails(grid[mid]) else (mid, hi)
+    return float(grid[hi]), (int(l), int(h))
+
+
+def _absence_summary(scores: dict, score: str, threshold: float) -> dict:
+    s = scores[score]  # [n_layers, n, n_heads]
+    mean = s.mean(1)
+    top = tuple(int(t) for t in np.unravel_index(mean.argmax(), mean.shape))
+    effect, planted_at = detectable_mix(s, threshold)
+    return dict(value=float(mean.max()), ci=max_ci(s, axis=1), n=s.shape[1], top_head=fmt_item(top),
+                detectable_effect=effect, detectable_effect_head=fmt_item(planted_at), head_map=mean)
+
+
+def absent_head_score(scores: dict, score: str, threshold: float, thesis_form: dict | None = None,
+                      head: tuple[int, int] | None = None) -> dict:
+    """I1.8m, I3.8m_weak: the maximum over every head of the mean `score`, with the bootstrap CI
+    of that maximum (simultaneous over heads) and the smallest planted-head strength the check
+    detects (`detectable_mix`). `thesis_form`: the same scores on the thesis' uniformly random
+    tokens, recorded beside (value, CI, top head, detectable effect) when the decision uses
+    another form; `head`: a named head's own mean and CI, recorded beside."""
+    out = _absence_summary(scores, score, threshold)
+    if thesis_form is not None:
+        other = _absence_summary(thesis_form, score, threshold)
+        out.update({f"random_tokens_{k}": other[k] for k in ("value", "ci", "top_head", "detectable_effect")})
+    if head is not None:
+        per = scores[score][head[0], :, head[1]]
+        out.update({f"{fmt_item(head)}_value": float(per.mean()), f"{fmt_item(head)}_ci": bootstrap_ci(per)})
+    return out
+
+
+def detectable_shift(per_item: np.ndarray, axis: int, decides_fail, grid) -> tuple[float | None, tuple]:
+    """The smallest shift a on `grid` that, added to every item of the least active head (smallest
+    |mean|), makes `decides_fail(ci of the minimum over heads)` true: the strength of a planted
+    head (e.g. a negative name mover writing -a logits at END) that the check would detect."""
+    x = np.moveaxis(np.asarray(per_item, dtype=float), axis, -1)  # [..., n]
+    head = np.unravel_index(np.abs(x.mean(-1)).argmin(), x.shape[:-1])
+
+    def fails(a):
+        planted = x.copy()
+        planted[head] = planted[head] - a
+        return decides_fail(max_ci(planted, axis=-1, sign=-1.0))
+
+    if not fails(grid[-1]):
+        return None, tuple(int(i) for i in head)
+    lo, hi = -1, len(grid) - 1
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        lo, hi = (lo, mid) if fails(grid[mid]) else (mid, hi)
+    return float(grid[hi]), tuple(int(i) for i in head)
+
+
+def no_negative_movers(run: ioi.IOIRun, threshold: float) -> dict:
+    """I7.8m: the most negative mean head DLA (logits), with the bootstrap CI of the minimum over
+    heads (simultaneous), its fraction of |mean logit difference| beside, and detectable_effect:
+    the smallest DLA -a of a negative mover planted at the least active head that the check
+    decides FAIL (whole CI below threshold), at the run's final LayerNorm scale (a real planted head
+    also enlarges that scale, so it needs a few per cent more; tests/test_ioi.py plants one)."""
+    d = _head_dla(run)  # [L, H, n]
+    mean = d.mean(-1)
+    l, h = np.unravel_index(mean.argmin(), mean.shape)
+    effect, at = detectable_shift(d, -1, lambda ci: ci[1] < threshold, np.round(np.arange(0.01, 5.001, 0.01), 2))
+    return dict(value=float(mean.min()), ci=max_ci(d, axis=-1, sign=-1.0), n=d.shape[-1],
+                most_negative=fmt_item((int(l), int(h))), fraction_of_logit_diff=float(mean.min() / abs(run.ld.mean().item())),
+                detectable_effect=effect, detectable_effect_head=fmt_item(at), head_map=mean)
+
+
+def never_decreases(run: ioi.IOIRun, threshold: float) -> dict:
+    """I5.8m: the largest mean drop between consecutive points of the logit-lens curve (embed,
+    L0 attn, L0 MLP, ...), with the bootstrap CI of that maximum over all steps (simultaneous, so
+    the step is not chosen after looking), and detectable_effect: the smallest drop a added at
+    the flattest step (a head writing -a logits there; detectable_effect_at names the component
+    whose output makes that step) that the check decides FAIL, at the run's final LayerNorm scale."""
+    values, labels = dla.accumulated(run.bridge, run.cache, run.prompts)
+    curves = values.T.cpu().numpy()  # [n, points]
+    drops = curves[:, :-1] - curves[:, 1:]  # [n, steps]
+    mean = drops.mean(0)
+    step = int(np.argmax(mean))
+    effect, at = detectable_shift(-drops, 0, lambda ci: -ci[1] > threshold, np.round(np.arange(0.01, 5.001, 0.01), 2))
+    return dict(value=float(mean.max()), ci=max_ci(drops, axis=0), n=drops.shape[0], curve=curves.mean(0),
+                labels=labels, drop_after=labels[step], detectable_effect=effect,
+                detectable_effect_at=labels[at[0] + 1])
+
+
+# ---------------------------------------------------------------- issue #14 item 2 (thesis)
+
+def layer_share(run: ioi.IOIRun, layer: int) -> dict:
+    """figs 3.7/3.8: the share of the total rise of the logit-lens curve (embed to the last layer)
+    written by one layer (its attention and MLP), with a bootstrap CI over prompts of that ratio
+    of means; every layer's share beside."""
+    values, labels = dla.accumulated(run.bridge, run.cache, run.prompts)
+    curves = values.T.cpu().numpy()  # [n, points]
+    # the point just before layer L's attention is the one before label "L"
+    before = [labels.index(f"{l}") - 1 for l in range(run.bridge.cfg.n_layers)]
+    after = before[1:] + [len(labels) - 1]
+
+    def share(c, l=layer):
+        m = c.mean(0)
+        return float((m[after[l]] - m[before[l]]) / (m[-1] - m[0]))
+
+    shares = [share(curves, l) for l in range(run.bridge.cfg.n_layers)]
+    return dict(value=shares[layer], ci=bootstrap_ci(curves, stat=share), n=curves.shape[0],
+                layer_shares=np.array(shares), largest_layer=int(np.argmax(shares)))
+
+
+def attention_s2_to_s1(run: ioi.IOIRun, head: tuple[int, int]) -> dict:
+    """§3.4.2 hypothesis 1 (H4.0 copies duplicate-name information from S1 to S2): the head's
+    attention from S2 to S1 minus from S2 to IO on the IOI prompts, with its CI over prompts."""
+    p = run.prompts
+    pattern = run.cache[f"blocks.{head[0]}.attn.hook_pattern"][:, head[1]]  # [n, q, k]
+    rows = torch.arange(len(p), device=pattern.device)
+    s1, io = pattern[rows, p.pos_s2, p.pos_s1].cpu().numpy(), pattern[rows, p.pos_s2, p.pos_io].cpu().numpy()
+    value, ci = mean_ci(s1 - io)
+    return dict(value=value, ci=ci, n=len(p), mean_S2_to_S1=s1.mean(), mean_S2_to_IO=io.mean())

@@ -204,12 +204,197 @@ def test_dry_run_on_exact_config_checkpoints(tmp_path, run_claims):
     gpt2 = models.save_random("gpt2", tmp_path / "gpt2")
     doc = run_claims("test_ioi_tinystories_8m.py", DRYRUN / "ioi", "--mc-claims-nonfatal", "--mc-ioi-names",
                      "John,Mary,Tom", "--mc-model", f"roneneldan/TinyStories-8M={ts8m}", "--mc-model", f"gpt2={gpt2}")
-    assert len(doc["claims"]) == 21 and {r["status"] for r in doc["claims"]} <= {"pass", "fail"}
+    assert len(doc["claims"]) == 25 and {r["status"] for r in doc["claims"]} <= {"pass", "fail"}
     assert all(np.isfinite(np.asarray(r["measured"]["value"], dtype=float)).all() for r in doc["claims"])
 
 
 def test_claims_skip_with_one_reason_without_checkpoints(tmp_path, run_claims):
     doc = run_claims("test_ioi_tinystories_8m.py", tmp_path)
-    assert {r["status"] for r in doc["claims"]} == {"skip"} and len(doc["claims"]) == 21
+    assert {r["status"] for r in doc["claims"]} == {"skip"} and len(doc["claims"]) == 25
     assert {r["message"].split(" not reachable")[0] for r in doc["claims"]} == {
-        "checkpoint roneneldan/TinyStories-8M", "checkpoint gpt2"}
+        "checkpoint roneneldan/TinyStories-8M", "checkpoint gpt2", "checkpoint roneneldan/TinyStories-1M"}
+
+
+# ---------------------------------------------------------------- absence claims with power (issue #11 item 2)
+
+def _head(item: str) -> tuple[int, int]:
+    layer, head = item[1:].split("H")
+    return int(layer), int(head)
+
+
+def _planted_scores(bridge, head, strength, kind, vocab=None, half=50):
+    """head_scores at the claims' settings (16 x [BOS] r r, half 50) with one head planted: its
+    second-half attention rows mixed (1-a)*pattern + a*target (the induction target q-half+1 or the
+    duplicate-token target q-half). The bridge delegates attention to the HF module, so the edit
+    reaches the cached pattern the scores read but not later layers (TL warns so): the check sees
+    exactly the planted head, which is what its power is about."""
+    def plant(pattern, hook):
+        pattern = pattern.clone()
+        q = torch.arange(1 + half, pattern.shape[-1])
+        k = q - half + (1 if kind == "induction" else 0)
+        target = torch.zeros_like(pattern[:, head[1], q])
+        target[:, torch.arange(len(q)), k] = 1.0
+        pattern[:, head[1], q] = (1 - strength) * pattern[:, head[1], q] + strength * target
+        return pattern
+
+    with bridge.hooks(fwd_hooks=[(f"blocks.{head[0]}.attn.hook_pattern", plant)]), \
+            pytest.warns(UserWarning, match="edit is discarded"):
+        return {k: v.numpy() for k, v in head_scores.head_scores(bridge, vocab=vocab).items()}
+
+
+@pytest.fixture(scope="module")
+def story_vocab(tok):
+    from mechcheck.data import tinystories_validation
+    return head_scores.corpus_vocab(tok, tinystories_validation(data_dir()), exclude=[tok.bos_token_id])
+
+
+def test_i1_8m_fails_with_a_planted_induction_head(ts8m_random, story_vocab):
+    """I1.8m at its own settings on the 8M stand-in: the unplanted stand-in PASSES (the whole CI of
+    the max is below 0.3) in both token forms; an induction head of strength 0.3 planted at the
+    weakest head makes it FAIL (the whole CI above), and so does the recorded detectable_effect."""
+    b = ts8m_random[1].bridge
+    plain = {k: v.numpy() for k, v in head_scores.head_scores(b, vocab=story_vocab).items()}
+    thesis_form = {k: v.numpy() for k, v in head_scores.head_scores(b).items()}
+    r = ioi_circuit.absent_head_score(plain, "induction", ioi_circuit.INDUCTION_HEAD, thesis_form=thesis_form)
+    assert r["ci"][1] <= 0.3 and r["random_tokens_ci"][1] <= 0.3
+    assert len(story_vocab) < 10000 and r["detectable_effect"] <= 0.3
+    head = _head(r["detectable_effect_head"])
+    for strength in (0.3, r["detectable_effect"]):
+        planted = _planted_scores(b, head, strength, "induction", story_vocab)
+        p = ioi_circuit.absent_head_score(planted, "induction", ioi_circuit.INDUCTION_HEAD)
+        assert p["ci"][0] > 0.3 and p["top_head"] == r["detectable_effect_head"], (strength, p["ci"])
+
+
+def test_i3_8m_weak_fails_with_a_planted_duplicate_head(ts8m_random):
+    """I3.8m_weak on the 8M stand-in: passes unplanted; a duplicate-token head planted at the
+    recorded detectable_effect (<= 0.5) makes the max-over-heads CI lie wholly above 0.5."""
+    b = ts8m_random[1].bridge
+    plain = {k: v.numpy() for k, v in head_scores.head_scores(b).items()}
+    r = ioi_circuit.absent_head_score(plain, "duplicate_token", 0.5, head=(4, 0))
+    assert r["ci"][1] <= 0.5 and r["detectable_effect"] <= 0.5 and "L4H0_ci" in r
+    planted = _planted_scores(b, _head(r["detectable_effect_head"]), r["detectable_effect"], "duplicate_token")
+    assert ioi_circuit.absent_head_score(planted, "duplicate_token", 0.5)["ci"][0] > 0.5
+
+
+def test_max_ci_is_simultaneous_over_heads():
+    """The CI of the maximum covers the largest head mean and lies above a single head's CI when
+    many heads tie (a per-head CI would under-cover the maximum)."""
+    rng = np.random.default_rng(0)
+    x = rng.normal(0.1, 0.05, size=(4, 16, 8))  # [layers, sequences, heads], all heads alike
+    lo, hi = ioi_circuit.max_ci(x, axis=1)
+    assert lo <= x.mean(1).max() <= hi
+    from mechcheck.stats import bootstrap_ci
+    assert hi > bootstrap_ci(x[0, :, 0])[1]
+    mlo, mhi = ioi_circuit.max_ci(x, axis=1, sign=-1.0)
+    assert mlo <= x.mean(1).min() <= mhi
+
+
+def test_i7_8m_fails_with_a_planted_negative_mover(ts8m_random, tok):
+    """I7.8m on the 8M stand-in at its settings (the IOI prompts, BOS): passes unplanted; a negative
+    mover planted at the least active head (its END output shifted along the IO - S readout by
+    -(detectable_effect + 0.1) logits at the unplanted run's final scale, through hook_z, which reaches the
+    output) makes the whole CI fall below
+    -0.47."""
+    from mechcheck.metrics.logit_diff import _direction
+
+    b = ts8m_random[1].bridge
+    prompts = ioi.build(tok, names=("John", "Mary", "Tom"))
+    run = ioi.IOIRun(b, prompts)
+    r = ioi_circuit.no_negative_movers(run, -0.47)
+    assert r["ci"][0] >= -0.47 and r["detectable_effect"] is not None and r["detectable_effect"] < 1.0
+    layer, head = _head(r["detectable_effect_head"])
+    d = _direction(b, run.prompts)
+    d = d - d.mean(-1, keepdim=True)
+    w = torch.einsum("ed,nd->ne", b.W_O[layer, head], d / dla.final_scale(b, run.cache, run.prompts))
+    # DLA of the shift at the unplanted final scale: -(effect + 0.1); the planted output also
+    # enlarges the final LayerNorm scale, which shrinks its realised DLA by a few per cent
+    shift = -(r["detectable_effect"] + 0.1) * w / w.pow(2).sum(-1, keepdim=True)
+
+    def plant(z, hook):
+        z = z.clone()
+        z[torch.arange(len(prompts)), run.prompts.pos_end, head] += shift
+        return z
+
+    with b.hooks(fwd_hooks=[(f"blocks.{layer}.attn.hook_z", plant)]):
+        planted = ioi.IOIRun(b, prompts)
+    p = ioi_circuit.no_negative_movers(planted, -0.47)
+    assert p["ci"][1] < -0.47 and p["most_negative"] == r["detectable_effect_head"]
+
+
+def _plant_dla(bridge, run, layer, head, logits):
+    """A head whose END output is shifted along the IO - S readout by `logits` (at the unplanted
+    run's final LayerNorm scale), through hook_z: the IOIRun of the planted model."""
+    from mechcheck.metrics.logit_diff import _direction
+
+    d = _direction(bridge, run.prompts)
+    d = d - d.mean(-1, keepdim=True)
+    w = torch.einsum("ed,nd->ne", bridge.W_O[layer, head], d / dla.final_scale(bridge, run.cache, run.prompts))
+    shift = logits * w / w.pow(2).sum(-1, keepdim=True)
+
+    seen = [0]  # the cache runs in chunks, clean prompts then corrupted ones (same END positions)
+
+    def plant(z, hook):
+        z = z.clone()
+        rows = (seen[0] + torch.arange(z.shape[0])) % len(run.prompts)
+        z[torch.arange(z.shape[0]), run.prompts.pos_end[rows], head] += shift[rows]
+        seen[0] += z.shape[0]
+        return z
+
+    with bridge.hooks(fwd_hooks=[(f"blocks.{layer}.attn.hook_z", plant)]):
+        return ioi.IOIRun(bridge, run.prompts)
+
+
+def test_i5_8m_fails_with_a_planted_drop(ts8m_random, tok):
+    """I5.8m at its own settings (the default 120 prompts, BOS; with 24 prompts the max-over-16-steps
+    bound is too wide to pass): the 8M stand-in passes; a head writing -(detectable_effect + 0.1)
+    logits at the flattest attention step makes the whole CI of the largest drop exceed 0.1."""
+    b = ts8m_random[1].bridge
+    run = ioi.IOIRun(b, ioi.build(tok))
+    r = ioi_circuit.never_decreases(run, 0.1)
+    assert r["ci"][1] <= 0.1 and r["detectable_effect"] is not None and r["detectable_effect"] < 0.5
+    at = r["detectable_effect_at"]
+    layer = int(at.split(".")[0])  # an attention step "L" (or the MLP step "L.5": plant in L+1's attention)
+    layer = layer if "." not in at else min(layer + 1, b.cfg.n_layers - 1)
+    planted = _plant_dla(b, run, layer, 0, -(r["detectable_effect"] + 0.1))
+    assert ioi_circuit.never_decreases(planted, 0.1)["ci"][0] > 0.1
+
+
+def test_layer_share_finds_the_name_mover_layer(name_mover):
+    """I13's measure: on the name-mover organism the layer holding the mover (1) writes the majority
+    (whole CI above 0.5) and layer 0 does not (whole CI below); the untrained organism has none."""
+    run = name_mover["trained"]
+    mover, _ = _mover(run)
+    right, wrong = ioi_circuit.layer_share(run, mover[0]), ioi_circuit.layer_share(run, 1 - mover[0])
+    assert right["ci"][0] > 0.5 and wrong["ci"][1] < 0.5 and right["largest_layer"] == mover[0]
+    assert not ioi_circuit.layer_share(name_mover["untrained"], mover[0])["ci"][0] > 0.5
+
+
+def test_cannot_do_ioi_check_fails_on_a_model_that_can(name_mover):
+    """I4.1m's measure (mean logit difference <= 1.0): the untrained name-mover organism passes,
+    the trained one (which does IOI) fails with its whole CI above 1.0."""
+    low = ioi_circuit.mean_logit_diff(name_mover["untrained"])
+    high = ioi_circuit.mean_logit_diff(name_mover["trained"])
+    assert low["ci"][1] <= 1.0 and high["ci"][0] > 1.0
+
+
+def test_s2_to_s1_check_fails_without_a_duplicate_head(ts8m_random, tok):
+    """I14's measure on the 8M stand-in at the IOI prompts: H4.0 unplanted fails (whole CI below
+    0.1); with its S2 row planted to put 0.5 on S1 (in the cached pattern the check reads) it passes."""
+    b = ts8m_random[1].bridge
+    prompts = ioi.build(tok, names=("John", "Mary", "Tom"))
+    assert ioi_circuit.attention_s2_to_s1(ioi.IOIRun(b, prompts), (4, 0))["ci"][1] < 0.1
+    seen = [0]
+
+    def plant(pattern, hook):
+        pattern = pattern.clone()
+        rows = (seen[0] + torch.arange(pattern.shape[0])) % len(prompts)
+        r = torch.arange(pattern.shape[0])
+        s2, s1 = prompts.pos_s2[rows], prompts.pos_s1[rows]
+        pattern[r, 0, s2] *= 0.5
+        pattern[r, 0, s2, s1] += 0.5
+        seen[0] += pattern.shape[0]
+        return pattern
+
+    with b.hooks(fwd_hooks=[("blocks.4.attn.hook_pattern", plant)]), pytest.warns(UserWarning):
+        planted = ioi.IOIRun(b, prompts)
+    assert ioi_circuit.attention_s2_to_s1(planted, (4, 0))["ci"][0] >= 0.1

@@ -15,10 +15,15 @@ import torch
 SCORES = ("previous_token", "duplicate_token", "induction")
 
 
-def repeated_random_tokens(batch: int, half: int, d_vocab: int, bos: int | None, seed: int = 0) -> torch.Tensor:
-    """[BOS?] r r with r uniform over the vocabulary (seeded): [batch, (1) + 2*half]."""
+def repeated_random_tokens(batch: int, half: int, d_vocab: int, bos: int | None, seed: int = 0,
+                           vocab: torch.Tensor | None = None) -> torch.Tensor:
+    """[BOS?] r r with r uniform over the vocabulary, or over the token ids `vocab` when given
+    (seeded): [batch, (1) + 2*half]."""
     gen = torch.Generator().manual_seed(seed)
-    r = torch.randint(0, d_vocab, (batch, half), generator=gen)
+    if vocab is None:
+        r = torch.randint(0, d_vocab, (batch, half), generator=gen)
+    else:
+        r = vocab[torch.randint(0, len(vocab), (batch, half), generator=gen)]
     parts = [r, r] if bos is None else [torch.full((batch, 1), bos), r, r]
     return torch.cat(parts, dim=1)
 
@@ -52,8 +57,21 @@ def scores(pattern: torch.Tensor, half: int, offset: int) -> dict[str, torch.Ten
     }
 
 
-def head_scores(bridge, batch: int = 16, half: int = 50, seed: int = 0) -> dict[str, torch.Tensor]:
-    """All three scores for a model, on one batch of repeated random sequences."""
+def head_scores(bridge, batch: int = 16, half: int = 50, seed: int = 0,
+                vocab: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+    """All three scores for a model, on one batch of repeated random sequences (tokens drawn
+    from `vocab` when given, e.g. `corpus_vocab` of the training distribution)."""
     bos = getattr(bridge.tokenizer, "bos_token_id", None) if getattr(bridge, "tokenizer", None) else None
-    tokens = repeated_random_tokens(batch, half, bridge.cfg.d_vocab, bos, seed).to(bridge.cfg.device)
+    tokens = repeated_random_tokens(batch, half, bridge.cfg.d_vocab, bos, seed, vocab).to(bridge.cfg.device)
     return scores(patterns(bridge, tokens), half, offset=0 if bos is None else 1)
+
+
+def corpus_vocab(tokenizer, text: str, exclude=()) -> torch.Tensor:
+    """The sorted token ids that occur in `text` (minus `exclude`, e.g. BOS).
+
+    Why: most of GPT-2's 50,257 tokens never occur in TinyStories, so a TinyStories model's
+    embeddings of them are untrained; a head that would recognise a repeated in-distribution
+    token can look inert on uniformly random tokens. Repeating tokens from this set measures
+    the heads on inputs the model was trained on."""
+    ids = set(tokenizer(text)["input_ids"]) - set(exclude)
+    return torch.tensor(sorted(ids), dtype=torch.long)
