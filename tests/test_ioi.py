@@ -12,7 +12,7 @@ import torch
 
 from mechcheck import induction_organism, ioi, ioi_circuit, models, organisms
 from mechcheck.claim import ClaimError, at_least, at_most, leads, rank_at_most
-from mechcheck.claim import satisfies as holds
+from mechcheck.claim import satisfies
 from mechcheck.data import data_dir, gpt2_tokenizer
 from mechcheck.metrics import ablation, dla, head_scores, logit_diff, path_patching
 
@@ -101,8 +101,8 @@ def test_induction_checks_fire_on_the_induction_organism_only(induction):
     on the 2-layer organism; 'many induction heads' (count >= 0.3) the other way round."""
     two, one = _scores(induction["2L"]), _scores(induction["1L"])
     top, many = ioi_circuit.top_head_score, ioi_circuit.heads_at_least
-    assert holds(at_most(0.3), top(one, "induction")["value"]) and not holds(at_most(0.3), top(two, "induction")["value"])
-    assert holds(at_least(1), many(two, "induction")["value"]) and not holds(at_least(1), many(one, "induction")["value"])
+    assert satisfies(at_most(0.3), top(one, "induction")["value"]) and not satisfies(at_most(0.3), top(two, "induction")["value"])
+    assert satisfies(at_least(1), many(two, "induction")["value"]) and not satisfies(at_least(1), many(one, "induction")["value"])
     assert top(two, "induction")["top_head"].startswith("L1")  # the induction heads sit in layer 1
     assert induction_organism.best_in_layer(two, "induction", 1)["value"] > 0.5
 
@@ -112,8 +112,8 @@ def test_previous_token_check_finds_the_layer0_head(induction):
     best = ioi_circuit.top_head_score(two, "previous_token")
     assert best["top_head"].startswith("L0")
     head = (0, int(best["top_head"][3:]))
-    assert holds(leads([head], 0.5, 0.1), ioi_circuit.head_score_map(two, "previous_token", [head])["value"])
-    assert not holds(at_least(0.5), ioi_circuit.top_head_score(one, "previous_token")["value"])
+    assert satisfies(leads([head], 0.5, 0.1), ioi_circuit.head_score_map(two, "previous_token", [head])["value"])
+    assert not satisfies(at_least(0.5), ioi_circuit.top_head_score(one, "previous_token")["value"])
 
 
 def test_duplicate_token_check_on_a_constructed_head(induction):
@@ -136,8 +136,8 @@ def test_duplicate_token_check_on_a_constructed_head(induction):
     with b.hooks(fwd_hooks=[("blocks.0.attn.hook_pattern", duplicate)]):
         edited = head_scores.scores(head_scores.patterns(b, tokens), half, offset=0)["duplicate_token"].mean(1)
     plain = head_scores.scores(head_scores.patterns(b, tokens), half, offset=0)["duplicate_token"].mean(1)
-    assert holds(leads([(0, 2)], 0.5, 0.3), edited.numpy())
-    assert not holds(leads([(0, 2)], 0.5, 0.3), plain.numpy())
+    assert satisfies(leads([(0, 2)], 0.5, 0.3), edited.numpy())
+    assert not satisfies(leads([(0, 2)], 0.5, 0.3), plain.numpy())
 
 
 @pytest.fixture(scope="module")
@@ -157,15 +157,15 @@ def _mover(run):
 
 def test_ioi_measurements_find_the_name_mover(name_mover):
     run = name_mover["trained"]
-    assert holds(at_least(2.0), run.ld.mean().item())  # the organism prefers IO
-    assert not holds(at_least(2.0), name_mover["untrained"].ld.mean().item())
+    assert satisfies(at_least(2.0), run.ld.mean().item())  # the organism prefers IO
+    assert not satisfies(at_least(2.0), name_mover["untrained"].ld.mean().item())
     mover, _ = _mover(run)
     assert mover[0] == 1  # a layer-1 head writes the name
-    assert holds(leads([mover], 0.2, 0.0), ioi_circuit.dla_share(run, mover)["value"])  # I6's measure
-    assert not holds(leads([mover], 0.2, 0.0), ioi_circuit.dla_share(name_mover["untrained"], mover)["value"])
+    assert satisfies(leads([mover], 0.2, 0.0), ioi_circuit.dla_share(run, mover)["value"])  # I6's measure
+    assert not satisfies(leads([mover], 0.2, 0.0), ioi_circuit.dla_share(name_mover["untrained"], mover)["value"])
     io_over_s = ioi_circuit.attention_io_over_s  # I9's measure
-    assert holds(at_least(0.4), io_over_s(run, mover)["value"])
-    assert not holds(at_least(0.4), io_over_s(name_mover["untrained"], mover)["value"])
+    assert satisfies(at_least(0.4), io_over_s(run, mover)["value"])
+    assert not satisfies(at_least(0.4), io_over_s(name_mover["untrained"], mover)["value"])
 
 
 def test_patching_and_path_patching_find_the_circuit(name_mover):
@@ -173,12 +173,12 @@ def test_patching_and_path_patching_find_the_circuit(name_mover):
     recovery = ioi_circuit.head_patching(run, [])["value"]  # I8's measure
     top = tuple(int(i) for i in np.unravel_index(int(recovery.argmax()), recovery.shape))
     assert top[0] == 0  # the S2-attending layer-0 head matters most when patched
-    assert holds(leads([top], 0.5, 0.3), recovery)
-    assert not holds(leads([top], 0.5, 0.3), ioi_circuit.head_patching(control, [])["value"])
-    assert holds(at_least(0.1), ioi_circuit.attention_s2_over_rest(run, top)["value"])  # I10's measure
+    assert satisfies(leads([top], 0.5, 0.3), recovery)
+    assert not satisfies(leads([top], 0.5, 0.3), ioi_circuit.head_patching(control, [])["value"])
+    assert satisfies(at_least(0.1), ioi_circuit.attention_s2_over_rest(run, top)["value"])  # I10's measure
     mover, _ = _mover(run)
     edges = ioi_circuit.edge_recovery(run, mover, "q", top)["value"]  # I11's: which head feeds the mover's query
-    assert holds(rank_at_most(1, top), edges)
+    assert satisfies(rank_at_most(1, top), edges)
     assert edges[top] > 0.2
 
 

@@ -47,7 +47,7 @@ def untrained():
     return toy_circuit.ToyRun(toy.random_bridge(seed=123))
 
 
-def _holds(claim, result) -> bool:
+def _satisfies(claim, result) -> bool:
     return satisfies(claim.expect, result["value"])
 
 
@@ -58,8 +58,8 @@ def _holds(claim, result) -> bool:
     (T5, toy_circuit.mlp_increment),
 ], ids=["T1", "T3", "T4", "T5"])
 def test_claim_holds_on_trained_and_fails_on_random(trained, untrained, claim, measure):
-    assert _holds(claim, measure(trained[0]))
-    assert not _holds(claim, measure(untrained))
+    assert _satisfies(claim, measure(trained[0]))
+    assert not _satisfies(claim, measure(untrained))
 
 
 def _seed_bridge(seed: int):
@@ -140,7 +140,7 @@ def test_ablating_a_dead_neuron_does_not_drop_accuracy(trained):
     assert firing[dead] == 0.0
     result = toy_circuit.ablation_drop(run, "mlp.W_out", index=dead)
     assert result["value"] == 0.0
-    assert not _holds(T3, result)
+    assert not _satisfies(T3, result)
     busiest = int(firing.argmax())
     assert toy_circuit.ablation_drop(run, "mlp.W_out", index=busiest)["value"] > 0.0
 
