@@ -155,7 +155,7 @@ def replication_lines(records: list[dict], every: bool = True) -> list[str]:
         if decided:
             lines.append(f"{cid} on {model}: holds in {passed} of {decided} decided runs ({total} in all{inc})")
         else:
-            lines.append(f"{cid} on {model}: not decided in this run ({total} inconclusive, skipped or errored)")
+            lines.append(f"{cid} on {model}: not decided in this run ({total} in all: skipped, errored or inconclusive)")
     return lines
 
 
