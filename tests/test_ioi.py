@@ -297,7 +297,7 @@ def test_i7_8m_fails_with_a_planted_negative_mover(ts8m_random, tok):
     -(detectable_effect + 0.1) logits at the unplanted run's final scale, through hook_z, which reaches the
     output) makes the whole CI fall below
     -0.47."""
-    from mechcheck.metrics.logit_diff import _direction
+    from mechcheck.metrics.logit_diff import _at_end, _direction
 
     b = ts8m_random[1].bridge
     prompts = ioi.build(tok, names=("John", "Mary", "Tom"))
@@ -307,7 +307,7 @@ def test_i7_8m_fails_with_a_planted_negative_mover(ts8m_random, tok):
     layer, head = _head(r["detectable_effect_head"])
     d = _direction(b, run.prompts)
     d = d - d.mean(-1, keepdim=True)
-    w = torch.einsum("ed,nd->ne", b.W_O[layer, head], d / dla.final_scale(b, run.cache, run.prompts))
+    w = torch.einsum("ed,nd->ne", b.W_O[layer, head], d / _at_end(run.cache["ln_final.hook_scale"], run.prompts))
     # DLA of the shift at the unplanted final scale: -(effect + 0.1); the planted output also
     # enlarges the final LayerNorm scale, which shrinks its realised DLA by a few per cent
     shift = -(r["detectable_effect"] + 0.1) * w / w.pow(2).sum(-1, keepdim=True)
@@ -326,11 +326,11 @@ def test_i7_8m_fails_with_a_planted_negative_mover(ts8m_random, tok):
 def _plant_dla(bridge, run, layer, head, logits):
     """A head whose END output is shifted along the IO - S readout by `logits` (at the unplanted
     run's final LayerNorm scale), through hook_z: the IOIRun of the planted model."""
-    from mechcheck.metrics.logit_diff import _direction
+    from mechcheck.metrics.logit_diff import _at_end, _direction
 
     d = _direction(bridge, run.prompts)
     d = d - d.mean(-1, keepdim=True)
-    w = torch.einsum("ed,nd->ne", bridge.W_O[layer, head], d / dla.final_scale(bridge, run.cache, run.prompts))
+    w = torch.einsum("ed,nd->ne", bridge.W_O[layer, head], d / _at_end(run.cache["ln_final.hook_scale"], run.prompts))
     shift = logits * w / w.pow(2).sum(-1, keepdim=True)
 
     seen = [0]  # the cache runs in chunks, clean prompts then corrupted ones (same END positions)
