@@ -24,6 +24,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+# Imported with the plugin, at start-up: a module first imported inside a pytester inline run is
+# dropped from sys.modules afterwards, and a second import of matplotlib's axes/legend then fails
+# isinstance checks against the first ("Legend needs either Axes or FigureBase as parent").
+from matplotlib.figure import Figure
+import matplotlib.backends.backend_agg  # noqa: F401,E402  (savefig's PNG canvas, same reason)
+from matplotlib.patches import Rectangle  # noqa: F401,E402  (html.py's, same reason)
 
 ARG = "mc_series_step"  # the (indirect) parametrization a series adds to a claim test
 STEP_DIR = re.compile(r"^(?:step|checkpoint-|global_step)(\d+)$")
@@ -286,7 +292,6 @@ MARKERS = {"pass": ("o", "#2a7"), "fail": ("x", "#c33"), "inconclusive": ("D", "
 def plot(rs: list[dict], title: str):
     """The measured value (line) with its CI band against step, the threshold (dashed), and each
     step's verdict as a marker. matplotlib's Figure API: no pyplot global state."""
-    from matplotlib.figure import Figure
 
     fig = Figure(figsize=(6.4, 3.0), dpi=80)
     ax = fig.add_subplot()
