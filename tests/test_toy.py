@@ -230,7 +230,8 @@ def test_override_runs_the_claims_on_that_checkpoint(tmp_path):
     ckpt = toy.find_checkpoint(toy.TrainConfig(seed=2))
     out = subprocess.run(
         [sys.executable, "-m", "pytest", str(ROOT / "claims" / "test_toy_reverse_increment.py"), "-q",
-         "--mc-model", f"mechcheck/toy-reverse-increment={ckpt}", "--mc-report", str(tmp_path / "rep")],
+         "--mc-model", f"mechcheck/toy-reverse-increment={ckpt}", "--mc-report", str(tmp_path / "rep"),
+         "--mc-allow-inconclusive"],
         capture_output=True, text=True, cwd=ROOT,
     )
     assert out.returncode == 0, out.stdout[-2000:]
