@@ -24,6 +24,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+
+from mechcheck.models import CheckpointError
 # Imported with the plugin, at start-up: a module first imported inside a pytester inline run is
 # dropped from sys.modules afterwards, and a second import of matplotlib's axes/legend then fails
 # isinstance checks against the first ("Legend needs either Axes or FigureBase as parent").
@@ -40,8 +42,9 @@ ARCH_KEYS = ("model_type", "architectures", "num_layers", "n_layer", "num_hidden
              "vocab_size", "d_vocab", "intermediate_size", "n_inner", "attn_only", "kind")
 
 
-class SeriesError(Exception):
-    """A series directory that cannot be used; the message is one line naming the problem."""
+class SeriesError(CheckpointError):
+    """A series directory that cannot be used; the message is one line naming the problem (a
+    CheckpointError, so a claim on it is that one line, never a traceback)."""
 
 
 @dataclass(frozen=True)

@@ -61,7 +61,7 @@ CASES = [
      lambda t: _truncated(ORGANISM, t / "org.safetensors"),
      "CheckpointError: {path}: not a readable safetensors file, truncated or corrupt", 1),
     ("organism dir without step checkpoints", "test_induction_organism.py", models.INDUCTION_ORGANISM, _empty_dir,
-     "CheckpointError: {path}: no checkpoint series here (expected files NAME-stepNNNN.safetensors", 1),
+     "SeriesError: series {path}: no checkpoints (expected step1000/, checkpoint-1000/", 1),
     ("config.json holding []", "test_ioi_tinystories_8m.py", "roneneldan/TinyStories-8M", _json_list_config,
      "CheckpointError: {path}/config.json: not a Hugging Face config (a JSON list, expected an object)", 1),
 ]
