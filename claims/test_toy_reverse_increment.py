@@ -95,7 +95,25 @@ def test_t4_attention_ablation(run, measure):
 
 @pytest.mark.claim(
     id="T5", model=TOY,
-    statement="The MLP performs the +1: many output positions get the target as argmax only after the MLP",
+    statement="Before the MLP, the residual stream at the position predicting y_i (i = 1..7) carries the "
+    "routed input x_{7-i}",
+    source=Source(DOC, "MLP: The Non-Linear Transformation ('Once the attention mechanism has routed the proper "
+                  "token to each position, the MLP needs to transform it by adding 1 mod 4')"),
+    published="no number: the tutorial's pre-MLP logit lens reads x_{7-i} in 0 of the 4 printed positions of "
+    "sample 0, and its note says the pre-MLP state need not read as the attended token",
+    expect=at_least(0.9),
+    tolerance="a linear read-out of x_{7-i} from hook_resid_mid (one probe per position, fitted on half the "
+    "holdout, tested on the other half) is right on >= 90% of y1..y7 (chance 0.25); the tutorial's literal "
+    "logit-lens reading of x_{7-i} is in details (inventory tut-13c: contradicted by its own printout)",
+)
+def test_t5_routed_input_before_mlp(run, measure):
+    measure.record(**toy_circuit.routed_input_before_mlp(run))
+
+
+@pytest.mark.claim(
+    id="T5.plus1", model=TOY,
+    statement="The MLP performs the +1: many output positions get the target x_{7-i}+1 as logit-lens argmax "
+    "only after the MLP",
     source=Source(DOC, "MLP: The Non-Linear Transformation (Before MLP / After MLP, sample 0)"),
     published=0.5, expect=at_least(0.25),
     tolerance="in the tutorial's printed sample 2 of the 4 shown positions (0.5) become right only after "

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import asdict
 
+import numpy as np
 import torch
 
 from mechcheck import toy
@@ -100,8 +101,38 @@ def ablation_order(run: ToyRun) -> dict:
                 attention_drop=(clean - attn).mean())
 
 
+def routed_input_before_mlp(run: ToyRun) -> dict:
+    """T5: before the MLP, the residual stream at the position predicting y_i (i = 1..7) carries
+    the routed input x_{7-i}: held-out accuracy of one linear probe per position (scikit-learn's
+    LogisticRegression on hook_resid_mid, fitted on the first half of the holdout sequences, tested
+    on the second half).
+
+    Why a probe and not the logit lens: the tutorial's own printout (sample 0) shows the pre-MLP
+    logit lens reading neither x_{7-i} nor the target, and its note says why ("the attention
+    mechanism doesn't perfectly extract the pure embedding"); a read-out fitted for x_{7-i} asks
+    whether the routed token is there, which is what the mechanism needs. The literal logit-lens
+    reading of x_{7-i} is recorded beside it (details.pre_mlp_lens_reads_input)."""
+    from sklearn.linear_model import LogisticRegression
+
+    resid = run.cache["blocks.0.hook_resid_mid"][:, OUT].cpu().numpy()  # [n, 8, d_model]
+    routed = run.tokens[:, KEYS].cpu().numpy()  # x_{7-i} for y_i
+    half = resid.shape[0] // 2
+    correct = []
+    for i in range(ROUTED.start, toy.N_IN):
+        probe = LogisticRegression(max_iter=1000).fit(resid[:half, i], routed[:half, i])
+        correct.append(probe.predict(resid[half:, i]) == routed[half:, i])
+    per_seq = np.stack(correct, 1).mean(1)
+    value, ci = mean_ci(per_seq)
+    lens = logit_lens.lens_logits(run.bridge, run.cache["blocks.0.hook_resid_mid"][:, OUT]).argmax(-1).cpu().numpy()
+    return dict(value=value, ci=ci, n=len(per_seq), per_output={f"y{i}": float(c.mean())
+                for i, c in zip(range(ROUTED.start, toy.N_IN), correct)},
+                pre_mlp_lens_reads_input=float((lens[:, ROUTED] == routed[:, ROUTED]).mean()),
+                chance=0.25)
+
+
 def mlp_increment(run: ToyRun) -> dict:
-    """T5: share of output positions whose logit-lens argmax is the target only after the MLP."""
+    """T5.plus1: share of output positions whose logit-lens argmax is the target x_{7-i}+1 only
+    after the MLP (wrong before it, right after it)."""
     pre_resid = run.cache["blocks.0.hook_resid_mid"][:, OUT]
     pre = logit_lens.lens_logits(run.bridge, pre_resid).argmax(-1)
     post = logit_lens.lens_logits(run.bridge, run.cache["blocks.0.hook_resid_post"][:, OUT]).argmax(-1)

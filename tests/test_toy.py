@@ -17,10 +17,10 @@ from mechcheck.claim import claim_of, satisfies
 from mechcheck.models import CheckpointError
 
 ROOT = Path(__file__).resolve().parent.parent
-T1, T2, T3, T4, T5, T6, T7 = (claim_of(getattr(claims, n)) for n in (
+T1, T2, T3, T4, T5, T5_PLUS1, T6, T7 = (claim_of(getattr(claims, n)) for n in (
     "test_t1_holdout_accuracy", "test_t2_attends_to_reversed_input", "test_t3_mlp_ablation",
-    "test_t4_attention_ablation", "test_t5_mlp_does_increment", "test_t6_one_routed_input_per_output",
-    "test_t7_mlp_ablation_worse_than_attention"))
+    "test_t4_attention_ablation", "test_t5_routed_input_before_mlp", "test_t5_mlp_does_increment",
+    "test_t6_one_routed_input_per_output", "test_t7_mlp_ablation_worse_than_attention"))
 
 
 def test_dataset_is_the_tutorials():
@@ -55,8 +55,8 @@ def _satisfies(claim, result) -> bool:
     (T1, toy_circuit.holdout_accuracy),
     (T3, lambda r: toy_circuit.ablation_drop(r, "mlp.W_out")),
     (T4, lambda r: toy_circuit.ablation_drop(r, "attn.W_O")),
-    (T5, toy_circuit.mlp_increment),
-], ids=["T1", "T3", "T4", "T5"])
+    (T5_PLUS1, toy_circuit.mlp_increment),
+], ids=["T1", "T3", "T4", "T5.plus1"])
 def test_claim_holds_on_trained_and_fails_on_random(trained, untrained, claim, measure):
     assert _satisfies(claim, measure(trained[0]))
     assert not _satisfies(claim, measure(untrained))
@@ -94,6 +94,19 @@ def planted():
 def test_routing_claims_pass_on_planted_routing_and_fail_on_random(planted, untrained, claim, measure):
     assert _ci_above(claim, measure(planted))
     assert _ci_below(claim, measure(untrained))
+
+
+def test_t5_routed_input_is_read_before_the_mlp_and_gone_without_attention(trained, untrained):
+    """T5 passes on seed 0 (probe 1.00) with its whole CI and fails with its whole CI when the
+    attention output is zeroed (x_{7-i} never reaches the position: chance, 0.25) and on random
+    weights; the literal logit-lens reading of x_{7-i} is at chance even on the trained seed."""
+    passed = toy_circuit.routed_input_before_mlp(trained[0])
+    assert _ci_above(T5, passed) and passed["pre_mlp_lens_reads_input"] < 0.4
+    bridge = _seed_bridge(0)
+    bridge.add_hook("blocks.0.hook_attn_out", lambda act, hook: torch.zeros_like(act))
+    for failed in (toy_circuit.routed_input_before_mlp(toy_circuit.ToyRun(bridge)),
+                   toy_circuit.routed_input_before_mlp(untrained)):
+        assert _ci_below(T5, failed) and failed["value"] < 0.5
 
 
 def test_t2_reports_y0_beside_the_y1_to_y7_decision(trained):
