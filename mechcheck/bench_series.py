@@ -66,6 +66,21 @@ def every25() -> Path:
     return d
 
 
+def machine() -> str:
+    """The machine the numbers belong to: CPU model and cores (timings are per machine)."""
+    import platform
+
+    model = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{model}, {os.cpu_count()} cores"
+
+
 def run_case(source: Path, n: int, workers: int, tmp: Path) -> dict:
     """One pytest run of the organism claims over the first n checkpoints; wall time and loads."""
     from mechcheck import models, series
@@ -111,14 +126,22 @@ def main(argv: list[str] | None = None) -> int:
         for n in sizes:
             for workers in (1, args.workers):
                 rows.append(run_case(source, n, workers, Path(tmp)))
+    for r in rows:  # marginal cost: what one more checkpoint adds, start-up (imports, workers) excluded
+        first = next(s for s in rows if s["workers"] == r["workers"])
+        if r["checkpoints"] > first["checkpoints"]:
+            r["marginal_per_checkpoint_s"] = round((r["wall_s"] - first["wall_s"]) / (r["checkpoints"] - first["checkpoints"]), 3)
     md = ["# mechcheck benchmark: checkpoint series", "",
           f"Induction organism claims O1/O2 over its first N checkpoints (every {EVERY} steps), serial vs "
-          f"-n {args.workers} --dist loadgroup:", "",
-          "| checkpoints | workers | wall (s) | per checkpoint (s) | loads | speed-up |", "|---|---|---|---|---|---|"]
+          f"-n {args.workers} --dist loadgroup, on {machine()}. Wall time includes pytest start-up (imports; "
+          "with -n, starting the workers); 'marginal' is (wall - wall at the smallest N) / (N - smallest N): "
+          "what one more checkpoint costs, flat if nothing is quadratic.", "",
+          "| checkpoints | workers | records | wall (s) | per checkpoint (s) | marginal per checkpoint (s) | loads "
+          "(distinct) | speed-up vs serial |", "|---|---|---|---|---|---|---|---|"]
     for r in rows:
         serial = next(s for s in rows if s["checkpoints"] == r["checkpoints"] and s["workers"] == 1)
-        md.append(f"| {r['checkpoints']} | {r['workers']} | {r['wall_s']} | {r['per_checkpoint_s']} | "
-                  f"{r['loads']} | {serial['wall_s'] / max(r['wall_s'], 1e-9):.2f}x |")
+        md.append(f"| {r['checkpoints']} | {r['workers']} | {r['records']} | {r['wall_s']} | {r['per_checkpoint_s']} | "
+                  f"{r.get('marginal_per_checkpoint_s', '—')} | {r['loads']} ({r['distinct_loaded']}) | "
+                  f"{serial['wall_s'] / max(r['wall_s'], 1e-9):.2f}x |")
     atomic_write(args.out / "bench_series.json", json.dumps(rows, indent=2) + "\n")
     atomic_write(args.out / "bench_series.md", "\n".join(md) + "\n")
     print("\n".join(md))

@@ -24,7 +24,7 @@ def run(tmp_path_factory):
 
 
 @pytest.mark.slow  # GPT-2 small forward passes on CPU: minutes on a shared machine
-@pytest.mark.parametrize("component", ["q"])  # "v" goes through the same code; not yet run here
+@pytest.mark.parametrize("component", ["q", "v"])
 def test_patch_edge_matches_transformer_lens_direct_path(run, component):
     b, p = run.bridge, run.prompts
     oracle = get_act_patch_direct_path(
