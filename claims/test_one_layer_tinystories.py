@@ -197,6 +197,12 @@ test_b1_head14_find = head_claim(
     "B1.find14", "Head 14 attends to 'banana' on the token 'find'", "find_to_banana", [14], at_least(0.3),
     "the post gives no number: on the prompt, >= 0.3 of head 14's attention at ' find' on ' banana'",
     'attending to "banana" on token "find."', inputs=["prompt"])
+test_b1_head14_asks = head_claim(
+    "B1.asks14", "Head 14 attends to the verb 'asks' from the proper noun 'Tom' after it",
+    "tom_to_asks", [14], at_least(0.3),
+    "the post gives no number: on the prompt ('Lucy asks Tom:'), >= 0.3 of head 14's attention at the first ' Tom' "
+    "on ' asks' (as B1.find14); the post names the word, not the query: read as the proper noun the verb precedes",
+    'the word "asks" i.e., verb before proper noun "Tom,"', inputs=["prompt"])
 test_b1_head9_proper = head_claim(
     "B1.proper9", "Head 9 attends to current and previous proper nouns (hedged by the post: '~ ... ?')",
     "proper_nouns_to_proper_nouns", [9], at_least(0.3),

@@ -83,6 +83,8 @@ def constructed_pattern(str_tokens: list[str], n_heads: int) -> np.ndarray:
             point(14, q, prior or [0])
         if q in names:
             point(9, q, [k for k in names if k <= q])
+        if word[q] == "Tom" and "asks" in word[:q] and "Tom" not in word[:q]:
+            point(14, q, [word.index("asks")])
         if word[q] == "find" and "banana" in word[:q]:
             point(14, q, [word.index("banana")])
         if word[q] == "banana":
@@ -207,7 +209,7 @@ def test_dry_run_on_exact_config_checkpoints(tmp_path, run_claims):
                      "--mc-model", f"roneneldan/TinyStories-1Layer-21M={ckpt}",
                      "--mc-model", f"roneneldan/TinyStories-Instuct-1Layer-21M={ckpt}")
     ran = [r for r in doc["claims"] if r["status"] != "not-encoded"]
-    assert len(ran) == 2 * (5 * 2 + 15 + 2)
+    assert len(ran) == 2 * (5 * 2 + 16 + 2)
     assert {r["status"] for r in ran} <= {"pass", "fail"}
     assert all(np.isfinite(np.asarray(r["measured"]["value"], dtype=float)).all() for r in ran)
     assert [r["id"] for r in doc["claims"] if r["status"] == "not-encoded"] == ["B3"]

@@ -194,12 +194,15 @@ def attended_within_clause(word: str):
     return score
 
 
-def from_to(query_word: str, key_words: tuple[str, ...]):
+def from_to(query_word: str, key_words: tuple[str, ...], nth: int | None = None):
     """One token pair of the post (head 12: "banana" -> "looking", "for"; head 14: "find" ->
-    "banana"): attention of `query_word` on the earlier `key_words` tokens."""
+    "banana", "Tom" -> "asks"): attention of `query_word` (every occurrence, or only the `nth`)
+    on the earlier `key_words` tokens."""
     def score(pattern, tc: TokenClasses) -> np.ndarray:
         keys = [k for w in key_words for k in _positions(tc, w)]
-        return _mean_mass(pattern, _positions(tc, query_word), lambda q: [k for k in keys if k < q])
+        queries = _positions(tc, query_word)
+        queries = queries if nth is None else queries[nth : nth + 1]
+        return _mean_mass(pattern, queries, lambda q: [k for k in keys if k < q])
     return score
 
 
@@ -260,6 +263,7 @@ ROLES = {
     "banana_to_looking_for": from_to("banana", ("looking", "for")),
     "looking_for_lead_at_banana": keys_lead_at("banana", ("looking", "for")),
     "find_to_banana": from_to("find", ("banana",)),
+    "tom_to_asks": from_to("Tom", ("asks",), nth=0),
     "bos_top_before_colon": bos_top_before(":"),
     "bos_top_before_second_colon": bos_top_before(":", 1),
     "closing_mark_attended_by_following": closing_mark_attended_by_following,
