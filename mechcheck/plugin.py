@@ -112,7 +112,9 @@ def _report_dir(config) -> Path | None:
 
 
 def pytest_configure(config):
-    from mechcheck.scheduling import worker_device
+    from mechcheck.scheduling import share_cpu_threads, worker_device
+
+    share_cpu_threads()
 
     config.addinivalue_line(
         "markers", "claim(id, statement, source, model, expect, published=None, tolerance=''): "

@@ -48,6 +48,21 @@ def worker_device(option: str = "auto") -> str:
     return f"cuda:{int(worker[2:]) % max(torch.cuda.device_count(), 1)}"
 
 
+def share_cpu_threads() -> int | None:
+    """In an xdist worker, give torch this worker's share of the CPU cores (cores // workers, at
+    least 1) and return it; None outside xdist. Why: each process's torch uses every core by
+    default, so -n 2 on 2 cores ran 4 OpenMP threads on 2 cores, and their spin-waits cost more
+    than the second worker gained."""
+    count = os.environ.get("PYTEST_XDIST_WORKER_COUNT", "")
+    if not os.environ.get("PYTEST_XDIST_WORKER") or not count.isdigit():
+        return None
+    import torch
+
+    threads = max(1, (os.cpu_count() or 1) // max(int(count), 1))
+    torch.set_num_threads(threads)
+    return threads
+
+
 def group_of(item) -> str | None:
     """The item's xdist group: its `xdist_group` mark names, joined as xdist joins them."""
     names = {str(m.args[0] if m.args else m.kwargs.get("name", "default")) for m in item.iter_markers("xdist_group")}

@@ -24,3 +24,21 @@ def mean_ci(samples, **kw) -> tuple[float, tuple[float, float]]:
     """Mean and its bootstrap CI."""
     x = np.asarray(samples, dtype=float)
     return float(x.mean()), bootstrap_ci(x, **kw)
+
+
+# Per-item values are stored up to this many items: enough for prompt sets (IOI: 120), small
+# enough that results.json stays readable (the toy's 5536 holdout sequences are not stored; its
+# diffs use the CIs).
+PER_ITEM_MAX = 1000
+
+
+def mean_record(samples, **kw) -> dict:
+    """`value`, `ci`, `n` of a mean over items, and the items themselves (`per_item`, when at most
+    PER_ITEM_MAX) so that `mechcheck diff` can compare two runs on the same prompts with a paired
+    bootstrap rather than by CI overlap (a shared-prompt change is detectable far below the CI width)."""
+    x = np.asarray(samples, dtype=float)
+    value, ci = mean_ci(x, **kw)
+    out = dict(value=value, ci=ci, n=int(x.shape[0]))
+    if x.ndim == 1 and x.shape[0] <= PER_ITEM_MAX:
+        out["per_item"] = x
+    return out

@@ -111,3 +111,20 @@ def test_worker_device_round_robin(monkeypatch, worker, gpus, want):
     monkeypatch.setattr(torch.cuda, "device_count", lambda: gpus)
     assert scheduling.worker_device("auto") == want
     assert scheduling.worker_device("cpu") == "cpu"
+
+
+@pytest.mark.parametrize("worker,count,cores,want", [("gw0", "2", 2, 1), ("gw1", "2", 16, 8), ("gw0", "4", 2, 1),
+                                                     ("", "", 2, None), ("gw0", "", 2, None)])
+def test_workers_share_the_cpu_cores(monkeypatch, worker, count, cores, want):
+    """-n N: each worker's torch gets cores // N threads (at least 1); outside xdist, untouched."""
+    import torch
+
+    before = torch.get_num_threads()
+    monkeypatch.setenv("PYTEST_XDIST_WORKER", worker)
+    monkeypatch.setenv("PYTEST_XDIST_WORKER_COUNT", count)
+    monkeypatch.setattr(scheduling.os, "cpu_count", lambda: cores)
+    try:
+        assert scheduling.share_cpu_threads() == want
+        assert torch.get_num_threads() == (want or before)
+    finally:
+        torch.set_num_threads(before)
