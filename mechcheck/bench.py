@@ -41,6 +41,27 @@ def standins(directory: Path, names=STANDINS) -> list[str]:
     return args
 
 
+def prepare(command: str, devices, standins_dir: Path | None, names=STANDINS) -> tuple[list[str], list[str]]:
+    """What `bench` and `parity` both need before running the suite: the devices checked
+    (`models.pick_device`), the hub switched off, and the stand-ins written: (devices, the
+    --mc-model arguments). Raises SystemExit(2) after one line naming `command` on bad input."""
+    if not os.environ.get("MECHCHECK_DATA"):
+        print(f"mechcheck {command}: set MECHCHECK_DATA (offline data) so every claim can run")
+        raise SystemExit(2)
+    try:
+        picked = [models.pick_device(d) for d in devices]
+        unknown = [n for n in names if n not in STANDINS]
+        if unknown:
+            raise models.ModelError(f"--models {' '.join(unknown)}: not a hub model; one of {', '.join(STANDINS)}")
+    except models.ModelError as exc:
+        print(f"mechcheck {command}: {exc}")
+        raise SystemExit(2) from None
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    folder = standins_dir or Path(tempfile.mkdtemp(prefix="mechcheck-standins-"))
+    folder.mkdir(parents=True, exist_ok=True)
+    return picked, standins(folder, names)
+
+
 def run_suite(args: list[str], report: Path) -> tuple[float, dict, str]:
     """One pytest run of claims in a subprocess: (wall seconds, its results.json or {}, output tail)."""
     start = time.perf_counter()
@@ -103,20 +124,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--standins", type=Path, default=None, help="folder for the stand-in checkpoints")
     parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu", help="--mc-device of every run")
     args = parser.parse_args(argv)
-    if not os.environ.get("MECHCHECK_DATA"):
-        print("mechcheck bench: set MECHCHECK_DATA (offline data) so every claim can run")
-        return 2
     try:
-        models.pick_device(args.device)
-    except models.ModelError as exc:
-        print(f"mechcheck bench: {exc}")
-        return 2
+        _, overrides = prepare("bench", [args.device], args.standins)
+    except SystemExit as exc:
+        return exc.code
     from mechcheck.parity import device_name
 
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    folder = args.standins or Path(tempfile.mkdtemp(prefix="mechcheck-standins-"))
-    folder.mkdir(parents=True, exist_ok=True)
-    overrides = standins(folder)
     device = ["--mc-device", args.device]
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)

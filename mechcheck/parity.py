@@ -16,8 +16,7 @@ import os
 import tempfile
 from pathlib import Path
 
-from mechcheck import models
-from mechcheck.bench import STANDINS, run_suite, standins
+from mechcheck.bench import STANDINS, prepare, run_suite
 from mechcheck.report import atomic_write
 
 RTOL = 1e-4
@@ -112,21 +111,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("-k", dest="keyword", default=None, help="pytest -k expression: a subset of the claims")
     parser.add_argument("paths", nargs="*", default=["claims/"], help="claim files (default: claims/)")
     args = parser.parse_args(argv)
-    if not os.environ.get("MECHCHECK_DATA"):
-        print("mechcheck parity: set MECHCHECK_DATA (offline data) so every claim can run")
-        return 2
     try:
-        devices = tuple(models.pick_device(d) for d in args.devices)
-        unknown = [n for n in args.models if n not in STANDINS]
-        if unknown:
-            raise models.ModelError(f"--models {' '.join(unknown)}: not a hub model; one of {', '.join(STANDINS)}")
-    except models.ModelError as exc:
-        print(f"mechcheck parity: {exc}")
-        return 2
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    folder = args.standins or Path(tempfile.mkdtemp(prefix="mechcheck-standins-"))
-    folder.mkdir(parents=True, exist_ok=True)
-    overrides = standins(folder, args.models)
+        devices, overrides = prepare("parity", args.devices, args.standins, args.models)
+    except SystemExit as exc:
+        return exc.code
+    devices = tuple(devices)
     suite = [*args.paths, "--mc-claims-nonfatal", *overrides] + (["-k", args.keyword] if args.keyword else [])
     records = []
     with tempfile.TemporaryDirectory() as tmp:

@@ -26,3 +26,4 @@ def run_claims():
         return json.loads((Path(report) / "results.json").read_text())
 
     return run
+

@@ -5,11 +5,10 @@ replaced (kept below as the reference) on the exact-config TinyStories-8M random
 from __future__ import annotations
 
 import pytest
+from standins import standin_ioi_run
 import torch
 from transformer_lens import ActivationCache
 
-from mechcheck import ioi, models
-from mechcheck.data import data_dir, gpt2_tokenizer
 from mechcheck.metrics import dla
 from mechcheck.metrics.logit_diff import _at_end, _direction
 
@@ -43,10 +42,7 @@ def _hand_head_dla(bridge, cache, prompts):
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
-    tok = gpt2_tokenizer(data_dir())
-    path = models.save_random("roneneldan/TinyStories-8M", tmp_path_factory.mktemp("ts8m"))
-    bridge = models.load_hf("roneneldan/TinyStories-8M", path, "cpu", tok).bridge
-    return ioi.IOIRun(bridge, ioi.build(tok, names=("John", "Mary", "Tom")))
+    return standin_ioi_run("roneneldan/TinyStories-8M", tmp_path_factory.mktemp("ts8m"))
 
 
 def test_the_cache_is_transformer_lens_own(run):

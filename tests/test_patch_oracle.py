@@ -5,11 +5,10 @@ GPT-2 small random stand-in, where the bridge exposes the pre-Q/K/V fork TL need
 from __future__ import annotations
 
 import pytest
+from standins import standin_ioi_run
 import torch
 from transformer_lens.patching import get_act_patch_direct_path
 
-from mechcheck import ioi, models
-from mechcheck.data import data_dir, gpt2_tokenizer
 from mechcheck.metrics import logit_diff, path_patching
 
 SENDER = (9, 3)  # a late sender keeps TL's sweep short: 2 layers x 12 receiver heads
@@ -17,10 +16,7 @@ SENDER = (9, 3)  # a late sender keeps TL's sweep short: 2 layers x 12 receiver 
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
-    tok = gpt2_tokenizer(data_dir())
-    path = models.save_random("gpt2", tmp_path_factory.mktemp("gpt2"))
-    bridge = models.load_hf("gpt2", path, "cpu", tok).bridge
-    return ioi.IOIRun(bridge, ioi.build(tok, names=("John", "Mary", "Tom")))
+    return standin_ioi_run("gpt2", tmp_path_factory.mktemp("gpt2"))
 
 
 @pytest.mark.slow  # GPT-2 small forward passes on CPU: minutes on a shared machine
