@@ -4,7 +4,8 @@ and attention by token class, over tagged TinyStories validation text.
 
 One POSRun is one forward pass over the text, reduced batch by batch on the model's device to
 what the claims read: key and query vectors of word tokens (probes), per-token activity, and
-per-paragraph attention sums by token class. Attention patterns ([paragraphs, q, k] per head)
+per-paragraph attention sums by token class (to opening/closing quotes, earlier past-tense verbs,
+nouns by query tag, the most recent noun; in both attention conventions, CONVENTIONS). Attention patterns ([paragraphs, q, k] per head)
 are never kept, so memory grows with heads x tokens, not with paragraphs x tokens^2. Every
 per-head map covers all heads, so each claim can also say which head best fits its signature.
 `POSRun(bridge, texts)` runs a model; `POSRun.from_activations(...)` takes activations computed
@@ -377,6 +378,10 @@ class POSRun:
         count = self._vbd_count[seqs].sum()
         sums = (self._vbd_share if convention == "excluded" else self._vbd_sum)[seqs]
         return sums.sum(0) / count if count else np.full(sums.shape[1:], np.nan)
+
+    def earlier_vbd_queries(self) -> int:
+        """How many tokens right before a VBD have an earlier VBD in their paragraph (P6's queries)."""
+        return int(self._vbd_count.sum())
 
     def attention_to_nn_by_query_tag(self, convention: str = "excluded", seqs=None, min_tokens: int = 1):
         """Appendix D: mean attention on NN tokens from query tokens of each tag (q >= 2), per head:

@@ -211,7 +211,7 @@ def past_tense_attention(run: POSRun, head=(6, 4)) -> dict:
     goes to earlier VBD tokens; the raw mass (BOS and self included) is recorded beside it."""
     att = run.attention_to_earlier_vbd("excluded")
     by_tag = run.attention_by_tag("before_vbd", *head)
-    return dict(value=att[tuple(head)], n=int(run._vbd_count.sum()),
+    return dict(value=att[tuple(head)], n=run.earlier_vbd_queries(),
                 included_convention=run.attention_to_earlier_vbd("included")[tuple(head)], best_head=best_head(att),
                 attention_by_tag=dict(list(by_tag.items())[:8]), head_map=att, claimed_heads=[head])
 
@@ -270,6 +270,8 @@ def noun_attended_by(run: POSRun, head=(5, 5), leaders=("DT", "PRP$")) -> dict:
     top = sorted(bars, key=lambda t: -bars[t][tuple(head)])
     lead_map = np.min([bars[t] for t in leaders if t in bars], axis=0) - np.max(
         [bars[t] for t in bars if t not in leaders], axis=0) if all(t in bars for t in leaders) else None
-    return dict(value=stat(np.arange(len(sums))), ci=_bootstrap(len(sums), stat), n=counts,
+    return dict(value=stat(np.arange(len(sums))), ci=_bootstrap(len(sums), stat),
+                n=sum(counts.get(t, 0) for t in leaders),
+                query_tokens=counts,
                 bars={t: bars[t][tuple(head)] for t in top[:8]}, included_convention={t: raw[t][tuple(head)] for t in top[:8]},
                 best_head=best_head(lead_map) if lead_map is not None else "none", claimed_heads=[head])
