@@ -4,7 +4,8 @@ and attention by token class, over tagged TinyStories validation text.
 
 One POSRun is one forward pass over the text, reduced batch by batch on the model's device to
 what the claims read: key and query vectors of word tokens (probes), per-token activity, and
-per-paragraph attention sums by token class. Attention patterns ([paragraphs, q, k] per head)
+per-paragraph attention sums by token class (to opening/closing quotes, earlier past-tense verbs,
+nouns by query tag, the most recent noun; in both attention conventions, CONVENTIONS). Attention patterns ([paragraphs, q, k] per head)
 are never kept, so memory grows with heads x tokens, not with paragraphs x tokens^2. Every
 per-head map covers all heads, so each claim can also say which head best fits its signature.
 `POSRun(bridge, texts)` runs a model; `POSRun.from_activations(...)` takes activations computed
@@ -23,9 +24,13 @@ from mechcheck.tagging import tokenize_and_tag
 
 NOUNS = ("NN", "NNS", "NNP", "NNPS")
 # Probe label set: the tags the claims are about plus the common ones; every other tag is OTHER.
-PROBE_TAGS = ("``", "''", "VBD", "PRP$", "DT", "NN", "NNS", "NNP", "PRP", "IN", "JJ", "RB", "VB", "CC", ".", ",", "TO")
+PROBE_TAGS = ("``", "''", "VBD", "PRP$", "DT", "NN", "NNS", "NNP", "PRP", "IN", "JJ", "RB", "VB", "CC", "MD", ".",
+              ",", "TO")
 # Query classes whose attention is broken down by the tag of the attended token (appendix C/D).
 QUERY_CLASSES = ("before_vbd", "prp$")
+# Attention conventions: "excluded" drops the keys BOS and self and renormalises the rest (the one the
+# claims decide on); "included" is the raw pattern (BOS and self kept), reported beside it.
+CONVENTIONS = ("excluded", "included")
 EXAMPLE_WIDTH = 40
 BATCH = 32  # paragraphs per forward pass
 
@@ -55,8 +60,9 @@ def tag_paragraphs(tokenizer, texts, max_tokens: int = 128, n_train: int | None 
     return tokens, tag_array
 
 
-def token_classes(tags: np.ndarray) -> dict[str, np.ndarray]:
-    """Masks [n, pos] of the token classes the claims read, and each quote token's opening quote."""
+def token_classes(tags: np.ndarray, words: np.ndarray | None = None) -> dict[str, np.ndarray]:
+    """Masks [n, pos] of the token classes the claims read, and each quote token's opening quote.
+    `words` [n, pos] (decoded tokens) marks the definite article: a DT token whose text is "the"."""
     inside = np.zeros(tags.shape, dtype=bool)
     opening = np.full(tags.shape, -1)
     for i, row in enumerate(tags):
@@ -73,10 +79,27 @@ def token_classes(tags: np.ndarray) -> dict[str, np.ndarray]:
     after = np.full(tags.shape, "", dtype=object)
     after[:, :-1] = tags[:, 1:]
     valid = tags != ""
+    the = np.zeros(tags.shape, dtype=bool) if words is None else np.char.lower(np.char.strip(words.astype(str))) == "the"
     return {"valid": valid, "in_quote": inside, "opening_of": opening,
             "closing": (tags == "''") & (opening >= 0), "before_vbd": valid & (after == "VBD"),
             "prp$": tags == "PRP$", "vbd": tags == "VBD",
-            "prp_dt_before_noun": np.isin(tags, ("PRP$", "DT")) & np.isin(after, NOUNS)}
+            "prp_dt_before_noun": np.isin(tags, ("PRP$", "DT")) & np.isin(after, NOUNS),
+            "prp_the_before_noun": ((tags == "PRP$") | ((tags == "DT") & the)) & np.isin(after, NOUNS),
+            "noun": np.isin(tags, NOUNS), "nn": tags == "NN"}
+
+
+def noun_runs(tags: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per position q: start of the most recent run of noun tokens before q (a noun word, or a
+    compound, split into BPE pieces) and how many such runs precede q: two [n, pos] arrays."""
+    start = np.full(tags.shape, -1)
+    count = np.zeros(tags.shape, dtype=int)
+    for i, row in enumerate(tags):
+        last, runs = -1, 0
+        for p in range(len(row)):
+            start[i, p], count[i, p] = last, runs
+            if row[p] in NOUNS and (p == 0 or row[p - 1] not in NOUNS):
+                last, runs = p, runs + 1
+    return start, count
 
 
 @dataclass
@@ -143,26 +166,32 @@ class POSRun:
                 z = get("hook_z")  # [L, b, pos, H, d_head]
                 yield get("hook_k"), get("hook_q"), torch.einsum("lnphe,lhed->lnphd", z, W_O).norm(dim=-1), get("hook_pattern")
 
-        self._reduce(tokens, tags, batches(), n_train, seed)
-        self.decode = lambda ids: [bridge.tokenizer.decode([i]) for i in ids]
+        self._reduce(tokens, tags, batches(), n_train, seed, lambda ids: [bridge.tokenizer.decode([i]) for i in ids])
 
     @classmethod
     def from_activations(cls, tokens: torch.Tensor, tags: np.ndarray, keys, queries, activity, pattern,
                          n_train: int | None = None, seed: int = 0, decode=None) -> "POSRun":
         """A run from activations of the whole text: keys/queries [L, n, pos, H, d], activity
-        [L, n, pos, H] (||z W_O|| per head), pattern [L, n, H, q, k]; same reductions as a model run."""
+        [L, n, pos, H] (||z W_O|| per head), pattern [L, n, H, q, k]; same reductions as a model run.
+        `decode` (ids -> token strings) finds the definite article; without it no token is "the"."""
         run = cls.__new__(cls)
         b = BATCH
         run._reduce(tokens, tags, ((keys[:, s : s + b], queries[:, s : s + b], activity[:, s : s + b],
-                                    pattern[:, s : s + b]) for s in range(0, tokens.shape[0], b)), n_train, seed)
-        run.decode = decode or (lambda ids: [str(i) for i in ids])
+                                    pattern[:, s : s + b]) for s in range(0, tokens.shape[0], b)), n_train, seed, decode)
         return run
 
     # ------------------------------------------------------------- the one pass
 
-    def _reduce(self, tokens, tags, batches, n_train, seed):
+    def _reduce(self, tokens, tags, batches, n_train, seed, decode=None):
         self.tokens, self.tags, self.seed = tokens, tags, seed
-        self.classes = token_classes(tags)
+        self.decode = decode or (lambda ids: [str(i) for i in ids])
+        words = None
+        if decode is not None:
+            ids = np.unique(tokens.numpy())
+            text = dict(zip(ids.tolist(), decode(ids.tolist())))
+            words = np.vectorize(text.get, otypes=[object])(tokens.numpy())
+        self.classes = token_classes(tags, words)
+        run_start, n_runs = noun_runs(tags)
         self.valid, self.in_quote, self.opening_of = (self.classes[k] for k in ("valid", "in_quote", "opening_of"))
         n = tags.shape[0]
         self.n_train = int(0.75 * n) if n_train is None else min(n_train, n)
@@ -171,8 +200,10 @@ class POSRun:
         quote_seq = np.nonzero(self.in_quote.any(1))[0]
         self._example_seq = int(quote_seq[0]) if len(quote_seq) else 0
         keys, queries, activity = [], [], []
-        sums: dict[str, list] = {k: [] for k in ("open", "close_self", "close_open", "vbd")}
+        sums: dict[str, list] = {k: [] for k in ("open", "close_self", "close_open", "vbd", "vbd_x", "to_nn", "to_nn_raw",
+                                                 "recent")}
         by_tag = {c: 0.0 for c in QUERY_CLASSES}
+        raw_by_tag = {c: 0.0 for c in QUERY_CLASSES}
         by_tag_rows = {c: 0.0 for c in QUERY_CLASSES}
         start = 0
         for k, q, act, pat in batches:
@@ -209,6 +240,27 @@ class POSRun:
                 from_class = torch.einsum("lnhqk,nq->lnhk", share, mask)  # summed over the class's queries first
                 by_tag[c] = by_tag[c] + torch.einsum("lnhk,nkt->lht", from_class, onehot).cpu().numpy()
                 by_tag_rows[c] = by_tag_rows[c] + torch.einsum("lnhq,nq->lh", (total[..., 0] > 0).float(), mask).cpu().numpy()
+                raw = torch.einsum("lnhqk,nq->lnhk", pat, mask)  # the other convention: BOS and self kept
+                raw_by_tag[c] = raw_by_tag[c] + torch.einsum("lnhk,nkt->lht", raw, onehot).cpu().numpy()
+            # P6, excluded convention: share of the attention on keys 1..q-1 that goes to earlier VBDs
+            to_vbd_x = (share * (cls["vbd"][:, None, None, :] & earlier)).sum(-1)
+            sums["vbd_x"].append(per_seq(to_vbd_x, has_earlier).cpu())
+            # appendix D: attention to NN from every query (q >= 2), summed by the query's tag, per paragraph
+            from_q = onehot * (valid & (pos >= 2))[..., None]  # [b, q, T]
+            nn_key = cls["nn"][:, None, None, :]
+            for name, p in (("to_nn", share), ("to_nn_raw", pat)):
+                sums[name].append(torch.einsum("lnhq,nqt->nlht", (p * nn_key).sum(-1), from_q).cpu())
+            # fig 4c: from "the"/PRP$ before a noun with >= 2 earlier noun runs, is the most attended
+            # earlier noun in the most recent run? (argmax is the same in both conventions)
+            noun_key = (cls["noun"][:, None, :] & inner[None])[None, :, None]  # [1, b, 1, q, k]
+            best = pat.masked_fill(~noun_key, -1.0).max(-1)  # over earlier noun keys
+            recent = torch.as_tensor(run_start[start:stop], device=dev)
+            hit = (best.indices >= recent[None, :, None, :]) & (best.values > 0)
+            asked = cls["prp_the_before_noun"] & torch.as_tensor(n_runs[start:stop] >= 2, device=dev)
+            chance = torch.as_tensor(1.0 / np.maximum(n_runs[start:stop], 1), device=dev, dtype=torch.float32)
+            sums["recent"].append(torch.stack([per_seq(hit.float(), asked).cpu(),
+                                               asked.sum(-1).float().cpu()[:, None, None].expand(b, L, H),
+                                               (chance * asked).sum(-1).cpu()[:, None, None].expand(b, L, H)], -1))
             if start <= self._example_seq < stop:
                 e = self._example_seq - start
                 self._example = pat[:, e, :, :EXAMPLE_WIDTH, :EXAMPLE_WIDTH].cpu().numpy()
@@ -218,7 +270,13 @@ class POSRun:
         cat = {k: torch.cat(v).numpy() for k, v in sums.items()}
         self._open_sum, self._close_self, self._close_open = cat["open"], cat["close_self"], cat["close_open"]
         self._vbd_sum, self._vbd_count = cat["vbd"][..., 0], cat["vbd"][:, 0, 0, 1]
+        self._vbd_share = cat["vbd_x"]
+        self._to_nn = {"excluded": cat["to_nn"], "included": cat["to_nn_raw"]}  # [n, L, H, T]
+        q_tag = np.where(self.valid & (np.arange(tags.shape[1]) >= 2), tag_id, -1)
+        self._to_nn_rows = np.stack([np.bincount(r[r >= 0], minlength=len(self.tag_names)) for r in q_tag])  # [n, T]
+        self._recent_hits, self._recent_rows, self._recent_chance = (cat["recent"][..., i] for i in range(3))
         self._by_tag = {c: (by_tag[c], by_tag_rows[c]) for c in QUERY_CLASSES}
+        self._raw_by_tag = raw_by_tag
         self._probes: dict = {}
 
     # ------------------------------------------------------------- token classes
@@ -228,6 +286,10 @@ class POSRun:
 
     def prp_dt_before_noun(self) -> np.ndarray:
         return self.classes["prp_dt_before_noun"]
+
+    def prp_the_before_noun(self) -> np.ndarray:
+        """PRP$ or the definite article ("the"/"The", tagged DT) right before a noun (§5.3)."""
+        return self.classes["prp_the_before_noun"]
 
     # ------------------------------------------------------------- probes (§4.1)
 
@@ -300,10 +362,50 @@ class POSRun:
             return {}
         return {"closing": self._close_self.sum(0) / count, "opening": self._close_open.sum(0) / count}
 
-    def attention_to_earlier_vbd(self) -> np.ndarray:
-        """From the token right before a VBD, attention mass on earlier VBD tokens: [L, H]."""
-        count = self._vbd_count.sum()
-        return self._vbd_sum.sum(0) / count if count else np.full(self._vbd_sum.shape[1:], np.nan)
+    def closing_shift(self, seqs=None) -> np.ndarray:
+        """At the closing quote: attention on itself (the end mark) minus attention on its opening
+        quote, mean over closing quotes: [L, H] (NaN without a closed quotation)."""
+        seqs = np.arange(self.tags.shape[0]) if seqs is None else seqs
+        count = self.classes["closing"][seqs].sum()
+        diff = (self._close_self[seqs] - self._close_open[seqs]).sum(0)
+        return diff / count if count else np.full(diff.shape, np.nan)
+
+    def attention_to_earlier_vbd(self, convention: str = "excluded", seqs=None) -> np.ndarray:
+        """From the token right before a VBD (with an earlier VBD in its paragraph), attention on
+        earlier VBD tokens: [L, H]. "excluded": share of the attention on keys other than BOS and
+        self; "included": mass of the raw pattern (BOS and self kept)."""
+        seqs = np.arange(self.tags.shape[0]) if seqs is None else seqs
+        count = self._vbd_count[seqs].sum()
+        sums = (self._vbd_share if convention == "excluded" else self._vbd_sum)[seqs]
+        return sums.sum(0) / count if count else np.full(sums.shape[1:], np.nan)
+
+    def earlier_vbd_queries(self) -> int:
+        """How many tokens right before a VBD have an earlier VBD in their paragraph (P6's queries)."""
+        return int(self._vbd_count.sum())
+
+    def attention_to_nn_by_query_tag(self, convention: str = "excluded", seqs=None, min_tokens: int = 1):
+        """Appendix D: mean attention on NN tokens from query tokens of each tag (q >= 2), per head:
+        ({tag: [L, H]}, {tag: query tokens}) for the tags with >= `min_tokens` queries."""
+        seqs = np.arange(self.tags.shape[0]) if seqs is None else seqs
+        sums, rows = self._to_nn[convention][seqs].sum(0), self._to_nn_rows[seqs].sum(0)  # [L, H, T], [T]
+        keep = [i for i, t in enumerate(self.tag_names) if rows[i] >= min_tokens and t != "(none)"]
+        return ({str(self.tag_names[i]): sums[..., i] / rows[i] for i in keep},
+                {str(self.tag_names[i]): int(rows[i]) for i in keep})
+
+    def to_nn_per_paragraph(self, layer: int, head: int, convention: str = "excluded") -> tuple[np.ndarray, np.ndarray]:
+        """One head's appendix-D sums per paragraph: attention on NN summed by query tag [n, T], and
+        the query tokens of each tag [n, T] (tags: self.tag_names); for bootstrap CIs."""
+        return self._to_nn[convention][:, layer, head], self._to_nn_rows
+
+    def most_recent_noun(self, seqs=None) -> tuple[np.ndarray, int, float]:
+        """Fig 4c: from "the"/PRP$ right before a noun, with >= 2 earlier noun runs, the fraction of
+        queries whose most attended earlier noun token lies in the most recent noun run: [L, H];
+        also the number of such queries and the chance level (mean of 1 / number of runs)."""
+        seqs = np.arange(self.tags.shape[0]) if seqs is None else seqs
+        rows = self._recent_rows[seqs, 0, 0].sum()
+        if not rows:
+            return np.full(self._recent_hits.shape[1:], np.nan), 0, float("nan")
+        return self._recent_hits[seqs].sum(0) / rows, int(rows), float(self._recent_chance[seqs, 0, 0].sum() / rows)
 
     def attention_by_tag(self, query_class: str, layer: int, head: int) -> dict[str, float]:
         """Share of a head's attention (BOS and self excluded, renormalised) that goes to each POS
@@ -314,9 +416,10 @@ class POSRun:
         shares = sums[layer, head] / rows[layer, head]
         return {str(t): float(v) for t, v in sorted(zip(self.tag_names, shares), key=lambda kv: -kv[1]) if v > 0}
 
-    def noun_share(self, query_class: str) -> np.ndarray:
-        """[L, H]: share of attention (BOS and self excluded) going to nouns from `query_class` tokens."""
-        sums, _ = self._by_tag[query_class]
+    def noun_share(self, query_class: str, convention: str = "excluded") -> np.ndarray:
+        """[L, H]: attention going to nouns from `query_class` tokens (q >= 2): the share of the
+        attention on keys other than BOS and self ("excluded"), or the raw mass ("included")."""
+        sums = self._by_tag[query_class][0] if convention == "excluded" else self._raw_by_tag[query_class]
         rows = (self.classes[query_class][:, 2:]).sum()
         noun = np.isin(self.tag_names, NOUNS)
         return sums[..., noun].sum(-1) / rows if rows else np.full(sums.shape[:2], np.nan)

@@ -54,11 +54,103 @@ def quote_key_probe(run: POSRun, head=(2, 0)) -> dict:
     return dict(rec, f1_open=f1["``"][head], f1_close=f1["''"][head])
 
 
-def past_tense_key_probe(run: POSRun, head=(6, 4)) -> dict:
-    """P4: the VBD key-probe F1 map of all heads (the claim: `head` is its argmax)."""
-    f1 = run.probe("key").f1("VBD")
-    return dict(value=f1, **{f"L{head[0]}H{head[1]}": f1[head]}, layer_means=f1.mean(1), best_head=best_head(f1),
-                held_out_tokens=run.held_out_counts(("VBD",)))
+def _f1(counts: np.ndarray) -> np.ndarray:
+    """F1 from [..., 3] true positives, false positives, false negatives (0 where undefined)."""
+    tp, fp, fn = np.moveaxis(counts, -1, 0)
+    return np.where(2 * tp + fp + fn > 0, 2 * tp / np.maximum(2 * tp + fp + fn, 1), 0.0)
+
+
+def f1_map_ci(result: ProbeResult, tag: str, stat, seed: int = 0) -> tuple[float, float]:
+    """CI of stat(F1 map [L, H] of `tag`) over held-out paragraphs resampled with replacement."""
+    counts = result.counts(tag)  # [L, H, n_paragraphs, 3]
+    return _bootstrap(counts.shape[2], lambda draw: stat(_f1(np.einsum(
+        "lhpc,p->lhc", counts, np.bincount(draw, minlength=counts.shape[2])))), seed=seed)
+
+
+LATE = (4, 5, 6, 7)  # "late": the second half of TinyStories-1M's 8 layers
+EARLY = (0, 1, 2, 3)
+
+
+def late_layer_exception(f1: np.ndarray, head, late=LATE, margin: float = 0.1) -> float:
+    """How far `head` stands out among the heads of the `late` layers: its F1 minus the larger of
+    the best other late head and the other late heads' mean + `margin`; >= 0 means first of the
+    late heads and at least `margin` above their mean."""
+    others = np.array([f1[l, h] for l in late for h in range(f1.shape[1]) if (l, h) != tuple(head)])
+    return float(f1[tuple(head)] - max(others.max(), others.mean() + margin))
+
+
+def past_tense_key_probe(run: POSRun, head=(6, 4), late=LATE, margin: float = 0.1) -> dict:
+    """P4: `head`'s VBD key-probe F1 stands out in the late layers (late_layer_exception), with a
+    bootstrap CI over held-out paragraphs; the map of all heads and per-layer means recorded."""
+    result = run.probe("key")
+    f1 = result.f1("VBD")
+    others = [f1[l, h] for l in late for h in range(f1.shape[1]) if (l, h) != tuple(head)]
+    late_f1 = f1[list(late)]
+    return dict(value=late_layer_exception(f1, head, late, margin),
+                ci=f1_map_ci(result, "VBD", lambda m: late_layer_exception(m, head, late, margin)),
+                **{f"L{head[0]}H{head[1]}": f1[tuple(head)]}, late_layers=list(late), late_runner_up=max(others),
+                late_mean_others=float(np.mean(others)), rank_in_late_layers=int((late_f1 > f1[tuple(head)]).sum()) + 1,
+                rank_all_heads=int((f1 > f1[tuple(head)]).sum()) + 1, layer_means=f1.mean(1), best_head=best_head(f1),
+                head_map=f1, claimed_heads=[head], held_out_tokens=run.held_out_counts(("VBD",)))
+
+
+def layer_means_without(f1: np.ndarray, exception) -> np.ndarray:
+    """Mean F1 of each layer's heads, `exception` (a head, or None) left out of its layer's mean."""
+    m = f1.astype(float).copy()
+    if exception is not None:
+        m[tuple(exception)] = np.nan
+    return np.nanmean(m, 1)
+
+
+def depth_trend(f1: np.ndarray, exception=None) -> float:
+    """Spearman correlation of layer index and per-layer mean F1 (0 when the means are all equal)."""
+    from scipy.stats import spearmanr
+
+    means = layer_means_without(f1, exception)
+    if np.allclose(means, means[0]):
+        return 0.0
+    return float(spearmanr(np.arange(len(means)), means).statistic)
+
+
+def past_tense_depth_trend(run: POSRun, exception=(6, 4)) -> dict:
+    """P4.trend: Spearman correlation of layer and mean VBD key-probe F1 per layer, `exception` left
+    out of its layer's mean; bootstrap CI over held-out paragraphs."""
+    result = run.probe("key")
+    f1 = result.f1("VBD")
+    return dict(value=depth_trend(f1, exception), ci=f1_map_ci(result, "VBD", lambda m: depth_trend(m, exception)),
+                layer_means=layer_means_without(f1, exception), layer_means_with_exception=f1.mean(1),
+                best_head=best_head(f1), head_map=f1, held_out_tokens=run.held_out_counts(("VBD",)))
+
+
+def good_heads(f1: np.ndarray, threshold: float, layers=None) -> int:
+    """Number of heads (of `layers`, default all) whose probe F1 reaches `threshold`."""
+    return int(((f1 if layers is None else f1[list(layers)]) >= threshold).sum())
+
+
+def early_minus_late(f1: np.ndarray, threshold: float) -> int:
+    """Heads of layers 0-3 minus heads of layers 4-7 whose F1 reaches `threshold`."""
+    return good_heads(f1, threshold, EARLY) - good_heads(f1, threshold, LATE)
+
+
+def conjunction_key_probe(run: POSRun, threshold: float = 0.8) -> dict:
+    """P10.cc: CC key-probe F1 of all heads; value: how many more heads of the early layers (0-3)
+    than of the late layers (4-7) reach `threshold` ("many heads, mostly in early layers")."""
+    result = run.probe("key")
+    f1 = result.f1("CC")
+    return dict(value=early_minus_late(f1, threshold), ci=f1_map_ci(result, "CC", lambda m: early_minus_late(m, threshold)),
+                good_early=good_heads(f1, threshold, EARLY), good_late=good_heads(f1, threshold, LATE),
+                good_per_layer=(f1 >= threshold).sum(1), best_head=best_head(f1), head_map=f1,
+                held_out_tokens=run.held_out_counts(("CC",)))
+
+
+def modal_key_probe(run: POSRun, threshold: float = 0.8) -> dict:
+    """P10.md: MD key-probe F1 of all heads; value: the number of heads reaching `threshold`."""
+    result = run.probe("key")
+    f1 = result.f1("MD")
+    good = np.argwhere(f1 >= threshold)
+    return dict(value=good_heads(f1, threshold), ci=f1_map_ci(result, "MD", lambda m: good_heads(m, threshold)),
+                good=[f"L{l}H{h}" for l, h in good], best_head=best_head(f1), head_map=f1,
+                held_out_tokens=run.held_out_counts(("MD",)))
 
 
 def possessive_query_probe(run: POSRun, head=(5, 5)) -> dict:
@@ -88,8 +180,11 @@ def past_tense_activity(run: POSRun, head=(6, 4)) -> dict:
 
 
 def definite_noun_activity(run: POSRun, head=(5, 5)) -> dict:
-    """P8: activity on PRP$/DT right before a noun / elsewhere."""
-    return activity(run, run.prp_dt_before_noun(), head)
+    """P8: activity on PRP$ and the definite article ("the"/"The") right before a noun / elsewhere;
+    the ratio on every DT + PRP$ before a noun (the earlier reading) is recorded beside it."""
+    rec = activity(run, run.prp_the_before_noun(), head)
+    return dict(rec, n_tokens=int(run.prp_the_before_noun().sum()),
+                every_dt_ratio=run.activity_ratio(run.prp_dt_before_noun())[tuple(head)])
 
 
 def quote_attention(run: POSRun, head=(2, 0)) -> dict:
@@ -101,16 +196,82 @@ def quote_attention(run: POSRun, head=(2, 0)) -> dict:
                 example_pattern=run.example_pattern(*head))
 
 
+def quote_closing_shift(run: POSRun, head=(2, 0)) -> dict:
+    """P3.closing: at the closing quote, `head`'s attention on the end mark (the closing-quote token
+    itself) minus its attention on the opening quote; bootstrap CI over paragraphs."""
+    shift = run.closing_shift()
+    closing = run.closing_quote_attention()
+    return dict(value=shift[tuple(head)], ci=_bootstrap(run.tags.shape[0], lambda s: run.closing_shift(s)[tuple(head)]),
+                n=int(run.classes["closing"].sum()), best_head=best_head(shift), head_map=shift, claimed_heads=[head],
+                closing_quote_row={k: v[tuple(head)] for k, v in closing.items()})
+
+
 def past_tense_attention(run: POSRun, head=(6, 4)) -> dict:
-    """P6: from the token before a VBD, attention mass on earlier VBD tokens."""
-    att = run.attention_to_earlier_vbd()
+    """P6: from the token before a VBD, share of the attention on keys other than BOS and self that
+    goes to earlier VBD tokens; the raw mass (BOS and self included) is recorded beside it."""
+    att = run.attention_to_earlier_vbd("excluded")
     by_tag = run.attention_by_tag("before_vbd", *head)
-    return dict(value=att[head], best_head=best_head(att), attention_by_tag=dict(list(by_tag.items())[:8]),
-                head_map=att, claimed_heads=[head])
+    return dict(value=att[tuple(head)], n=run.earlier_vbd_queries(),
+                included_convention=run.attention_to_earlier_vbd("included")[tuple(head)], best_head=best_head(att),
+                attention_by_tag=dict(list(by_tag.items())[:8]), head_map=att, claimed_heads=[head])
+
+
+def _noun_share_record(run: POSRun, query_class: str, head) -> dict:
+    share = run.noun_share(query_class, "excluded")
+    return dict(value=share[tuple(head)], n=int(run.classes[query_class][:, 2:].sum()),
+                included_convention=run.noun_share(query_class, "included")[tuple(head)], best_head=best_head(share),
+                head_map=share, claimed_heads=[head],
+                attention_by_tag=dict(list(run.attention_by_tag(query_class, *head).items())[:8]))
 
 
 def possessive_noun_attention(run: POSRun, head=(5, 5)) -> dict:
-    """P9: from PRP$, share of attention (BOS and self excluded) on nouns."""
-    share = run.noun_share("prp$")
-    return dict(value=share[head], n=int(run.classes["prp$"].sum()), best_head=best_head(share), head_map=share,
-                claimed_heads=[head], attention_by_tag=dict(list(run.attention_by_tag("prp$", *head).items())[:8]))
+    """P9: from PRP$, share of the attention on keys other than BOS and self that goes to nouns; the
+    raw mass (BOS and self included) is recorded beside it."""
+    return _noun_share_record(run, "prp$", head)
+
+
+def past_tense_noun_attention(run: POSRun, head=(6, 4)) -> dict:
+    """P6.nouns (§5.2 body text): from the token before a VBD, share of the attention (BOS and self
+    excluded) on nouns, as P9 measures it; the past-tense reading (P6's value) recorded beside it."""
+    return dict(_noun_share_record(run, "before_vbd", head),
+                vbd_reading=run.attention_to_earlier_vbd("excluded")[tuple(head)])
+
+
+def recent_noun_attention(run: POSRun, head=(5, 5)) -> dict:
+    """P9.recent (fig 4c): from "the"/PRP$ right before a noun, with >= 2 earlier nouns, the fraction
+    of positions where `head`'s most attended earlier noun is the most recent one; CI over paragraphs."""
+    frac, n, chance = run.most_recent_noun()
+    ci = _bootstrap(run.tags.shape[0], lambda s: run.most_recent_noun(s)[0][tuple(head)]) if n else (np.nan, np.nan)
+    return dict(value=frac[tuple(head)], ci=ci, n=n, chance=chance, best_head=best_head(frac) if n else "none",
+                head_map=frac, claimed_heads=[head])
+
+
+MIN_QUERY_TOKENS = 20  # a tag's bar in appendix D counts when at least this many query tokens carry it
+
+
+def nn_attention_lead(sums: np.ndarray, rows: np.ndarray, tag_names, leaders=("DT", "PRP$")) -> float:
+    """Appendix D: the smaller of `leaders`' mean attention on NN minus the largest other tag's
+    (tags with >= MIN_QUERY_TOKENS query tokens); sums and rows [T] summed over paragraphs."""
+    mean = np.where(rows > 0, sums / np.maximum(rows, 1), np.nan)
+    lead = [mean[list(tag_names).index(t)] if t in tag_names else np.nan for t in leaders]
+    other = [mean[i] for i, t in enumerate(tag_names) if t not in leaders and t != "(none)" and rows[i] >= MIN_QUERY_TOKENS]
+    return float(np.nan_to_num(min(lead), nan=0.0) - (max(other) if other else 0.0))
+
+
+def noun_attended_by(run: POSRun, head=(5, 5), leaders=("DT", "PRP$")) -> dict:
+    """P9.by_tag (appendix D, fig 8): `head`'s mean attention on NN tokens by the tag of the
+    attending token (BOS and self excluded, renormalised); value: how far DT and PRP$ lead every
+    other tag; bootstrap CI over paragraphs. The raw-pattern bars are recorded beside it."""
+    sums, rows = run.to_nn_per_paragraph(*head, "excluded")
+    names = list(run.tag_names)
+    stat = lambda s: nn_attention_lead(sums[s].sum(0), rows[s].sum(0), names, leaders)  # noqa: E731
+    bars, counts = run.attention_to_nn_by_query_tag("excluded", min_tokens=MIN_QUERY_TOKENS)
+    raw, _ = run.attention_to_nn_by_query_tag("included", min_tokens=MIN_QUERY_TOKENS)
+    top = sorted(bars, key=lambda t: -bars[t][tuple(head)])
+    lead_map = np.min([bars[t] for t in leaders if t in bars], axis=0) - np.max(
+        [bars[t] for t in bars if t not in leaders], axis=0) if all(t in bars for t in leaders) else None
+    return dict(value=stat(np.arange(len(sums))), ci=_bootstrap(len(sums), stat),
+                n=sum(counts.get(t, 0) for t in leaders),
+                query_tokens=counts,
+                bars={t: bars[t][tuple(head)] for t in top[:8]}, included_convention={t: raw[t][tuple(head)] for t in top[:8]},
+                best_head=best_head(lead_map) if lead_map is not None else "none", claimed_heads=[head])
