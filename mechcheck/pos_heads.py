@@ -225,40 +225,51 @@ class POSRun:
             sums["close_self"].append(per_seq(at_self, cls["closing"]).cpu())
             sums["close_open"].append(per_seq(at_open, cls["closing"]).cpu())
             earlier = pos[None, :] < pos[:, None]  # [q, k]: k strictly before q
-            to_vbd = (pat * (cls["vbd"][:, None, None, :] & earlier)).sum(-1)  # [L, b, H, q]
             has_earlier = cls["before_vbd"] & ((cls["vbd"][:, None, :] & earlier).any(-1))
+            # Every attention-by-key-class statistic is the pattern times a key-feature matrix (one
+            # matmul, no [L, b, H, q, k] temporaries): columns 1 (row sums), VBD, NN, one-hot tags.
+            # The earlier keys' mass is that minus the self column; keys 1..q-1 (the "excluded"
+            # convention) also minus BOS, renormalised by their total.
+            onehot = torch.nn.functional.one_hot(torch.as_tensor(tag_id[start:stop], device=dev), len(self.tag_names)).float()
+            feats = torch.cat([torch.ones_like(onehot[..., :1]), cls["vbd"][..., None].float(),
+                               cls["nn"][..., None].float(), onehot], -1)  # [b, k, F]
+            mass = pat @ feats[None, :, None]  # [L, b, H, q, F]: all keys <= q
+            own = at_self[..., None] * feats[None, :, None]  # the query's own column
+            bos = pat[..., :1] * feats[:, 0][None, :, None, None] * (pos >= 1)[:, None]  # BOS, for q >= 1
+            earlier_mass = mass - own
+            inner = earlier_mass - bos  # keys 1..q-1
+            total = inner[..., :1]
+            share = torch.where(total > 0, inner / total.clamp_min(1e-12), 0.0)
+            to_vbd = earlier_mass[..., 1]  # [L, b, H, q]
             sums["vbd"].append(torch.stack([per_seq(to_vbd, has_earlier).cpu(),
                                             has_earlier.sum(-1).float().cpu()[:, None, None].expand(b, L, H)], -1))
-            # attention by tag (BOS and self excluded, renormalised), from each query class
-            onehot = torch.nn.functional.one_hot(torch.as_tensor(tag_id[start:stop], device=dev), len(self.tag_names)).float()
-            inner = (pos[None, :] >= 1) & earlier  # keys 1..q-1
-            w = pat * inner
-            total = w.sum(-1, keepdim=True)
-            share = torch.where(total > 0, w / total.clamp_min(1e-12), 0.0)
-            for c in QUERY_CLASSES:
+            for c in QUERY_CLASSES:  # attention by tag from each query class, both conventions
                 mask = (cls[c] & (pos >= 2)).float()  # q >= 2: at least one key besides BOS and self
-                from_class = torch.einsum("lnhqk,nq->lnhk", share, mask)  # summed over the class's queries first
-                by_tag[c] = by_tag[c] + torch.einsum("lnhk,nkt->lht", from_class, onehot).cpu().numpy()
+                by_tag[c] = by_tag[c] + torch.einsum("lnhqt,nq->lht", share[..., 3:], mask).cpu().numpy()
                 by_tag_rows[c] = by_tag_rows[c] + torch.einsum("lnhq,nq->lh", (total[..., 0] > 0).float(), mask).cpu().numpy()
-                raw = torch.einsum("lnhqk,nq->lnhk", pat, mask)  # the other convention: BOS and self kept
-                raw_by_tag[c] = raw_by_tag[c] + torch.einsum("lnhk,nkt->lht", raw, onehot).cpu().numpy()
+                raw_by_tag[c] = raw_by_tag[c] + torch.einsum("lnhqt,nq->lht", mass[..., 3:], mask).cpu().numpy()
             # P6, excluded convention: share of the attention on keys 1..q-1 that goes to earlier VBDs
-            to_vbd_x = (share * (cls["vbd"][:, None, None, :] & earlier)).sum(-1)
-            sums["vbd_x"].append(per_seq(to_vbd_x, has_earlier).cpu())
+            sums["vbd_x"].append(per_seq(share[..., 1], has_earlier).cpu())
             # appendix D: attention to NN from every query (q >= 2), summed by the query's tag, per paragraph
             from_q = onehot * (valid & (pos >= 2))[..., None]  # [b, q, T]
-            nn_key = cls["nn"][:, None, None, :]
-            for name, p in (("to_nn", share), ("to_nn_raw", pat)):
-                sums[name].append(torch.einsum("lnhq,nqt->nlht", (p * nn_key).sum(-1), from_q).cpu())
+            for name, x in (("to_nn", share[..., 2]), ("to_nn_raw", mass[..., 2])):
+                sums[name].append(torch.einsum("lnhq,nqt->nlht", x, from_q).cpu())
             # fig 4c: from "the"/PRP$ before a noun with >= 2 earlier noun runs, is the most attended
-            # earlier noun in the most recent run? (argmax is the same in both conventions)
-            noun_key = (cls["noun"][:, None, :] & inner[None])[None, :, None]  # [1, b, 1, q, k]
-            best = pat.masked_fill(~noun_key, -1.0).max(-1)  # over earlier noun keys
+            # earlier noun in the most recent run? (argmax is the same in both conventions; read
+            # only at the asked queries)
+            inner_keys = (pos[None, :] >= 1) & earlier
             recent = torch.as_tensor(run_start[start:stop], device=dev)
-            hit = (best.indices >= recent[None, :, None, :]) & (best.values > 0)
             asked = cls["prp_the_before_noun"] & torch.as_tensor(n_runs[start:stop] >= 2, device=dev)
+            hit = torch.zeros(L, b, H, P, device=dev)
+            n_idx, q_idx = asked.nonzero(as_tuple=True)
+            if len(n_idx):
+                rows = pat[:, n_idx, :, q_idx]  # [A, L, H, k]
+                noun_key = (cls["noun"][n_idx] & inner_keys[q_idx])[:, None, None]  # [A, 1, 1, k]
+                best = rows.masked_fill(~noun_key, -1.0).max(-1)
+                found = (best.indices >= recent[n_idx, q_idx][:, None, None]) & (best.values > 0)  # [A, L, H]
+                hit[:, n_idx, :, q_idx] = found.float()
             chance = torch.as_tensor(1.0 / np.maximum(n_runs[start:stop], 1), device=dev, dtype=torch.float32)
-            sums["recent"].append(torch.stack([per_seq(hit.float(), asked).cpu(),
+            sums["recent"].append(torch.stack([per_seq(hit, asked).cpu(),
                                                asked.sum(-1).float().cpu()[:, None, None].expand(b, L, H),
                                                (chance * asked).sum(-1).cpu()[:, None, None].expand(b, L, H)], -1))
             if start <= self._example_seq < stop:
