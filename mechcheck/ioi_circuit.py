@@ -596,10 +596,12 @@ def s_inhibition_pattern(run: ioi.IOIRun, head: tuple[int, int]) -> dict:
 
 def pattern_similarity(run_a: ioi.IOIRun, head_a: tuple[int, int], run_b: ioi.IOIRun, heads_b) -> dict:
     """fig 3.17 vs 3.15/3.16 ('the attention pattern of TinyStories-8M's H7.7 is quite similar to those
-    of GPT2-small's H9.9 and H9.6'): per prompt, the cosine similarity of head_a's END row (model a)
-    and each of heads_b's END rows (model b) on the same prompt (both models read the GPT-2
-    tokenizer, so the prompts are the same tokens); the value is the smaller of the heads' mean
-    similarities, with the bootstrap CI over prompts of that minimum."""
+    of GPT2-small's H9.9 and H9.6'): per prompt, the correlation (cosine after subtracting each row's
+    mean) of head_a's END row (model a) and each of heads_b's END rows (model b) on the same prompt
+    (both models read the GPT-2 tokenizer, so the prompts are the same tokens); the value is the
+    smaller of the heads' mean correlations, with the bootstrap CI over prompts of that minimum.
+    Centred, because two near-uniform rows (heads that attend nowhere in particular, as in random
+    models) have a cosine near 1 but no correlation."""
     if not torch.equal(run_a.prompts.tokens.cpu(), run_b.prompts.tokens.cpu()):
         raise ClaimError("pattern_similarity: the two models must read the same prompt tokens")
     p = run_a.prompts
@@ -607,10 +609,32 @@ def pattern_similarity(run_a: ioi.IOIRun, head_a: tuple[int, int], run_b: ioi.IO
 
     def end_rows(run, head):
         pattern = run.cache[f"blocks.{head[0]}.attn.hook_pattern"][:, head[1]]
-        return pattern[n.to(pattern.device), p.pos_end.to(pattern.device)].cpu().double()  # [n, k]
+        rows = pattern[n.to(pattern.device), p.pos_end.to(pattern.device)].cpu().double()  # [n, k]
+        keys = (torch.arange(rows.shape[1])[None] <= p.pos_end.cpu()[:, None]).double()  # causal keys
+        return (rows - (rows * keys).sum(-1, keepdim=True) / keys.sum(-1, keepdim=True)) * keys
 
     a = end_rows(run_a, head_a)
     cos = np.stack([torch.nn.functional.cosine_similarity(a, end_rows(run_b, h), dim=-1).numpy() for h in heads_b], 1)
     stat = lambda x: float(x.mean(0).min())  # noqa: E731
     return dict(value=stat(cos), ci=bootstrap_ci(cos, stat=stat), n=cos.shape[0],
-                **{f"mean_cosine_{fmt_item(h)}": float(cos[:, i].mean()) for i, h in enumerate(heads_b)})
+                **{f"mean_correlation_{fmt_item(h)}": float(cos[:, i].mean()) for i, h in enumerate(heads_b)})
+
+
+def fewer_heads(run_a: ioi.IOIRun, run_b: ioi.IOIRun, models: list[str], threshold: float = 0.05) -> dict:
+    """§3.4.2 ('There's a smaller amount of heads used to perform the task'): the number of heads
+    whose head-patching recovery (I8's measurement) is >= threshold in model a minus that in model
+    b, with the bootstrap CI over the shared prompts (resampled jointly for both models); both counts
+    and heads beside."""
+    def per_prompt(run):
+        _, values = run.head_patching()
+        clean, corrupt = run.ld.mean().item(), run.ld_corrupted.mean().item()
+        return ((values - corrupt) / (clean - corrupt)).numpy().reshape(-1, len(run.prompts)).T  # [n, heads]
+
+    a, b = per_prompt(run_a), per_prompt(run_b)
+    if a.shape[0] != b.shape[0]:
+        raise ClaimError("fewer_heads: the two runs must share the prompt set")
+    k = a.shape[1]
+    both = np.concatenate([a, b], 1)
+    diff = lambda x: float((x[:, :k].mean(0) >= threshold).sum() - (x[:, k:].mean(0) >= threshold).sum())  # noqa: E731
+    return dict(value=diff(both), ci=bootstrap_ci(both, stat=diff), n=both.shape[0], models=models,
+                count_a=int((a.mean(0) >= threshold).sum()), count_b=int((b.mean(0) >= threshold).sum()))

@@ -197,8 +197,8 @@ def test_ablating_the_name_movers_drops_the_logit_difference(name_mover):
     assert abs(small) < drop / 3
 
 
-N_CLAIMS = 41  # claims in claims/test_ioi_tinystories_8m.py
-GPT2_SWEEPS = 3  # of which GPT-2 patching sweeps (test names with "gpt2_sweep"): minutes each on a CPU stand-in
+N_CLAIMS = 42  # claims in claims/test_ioi_tinystories_8m.py
+GPT2_SWEEPS = 4  # of which GPT-2 patching sweeps (test names with "gpt2_sweep"): minutes each on a CPU stand-in
 
 
 def _dry_run(tmp_path, run_claims, report, names, *args):
@@ -222,7 +222,7 @@ def test_dry_run_on_exact_config_checkpoints(tmp_path, run_claims):
 
 @pytest.mark.slow
 def test_dry_run_gpt2_sweeps(tmp_path, run_claims):
-    """The GPT-2 patching sweeps (I16.gpt2, I8.gpt2, I18.gpt2) end to end on the exact-config GPT-2
+    """The GPT-2 patching sweeps (I16.gpt2, I8.gpt2, I18.gpt2, I8.fewer) end to end on the exact-config GPT-2
     stand-in (2 names, 8 prompts: hundreds of 124M-parameter forwards on CPU)."""
     doc = _dry_run(tmp_path, run_claims, "ioi-gpt2-sweeps", "John,Mary", "-k", "gpt2_sweep")
     assert len(doc["claims"]) == GPT2_SWEEPS and {r["status"] for r in doc["claims"]} <= {"pass", "fail", "inconclusive"}
@@ -515,13 +515,14 @@ def test_attention_claims_pass_on_planted_heads_and_fail_on_the_stand_in(claims_
     assert _verdict(pattern, ioi_circuit.s_inhibition_pattern(ts8m_planted, (5, 7))) == "pass"
     assert _verdict(pattern, ioi_circuit.s_inhibition_pattern(ts8m_run, (5, 7))) == "fail"
     assert _verdict(pattern, ioi_circuit.s_inhibition_pattern(ts8m_planted, (7, 7))) == "fail"
-    # I9.like_gpt2 (cosine of END rows, same prompts): the planted H7.7 against itself passes; against
-    # H4.0 (END->S1) and against the unplanted H7.7 it fails
+    # I9.like_gpt2 (correlation of END rows, same prompts): the planted H7.7 against itself passes; against
+    # H4.0 (END->S1) and against the unplanted H7.7 it fails; two unplanted (near-uniform) heads fail
     like = c.test_i9_h7_7_like_gpt2_name_movers
     sim = ioi_circuit.pattern_similarity
     assert _verdict(like, sim(ts8m_planted, (7, 7), ts8m_planted, [(7, 7), (7, 7)])) == "pass"
     assert _verdict(like, sim(ts8m_planted, (7, 7), ts8m_planted, [(7, 7), (4, 0)])) == "fail"
     assert _verdict(like, sim(ts8m_planted, (7, 7), ts8m_run, [(7, 7)])) == "fail"
+    assert _verdict(like, sim(ts8m_run, (7, 7), ts8m_run, [(6, 3), (5, 1)])) == "fail"
 
 
 def test_gave_and_and_positions_are_checked(ts8m_run, tok):
@@ -611,7 +612,7 @@ def test_batched_sweeps_equal_one_patch_per_forward(name_mover):
 
 
 def test_patching_claims_on_the_organism(claims_mod, name_mover):
-    """I8.gpt2, I18.gpt2, I11.v77 and I19.weaker's measures at their thresholds on the name-mover
+    """I8.gpt2, I18.gpt2, I11.v77, I8.fewer and I19.weaker's measures at their thresholds on the name-mover
     organism (IOI prompts, its two layers), where patching finds the layer-0 S2 head L0H2 and the
     layer-1 movers: each passes with the heads the organism has and fails with others."""
     c, run = claims_mod, name_mover["trained"]
@@ -628,10 +629,32 @@ def test_patching_claims_on_the_organism(claims_mod, name_mover):
     assert _verdict(reads, ioi_circuit.top_senders(run, (1, 0), "q", ["L0H2", "embed"])) == "fail"
     with pytest.raises(ClaimError, match="do not write into"):
         ioi_circuit.top_senders(run, (1, 0), "v", ["MLP0", "embed"])  # attention-only: no MLP0
+    fewer = c.test_i8_fewer_heads_gpt2_sweep  # the organism with three of its used heads ablated uses fewer
+    ablated = _ablated_run(run, [(0, 1), (1, 2), (1, 3)])
+    assert _verdict(fewer, ioi_circuit.fewer_heads(ablated, run, ["ablated", "organism"])) == "pass"
+    assert _verdict(fewer, ioi_circuit.fewer_heads(run, ablated, ["organism", "ablated"])) == "fail"
+    assert _verdict(fewer, ioi_circuit.fewer_heads(run, run, ["organism", "organism"])) == "fail"
     weaker = c.test_i19_h6_11_weaker_than_h7_7
     assert _verdict(weaker, ioi_circuit.recovery_ratio(run, (1, 1), (0, 2))) == "pass"
     assert _verdict(weaker, ioi_circuit.recovery_ratio(run, (0, 2), (0, 2))) == "fail"
     assert _verdict(weaker, ioi_circuit.recovery_ratio(run, (0, 0), (0, 2))) == "fail"
+
+
+def _ablated_run(run, heads):
+    """The run's model with the heads' outputs zeroed (hook_z), and its head patching, as an IOIRun."""
+    def zero(layer):
+        def hook(z, hook):  # one hook per layer (in compatibility mode hook.name may be an alias)
+            z = z.clone()
+            for h in [h for l, h in heads if l == layer]:
+                z[:, :, h] = 0.0
+            return z
+        return hook
+
+    layers = sorted({layer for layer, _ in heads})
+    with run.bridge.hooks(fwd_hooks=[(f"blocks.{layer}.attn.hook_z", zero(layer)) for layer in layers]):
+        ablated = ioi.IOIRun(run.bridge, run.prompts)
+        ablated.head_patching()
+    return ablated
 
 
 def test_resid_patching_is_exact_and_finds_the_hand_over(name_mover):
