@@ -1,5 +1,6 @@
 """Claims of the thesis "IOI circuits in TinyStories-8M vs GPT-2 small"
-(../shared/seeds/thesis-ioi-circuits-tinystories-8M.txt, §3.3 Experiment 1, §3.4 Experiment 2).
+(../shared/seeds/thesis-ioi-circuits-tinystories-8M.txt, §3.3 Experiment 1, §3.4 Experiment 2, and the
+head-level statements of §3.5.1 that need no SAE).
 
 Heads are written LxHy in the report; the thesis writes H7.7 for layer 7, head 7 (= L7H7).
 Models load in TransformerLens compatibility mode (HookedTransformer numerics, as the thesis).
