@@ -113,7 +113,9 @@ class IOIRun:
         self.ld = logit_diff(self.logits, self.prompts)
         self.ld_corrupted = logit_diff(end_logits(bridge, self.corrupted_cache["ln_final.hook_in"], self.prompts), self.prompts)
         self._edges: dict = {}
+        self._senders: dict = {}
         self._head_patching = None
+        self._resid_patching = None
 
     def metric(self, resid):
         """Per-prompt logit difference from a final residual stream (mechcheck.activations.final_residual)."""
@@ -142,3 +144,31 @@ class IOIRun:
             self._edges[key] = edge_scores(self.bridge, self.prompts, self.cache, self.corrupted_cache, receiver,
                                            component, self.metric, self.ld.mean(), self.ld_corrupted.mean())
         return self._edges[key]
+
+    def resid_patching(self):
+        """Corrupt-to-clean patching of resid_pre at every layer and at each position from S2 to
+        END (positions before S2 are the same in both runs, so patching them changes nothing):
+        (labels ["S2", "S2+1", ..., "END"], normalised recovery per prompt [n_layers, P, n])."""
+        if self._resid_patching is None:
+            from mechcheck.metrics.path_patching import resid_patching
+
+            p = self.prompts
+            gap = int((p.pos_end - p.pos_s2).min())
+            positions = torch.stack([p.pos_s2 + k for k in range(gap)] + [p.pos_end])
+            labels = ["S2"] + [f"S2+{k}" for k in range(1, gap)] + ["END"]
+            values = resid_patching(self.bridge, p, self.cache, self.metric, positions)
+            clean, corrupt = self.ld.mean().item(), self.ld_corrupted.mean().item()
+            self._resid_patching = (labels, (values - corrupt) / (clean - corrupt))
+        return self._resid_patching
+
+    def senders(self, receivers, component: str, senders=None) -> dict:
+        """Path-patching recovery per prompt, {sender: [n]}, of each earlier component (embed,
+        heads, MLPs; or the named `senders`) into the q or v input of all `receivers` at once."""
+        from mechcheck.metrics.path_patching import sender_scores
+
+        key = (tuple(map(tuple, receivers)), component, None if senders is None else tuple(senders))
+        if key not in self._senders:
+            self._senders[key] = sender_scores(self.bridge, self.prompts, self.cache, self.corrupted_cache,
+                                               list(receivers), component, self.metric, self.ld.mean(),
+                                               self.ld_corrupted.mean(), senders)
+        return self._senders[key]

@@ -9,11 +9,13 @@ n_heads]}, mechcheck.metrics.head_scores) or an IOIRun (mechcheck.ioi).
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import torch
 
 from mechcheck import ioi
-from mechcheck.claim import fmt_item
+from mechcheck.claim import ClaimError, fmt_item
 from mechcheck.metrics import accuracy, attention, dla
 from mechcheck.stats import bootstrap_ci, mean_ci
 
@@ -321,3 +323,318 @@ def attention_s2_to_s1(run: ioi.IOIRun, head: tuple[int, int]) -> dict:
     s1, io = pattern[rows, p.pos_s2, p.pos_s1].cpu().numpy(), pattern[rows, p.pos_s2, p.pos_io].cpu().numpy()
     value, ci = mean_ci(s1 - io)
     return dict(value=value, ci=ci, n=len(p), mean_S2_to_S1=s1.mean(), mean_S2_to_IO=io.mean())
+
+
+# ---------------------------------------------------------------- issue #14 item 2 (thesis, §3.4.2 / §3.5.1)
+
+def _position_after(run: ioi.IOIRun, anchor: torch.Tensor, word: str, rows=None) -> torch.Tensor:
+    """Per prompt, the position right after `anchor` (e.g. S2 -> 'gave'), checked to be the token
+    `word` (with its leading space): a template where it is not is one ClaimError line."""
+    p = run.prompts
+    rows = torch.arange(len(p)) if rows is None else rows
+    pos = anchor[rows] + 1
+    toks = p.tokens[rows.to(p.tokens.device), pos]
+    want = ioi._encode(run.bridge.tokenizer, " " + word)
+    bad = [i for i, t in zip(rows.tolist(), toks.tolist()) if [t] != want]
+    if bad:
+        raise ClaimError(f"IOI prompt {p.texts[bad[0]]!r} has no {word!r} right where the claim reads it; "
+                         f"the claim needs templates with '... {word}' there")
+    return pos
+
+
+def _attention(run: ioi.IOIRun, head: tuple[int, int], queries, keys, rows=None) -> np.ndarray:
+    """Per prompt (`rows`, default all), the head's attention from queries[i] to keys[i]."""
+    pattern = run.cache[f"blocks.{head[0]}.attn.hook_pattern"][:, head[1]]  # [n, q, k]
+    rows = torch.arange(len(run.prompts)) if rows is None else rows
+    r = rows.to(pattern.device)
+    return pattern[r, torch.as_tensor(queries).to(pattern.device), torch.as_tensor(keys).to(pattern.device)].cpu().numpy()
+
+
+def gave_attention(run: ioi.IOIRun, head: tuple[int, int], target: str, example: bool = True) -> dict:
+    """Attention of one head from the 'gave' position (right after S2) to `target` minus to the
+    other names: target "IO" (fig 3.17: H7.7 moves IO into 'gave'; minus S1) or "S2" (fig 3.19:
+    H5.7 moves S2 into 'gave'; minus max(S1, IO)); the attention to 'gave' itself is recorded
+    beside (a previous-token head would also put its weight on S2)."""
+    p = run.prompts
+    gave = _position_after(run, p.pos_s2, "gave")
+    a = {k: _attention(run, head, gave, pos) for k, pos in
+         (("IO", p.pos_io), ("S1", p.pos_s1), ("S2", p.pos_s2), ("gave", gave))}
+    if target == "IO":
+        per = a["IO"] - a["S1"]
+    elif target == "S2":
+        per = a["S2"] - np.maximum(a["IO"], a["S1"])
+    else:
+        raise ClaimError(f"gave_attention: target must be 'IO' or 'S2', not {target!r}")
+    value, ci = mean_ci(per)
+    extra = {"example_pattern": _example(run, head)} if example else {}
+    return dict(value=value, ci=ci, n=len(per), **extra, **{f"mean_gave_to_{k}": v.mean() for k, v in a.items()})
+
+
+def _and_to_s1(run: ioi.IOIRun, head: tuple[int, int]):
+    """(rows, attention and->S1, attention and->BOS) on the prompts whose template reads
+    '{S1} and {IO}' (the 'and' right after S1); no such prompt is one ClaimError line."""
+    p = run.prompts
+    and_id = ioi._encode(run.bridge.tokenizer, " and")
+    nxt = p.pos_s1 + 1
+    rows = torch.nonzero((p.tokens[torch.arange(len(p), device=p.tokens.device), nxt] == and_id[0])
+                         if len(and_id) == 1 else torch.zeros(len(p), dtype=torch.bool)).flatten().cpu()
+    if len(rows) < 2:
+        raise ClaimError("no IOI template reads '{S1} and {IO}'; the 'and' claim needs at least two such prompts")
+    pos_and = _position_after(run, p.pos_s1, "and", rows)
+    s1 = _attention(run, head, pos_and, p.pos_s1[rows], rows)
+    bos = _attention(run, head, pos_and, torch.zeros_like(pos_and), rows)
+    return rows.numpy(), s1, bos
+
+
+def and_attention(run: ioi.IOIRun, head: tuple[int, int], example: bool = True) -> dict:
+    """fig 3.19 (H5.7 'sends information from S1 to the following "and" position'): the head's
+    attention from the 'and' right after S1 to S1, on the prompts whose template reads
+    '{S1} and {IO}' (the others have IO before 'and'), with its CI over those prompts; attention to
+    BOS beside."""
+    _, s1, bos = _and_to_s1(run, head)
+    value, ci = mean_ci(s1)
+    extra = {"example_pattern": _example(run, head)} if example else {}
+    return dict(value=value, ci=ci, n=len(s1), **extra, mean_and_to_BOS=bos.mean())
+
+
+def attention_io_over_s_heads(run: ioi.IOIRun, heads) -> dict:
+    """figs 3.15/3.16: I9's measure (END->IO minus END->(S1+S2)) for several heads; the value is
+    the smallest head's mean, with the bootstrap CI over prompts of that minimum (resampled jointly)."""
+    per = np.stack([(lambda a: a["IO"] - a["S1"] - a["S2"])(_from_end(run, h)) for h in heads], 1)  # [n, heads]
+    return dict(value=float(per.mean(0).min()), ci=bootstrap_ci(per, stat=lambda x: x.mean(0).min()), n=per.shape[0],
+                **{f"mean_{fmt_item(h)}": float(per[:, i].mean()) for i, h in enumerate(heads)},
+                example_pattern=_example(run, heads[0]))
+
+
+def end_attention_both(run: ioi.IOIRun, head: tuple[int, int]) -> dict:
+    """§3.5.1 ('H6.11 moves both the subject and the indirect object into the final "to"
+    position'): the smaller of the head's mean attention END->IO and END->(S1+S2), with the
+    bootstrap CI over prompts of that minimum; both means and their ratio beside."""
+    a = _from_end(run, head)
+    per = np.stack([a["IO"], a["S1"] + a["S2"]], 1)  # [n, 2]
+    io, s = per.mean(0)
+    return dict(value=float(min(io, s)), ci=bootstrap_ci(per, stat=lambda x: x.mean(0).min()), n=per.shape[0],
+                mean_IO=float(io), mean_S=float(s), ratio_S_over_IO=float(s / io) if io > 0 else float("inf"),
+                example_pattern=_example(run, head))
+
+
+def end_attention_to_names(run: ioi.IOIRun, head: tuple[int, int]) -> dict:
+    """§3.5.1 (H6.11 'is also a name mover head'): the head's attention from END to the names
+    (IO + S1 + S2), with its CI over prompts."""
+    a = _from_end(run, head)
+    value, ci = mean_ci(a["IO"] + a["S1"] + a["S2"])
+    return dict(value=value, ci=ci, n=len(a["IO"]), **{f"mean_{k}": v.mean() for k, v in a.items()},
+                example_pattern=_example(run, head))
+
+
+def dla_concentration_gap(run_a: ioi.IOIRun, run_b: ioi.IOIRun, models: list[str]) -> dict:
+    """fig 3.9 vs 3.10 ('in GPT2-small the impact is more distributed'): the share of the total
+    |mean head DLA| held by model a's top head minus that held by model b's top head, with a
+    bootstrap CI over prompts (the same prompts resampled for both models); both shares, the top
+    heads and how many heads hold half of the total beside."""
+    da, db = _head_dla(run_a), _head_dla(run_b)  # [L, H, n]
+    if da.shape[-1] != db.shape[-1]:
+        raise ClaimError("dla_concentration_gap: the two runs must share the prompt set")
+
+    def top_share(d):
+        m = np.abs(d.mean(-1)).ravel()
+        return m.max() / m.sum()
+
+    def half(d):
+        m = np.sort(np.abs(d.mean(-1)).ravel())[::-1]
+        return int(np.searchsorted(np.cumsum(m) / m.sum(), 0.5) + 1)
+
+    both = np.concatenate([da.reshape(-1, da.shape[-1]), db.reshape(-1, db.shape[-1])]).T  # [n, heads_a + heads_b]
+    k = da.shape[0] * da.shape[1]
+    gap = lambda x: top_share(x[:, :k].T) - top_share(x[:, k:].T)  # noqa: E731
+    top = lambda d: fmt_item(tuple(int(i) for i in np.unravel_index(np.abs(d.mean(-1)).argmax(), d.shape[:2])))  # noqa: E731
+    return dict(value=float(gap(both)), ci=bootstrap_ci(both, stat=gap), n=both.shape[0], models=models,
+                top_share_a=float(top_share(da)), top_share_b=float(top_share(db)), top_head_a=top(da),
+                top_head_b=top(db), heads_for_half_a=half(da), heads_for_half_b=half(db))
+
+
+def top_positive_dla(run: ioi.IOIRun, heads) -> dict:
+    """§3.4.2 (GPT-2's H9.9, H9.6, H10.0 'have the largest logit difference attribution'): the
+    smallest mean DLA of the named heads minus the largest mean DLA of every other head (> 0: they
+    are the top len(heads)), with the bootstrap CI over prompts of that margin."""
+    d = _head_dla(run)  # [L, H, n]
+    flat = d.reshape(-1, d.shape[-1]).T  # [n, L*H]
+    idx = [h[0] * d.shape[1] + h[1] for h in heads]
+    rest = np.setdiff1d(np.arange(flat.shape[1]), idx)
+
+    def margin(x):
+        m = x.mean(0)
+        return m[idx].min() - m[rest].max()
+
+    mean = d.mean(-1)
+    runner = np.unravel_index(rest[mean.ravel()[rest].argmax()], mean.shape)
+    return dict(value=float(margin(flat)), ci=bootstrap_ci(flat, stat=margin), n=flat.shape[0], head_map=mean,
+                claimed_heads=list(heads), runner_up=fmt_item(tuple(int(i) for i in runner)),
+                **{f"dla_{fmt_item(h)}": float(mean[h]) for h in heads})
+
+
+def resid_handover(run: ioi.IOIRun) -> dict:
+    """figs 3.11/3.12 ('using some information stored in the S2 position in one of the later
+    layers to get the performance relevant information into the END position'): corrupt-to-clean
+    patching of resid_pre by layer x position (S2 ... END); the value is the hand-over layer, the
+    first layer whose patched END recovers more of the logit difference than its patched S2 (the
+    number of layers when none does), with the bootstrap CI over prompts of that layer; the
+    recovery map and the S2 / END curves beside."""
+    labels, rec = run.resid_patching()  # [L, P, n]
+    x = np.moveaxis(rec.numpy(), -1, 0)  # [n, L, P]
+
+    def handover(c):
+        m = c.mean(0)
+        later = np.nonzero(m[:, -1] > m[:, 0])[0]
+        return float(later[0]) if len(later) else float(m.shape[0])
+
+    mean = x.mean(0)
+    return dict(value=handover(x), ci=bootstrap_ci(x, stat=handover), n=x.shape[0], positions=labels,
+                recovery_map=mean, S2_curve=mean[:, 0], END_curve=mean[:, -1])
+
+
+def _sender_stack(scores: dict) -> tuple[list[str], np.ndarray]:
+    names = list(scores)
+    return names, np.stack([scores[s].numpy() for s in names], 1)  # [n, senders]
+
+
+def top_senders(run: ioi.IOIRun, receiver: tuple[int, int], component: str, claimed: list[str]) -> dict:
+    """fig 3.20 ('H7.7's value matrix reads from the output of MLP0 and Embed'): path patching of
+    every earlier component (embedding, heads, MLPs) into the receiver's q or v input; the value
+    is the smallest |recovery| of the claimed senders minus the largest |recovery| of any other
+    (> 0: they are the top len(claimed) by strength, either sign, as the figure's arrows), with the
+    bootstrap CI over prompts of that margin; the five strongest senders beside."""
+    names, x = _sender_stack(run.senders([receiver], component))
+    missing = [c for c in claimed if c not in names]
+    if missing:
+        raise ClaimError(f"senders {missing} do not write into {fmt_item(receiver)}'s {component} in this model")
+    idx = [names.index(c) for c in claimed]
+    rest = [i for i in range(len(names)) if i not in idx]
+
+    def margin(c):
+        m = np.abs(c.mean(0))
+        return m[idx].min() - m[rest].max()
+
+    mean = x.mean(0)
+    order = np.argsort(-np.abs(mean))[:5]
+    return dict(value=float(margin(x)), ci=bootstrap_ci(x, stat=margin), n=x.shape[0],
+                strongest=[f"{names[i]} {mean[i]:+.3f}" for i in order],
+                **{f"recovery_{c}": float(mean[names.index(c)]) for c in claimed})
+
+
+def strongest_sender(run: ioi.IOIRun, receivers, component: str, senders: list[str], claimed: str) -> dict:
+    """fig 3.18 ('H8.6 ... which is the strongest S-inhibition head'): path patching of each
+    sender into the `component` input of all `receivers` at once (the name movers' queries); the
+    value is the claimed sender's mean recovery minus the largest other sender's, with the
+    bootstrap CI over prompts of that margin; every sender's recovery beside."""
+    names, x = _sender_stack(run.senders(receivers, component, senders))
+    i = names.index(claimed)
+    rest = [j for j in range(len(names)) if j != i]
+    margin = lambda c: c.mean(0)[i] - c.mean(0)[rest].max()  # noqa: E731
+    mean = x.mean(0)
+    return dict(value=float(margin(x)), ci=bootstrap_ci(x, stat=margin), n=x.shape[0],
+                recovery={s: float(v) for s, v in zip(names, mean)}, runner_up=names[rest[int(mean[rest].argmax())]])
+
+
+def patching_top_k(run: ioi.IOIRun, heads, k: int = 5) -> dict:
+    """fig 3.14 (GPT-2 small head-output patching, no sentence of its own): how many of the named
+    heads (Wang et al.'s name movers and S-inhibition heads) are among the k heads with the
+    largest recovery (I8's measurement), with the bootstrap CI over prompts of that count; the
+    largest single head's share of the total |recovery| beside ('more distributed' than 8M)."""
+    _, values = run.head_patching()
+    clean, corrupt = run.ld.mean().item(), run.ld_corrupted.mean().item()
+    per = ((values - corrupt) / (clean - corrupt)).numpy()  # [L, H, n]
+    flat = per.reshape(-1, per.shape[-1]).T  # [n, L*H]
+    idx = {h[0] * per.shape[1] + h[1] for h in heads}
+
+    def count(c):
+        top = np.argsort(-c.mean(0))[:k]
+        return float(len(idx.intersection(top.tolist())))
+
+    mean = per.mean(-1)
+    top = [fmt_item(tuple(int(i) for i in np.unravel_index(j, mean.shape))) for j in np.argsort(-mean.ravel())[:k]]
+    return dict(value=count(flat), ci=bootstrap_ci(flat, stat=count), n=flat.shape[0], top_heads=top,
+                largest_share=float(np.abs(mean).max() / np.abs(mean).sum()), head_map=mean)
+
+
+def recovery_ratio(run: ioi.IOIRun, head: tuple[int, int], reference: tuple[int, int]) -> dict:
+    """§3.5.1 (H6.11 is a name mover 'consistent with the head patching in 3.13, although a
+    weaker one than H7.7'): the head's head-patching recovery (I8's measurement) as a fraction of
+    the reference head's, with the bootstrap CI over prompts of that ratio of means; both
+    recoveries beside."""
+    _, values = run.head_patching()
+    clean, corrupt = run.ld.mean().item(), run.ld_corrupted.mean().item()
+    per = ((values - corrupt) / (clean - corrupt)).numpy()
+    x = np.stack([per[head], per[reference]], 1)  # [n, 2]
+    ratio = lambda c: c[:, 0].mean() / c[:, 1].mean()  # noqa: E731
+    return dict(value=float(ratio(x)), ci=bootstrap_ci(x, stat=ratio), n=x.shape[0],
+                **{f"recovery_{fmt_item(head)}": float(x[:, 0].mean()), f"recovery_{fmt_item(reference)}": float(x[:, 1].mean())})
+
+
+def s_inhibition_pattern(run: ioi.IOIRun, head: tuple[int, int]) -> dict:
+    """fig 3.18 (GPT-2's H8.6 'sends information from S2 into the END position and into the "gave"
+    position, but also from S1 into the following "and" position'): the smallest of the head's mean
+    attention END->S2, gave->S2 and and->S1 (the last on the '{S1} and {IO}' prompts only), with the
+    bootstrap CI over prompts of that minimum; the three means beside."""
+    p = run.prompts
+    per = np.full((len(p), 3), np.nan)
+    per[:, 0] = _from_end(run, head)["S2"]
+    per[:, 1] = _attention(run, head, _position_after(run, p.pos_s2, "gave"), p.pos_s2)
+    rows, s1, _ = _and_to_s1(run, head)
+    per[rows, 2] = s1
+    means = np.nanmean(per, 0)
+
+    def stat(x):  # a resample without any '{S1} and {IO}' prompt keeps the full set's and->S1 mean
+        with np.errstate(invalid="ignore"), warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            m = np.nanmean(x, 0)
+        return float(np.where(np.isnan(m), means, m).min())
+
+    return dict(value=stat(per), ci=bootstrap_ci(per, stat=stat), n=len(p), mean_END_to_S2=means[0],
+                mean_gave_to_S2=means[1], mean_and_to_S1=means[2], example_pattern=_example(run, head))
+
+
+def pattern_similarity(run_a: ioi.IOIRun, head_a: tuple[int, int], run_b: ioi.IOIRun, heads_b) -> dict:
+    """fig 3.17 vs 3.15/3.16 ('the attention pattern of TinyStories-8M's H7.7 is quite similar to those
+    of GPT2-small's H9.9 and H9.6'): per prompt, the correlation (cosine after subtracting each row's
+    mean) of head_a's END row (model a) and each of heads_b's END rows (model b) on the same prompt
+    (both models read the GPT-2 tokenizer, so the prompts are the same tokens); the value is the
+    smaller of the heads' mean correlations, with the bootstrap CI over prompts of that minimum.
+    Centred, because two near-uniform rows (heads that attend nowhere in particular, as in random
+    models) have a cosine near 1 but no correlation."""
+    if not torch.equal(run_a.prompts.tokens.cpu(), run_b.prompts.tokens.cpu()):
+        raise ClaimError("pattern_similarity: the two models must read the same prompt tokens")
+    p = run_a.prompts
+    n = torch.arange(len(p))
+
+    def end_rows(run, head):
+        pattern = run.cache[f"blocks.{head[0]}.attn.hook_pattern"][:, head[1]]
+        rows = pattern[n.to(pattern.device), p.pos_end.to(pattern.device)].cpu().double()  # [n, k]
+        keys = (torch.arange(rows.shape[1])[None] <= p.pos_end.cpu()[:, None]).double()  # causal keys
+        return (rows - (rows * keys).sum(-1, keepdim=True) / keys.sum(-1, keepdim=True)) * keys
+
+    a = end_rows(run_a, head_a)
+    cos = np.stack([torch.nn.functional.cosine_similarity(a, end_rows(run_b, h), dim=-1).numpy() for h in heads_b], 1)
+    stat = lambda x: float(x.mean(0).min())  # noqa: E731
+    return dict(value=stat(cos), ci=bootstrap_ci(cos, stat=stat), n=cos.shape[0],
+                **{f"mean_correlation_{fmt_item(h)}": float(cos[:, i].mean()) for i, h in enumerate(heads_b)})
+
+
+def fewer_heads(run_a: ioi.IOIRun, run_b: ioi.IOIRun, models: list[str], threshold: float = 0.05) -> dict:
+    """§3.4.2 ('There's a smaller amount of heads used to perform the task'): the number of heads
+    whose head-patching recovery (I8's measurement) is >= threshold in model a minus that in model
+    b, with the bootstrap CI over the shared prompts (resampled jointly for both models); both counts
+    and heads beside."""
+    def per_prompt(run):
+        _, values = run.head_patching()
+        clean, corrupt = run.ld.mean().item(), run.ld_corrupted.mean().item()
+        return ((values - corrupt) / (clean - corrupt)).numpy().reshape(-1, len(run.prompts)).T  # [n, heads]
+
+    a, b = per_prompt(run_a), per_prompt(run_b)
+    if a.shape[0] != b.shape[0]:
+        raise ClaimError("fewer_heads: the two runs must share the prompt set")
+    k = a.shape[1]
+    both = np.concatenate([a, b], 1)
+    diff = lambda x: float((x[:, :k].mean(0) >= threshold).sum() - (x[:, k:].mean(0) >= threshold).sum())  # noqa: E731
+    return dict(value=diff(both), ci=bootstrap_ci(both, stat=diff), n=both.shape[0], models=models,
+                count_a=int((a.mean(0) >= threshold).sum()), count_b=int((b.mean(0) >= threshold).sum()))

@@ -197,22 +197,41 @@ def test_ablating_the_name_movers_drops_the_logit_difference(name_mover):
     assert abs(small) < drop / 3
 
 
-def test_dry_run_on_exact_config_checkpoints(tmp_path, run_claims):
-    """Every IOI claim runs end to end on random checkpoints with the exact TinyStories-8M and
-    GPT-2 small configs; all values finite (the claims mostly, rightly, fail)."""
+N_CLAIMS = 42  # claims in claims/test_ioi_tinystories_8m.py
+GPT2_SWEEPS = 4  # of which GPT-2 patching sweeps (test names with "gpt2_sweep"): minutes each on a CPU stand-in
+
+
+def _dry_run(tmp_path, run_claims, report, names, *args):
     ts8m = models.save_random("roneneldan/TinyStories-8M", tmp_path / "ts8m")
     gpt2 = models.save_random("gpt2", tmp_path / "gpt2")
     ts1m = models.save_random("roneneldan/TinyStories-1M", tmp_path / "ts1m")
-    doc = run_claims("test_ioi_tinystories_8m.py", DRYRUN / "ioi", "--mc-claims-nonfatal", "--mc-ioi-names",
-                     "John,Mary,Tom", "--mc-model", f"roneneldan/TinyStories-8M={ts8m}", "--mc-model", f"gpt2={gpt2}",
-                     "--mc-model", f"roneneldan/TinyStories-1M={ts1m}")
-    assert len(doc["claims"]) == 25 and {r["status"] for r in doc["claims"]} <= {"pass", "fail", "inconclusive"}
+    return run_claims("test_ioi_tinystories_8m.py", DRYRUN / report, "--mc-claims-nonfatal", "--mc-ioi-names",
+                      names, "--mc-model", f"roneneldan/TinyStories-8M={ts8m}", "--mc-model", f"gpt2={gpt2}",
+                      "--mc-model", f"roneneldan/TinyStories-1M={ts1m}", *args)
+
+
+def test_dry_run_on_exact_config_checkpoints(tmp_path, run_claims):
+    """Every IOI claim but the GPT-2 patching sweeps runs end to end on random checkpoints with the
+    exact TinyStories-8M and GPT-2 small configs; all values finite (the claims mostly, rightly,
+    fail). The sweeps' measurements run here on the 8M stand-in's claims and in the organism tests."""
+    doc = _dry_run(tmp_path, run_claims, "ioi", "John,Mary,Tom", "-k", "not gpt2_sweep")
+    assert len(doc["claims"]) == N_CLAIMS - GPT2_SWEEPS
+    assert {r["status"] for r in doc["claims"]} <= {"pass", "fail", "inconclusive"}
+    assert all(np.isfinite(np.asarray(r["measured"]["value"], dtype=float)).all() for r in doc["claims"])
+
+
+@pytest.mark.slow
+def test_dry_run_gpt2_sweeps(tmp_path, run_claims):
+    """The GPT-2 patching sweeps (I16.gpt2, I8.gpt2, I18.gpt2, I8.fewer) end to end on the exact-config GPT-2
+    stand-in (2 names, 8 prompts: hundreds of 124M-parameter forwards on CPU)."""
+    doc = _dry_run(tmp_path, run_claims, "ioi-gpt2-sweeps", "John,Mary", "-k", "gpt2_sweep")
+    assert len(doc["claims"]) == GPT2_SWEEPS and {r["status"] for r in doc["claims"]} <= {"pass", "fail", "inconclusive"}
     assert all(np.isfinite(np.asarray(r["measured"]["value"], dtype=float)).all() for r in doc["claims"])
 
 
 def test_claims_skip_with_one_reason_without_checkpoints(tmp_path, run_claims):
     doc = run_claims("test_ioi_tinystories_8m.py", tmp_path)
-    assert {r["status"] for r in doc["claims"]} == {"skip"} and len(doc["claims"]) == 25
+    assert {r["status"] for r in doc["claims"]} == {"skip"} and len(doc["claims"]) == N_CLAIMS
     assert {r["message"].split(" not reachable")[0] for r in doc["claims"]} == {
         "checkpoint roneneldan/TinyStories-8M", "checkpoint gpt2", "checkpoint roneneldan/TinyStories-1M"}
 
@@ -400,3 +419,295 @@ def test_s2_to_s1_check_fails_without_a_duplicate_head(ts8m_random, tok):
     with b.hooks(fwd_hooks=[("blocks.4.attn.hook_pattern", plant)]), pytest.warns(UserWarning):
         planted = ioi.IOIRun(b, prompts)
     assert ioi_circuit.attention_s2_to_s1(planted, (4, 0))["ci"][0] >= 0.1
+
+
+# ---------------------------------------------------------------- issue #14 item 2 (thesis §3.4.2 / §3.5.1)
+
+@pytest.fixture(scope="module")
+def ts8m_run(ts8m_random, tok):
+    """The 8M stand-in on the dry run's prompt set (3 names, 24 prompts), shared by the controls."""
+    return ioi.IOIRun(ts8m_random[1].bridge, ioi.build(tok, names=("John", "Mary", "Tom")))
+
+
+def _verdict(claim_test, result):
+    """The claim's own three-valued verdict on a measurement (its expectation, its CI)."""
+    from mechcheck.claim import claim_of, verdict
+    return verdict(claim_of(claim_test).expect, result["value"], result.get("ci"))
+
+
+@pytest.fixture(scope="module")
+def claims_mod():
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("claims_ioi", ROOT / "claims" / "test_ioi_tinystories_8m.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def _plant_patterns(bridge, prompts, plants):
+    """IOIRun of the bridge with attention rows planted in the cached patterns (the bridge runs
+    attention in the HF module, so a pattern edit reaches the cache the attention claims read, not
+    later layers): plants = [(layer, head, query_of, key_of, weight)], query_of/key_of(prompts, rows)
+    -> positions; the row is scaled by 1 - weight and weight is added at the key. Prompts where
+    query_of gives -1 are left alone."""
+
+    def hook_for(layer):
+        def plant(pattern, hook):
+            pattern = pattern.clone()
+            rows = (seen[layer] + torch.arange(pattern.shape[0])) % len(prompts)
+            r = torch.arange(pattern.shape[0])
+            for l, h, query_of, key_of, w in plants:
+                if l != layer:
+                    continue
+                q, k = query_of(prompts, rows), key_of(prompts, rows)
+                ok = q >= 0
+                pattern[r[ok], h, q[ok]] *= 1 - w
+                pattern[r[ok], h, q[ok], k[ok]] += w
+            seen[layer] += pattern.shape[0]
+            return pattern
+        return plant
+
+    layers = sorted({p[0] for p in plants})
+    seen = {layer: 0 for layer in layers}
+    with bridge.hooks(fwd_hooks=[(f"blocks.{layer}.attn.hook_pattern", hook_for(layer)) for layer in layers]), \
+            pytest.warns(UserWarning):
+        return ioi.IOIRun(bridge, prompts)
+
+
+END = lambda p, rows: p.pos_end[rows]  # noqa: E731
+GAVE = lambda p, rows: p.pos_s2[rows] + 1  # noqa: E731
+S1 = lambda p, rows: p.pos_s1[rows]  # noqa: E731
+S2 = lambda p, rows: p.pos_s2[rows]  # noqa: E731
+IO = lambda p, rows: p.pos_io[rows]  # noqa: E731
+AND_AFTER_S1 = lambda p, rows: torch.where(p.pos_s1[rows] < p.pos_io[rows], p.pos_s1[rows] + 1, -1)  # noqa: E731
+
+
+@pytest.fixture(scope="module")
+def ts8m_planted(ts8m_random, ts8m_run):
+    """The 8M stand-in with the thesis' attention patterns planted: H7.7 gave->IO 0.6 and END->IO
+    0.6 (fig 3.17), H5.7 END->S2, gave->S2 and and->S1 0.5 (figs 3.18/3.19), H6.11 END->IO 0.3 and
+    END->S2 0.3 (fig 3.21), H4.0 END->S1 0.8 (a pattern unlike H7.7's)."""
+    return _plant_patterns(ts8m_random[1].bridge, ts8m_run.prompts, [
+        (7, 7, GAVE, IO, 0.6), (7, 7, END, IO, 0.6), (5, 7, END, S2, 0.5), (5, 7, GAVE, S2, 0.5),
+        (5, 7, AND_AFTER_S1, S1, 0.5), (6, 11, END, IO, 0.3), (6, 11, END, S2, 0.3), (4, 0, END, S1, 0.8)])
+
+
+def test_attention_claims_pass_on_planted_heads_and_fail_on_the_stand_in(claims_mod, ts8m_run, ts8m_planted):
+    """I9.gave, I10.gave, I10.and, I19, I19.both at their settings on the 8M stand-in (IOI prompts,
+    BOS): each passes on the planted pattern and fails on the unplanted stand-in; I19.both fails on
+    H7.7 (END->IO only), I9.gave on H5.7 (gave->S2), I10.gave on H7.7 (gave->IO)."""
+    c = claims_mod
+    cases = [  # (claim test, measurement on a run)
+        (c.test_i9_h7_7_moves_io_into_gave, lambda run: ioi_circuit.gave_attention(run, (7, 7), "IO")),
+        (c.test_i10_h5_7_sends_s2_to_gave, lambda run: ioi_circuit.gave_attention(run, (5, 7), "S2")),
+        (c.test_i10_h5_7_sends_s1_to_and, lambda run: ioi_circuit.and_attention(run, (5, 7))),
+        (c.test_i19_h6_11_is_a_name_mover, lambda run: ioi_circuit.end_attention_to_names(run, (6, 11))),
+        (c.test_i19_h6_11_moves_both_names, lambda run: ioi_circuit.end_attention_both(run, (6, 11))),
+    ]
+    for claim_test, measure in cases:
+        assert _verdict(claim_test, measure(ts8m_planted)) == "pass", claim_test.__name__
+        assert _verdict(claim_test, measure(ts8m_run)) == "fail", claim_test.__name__
+    assert _verdict(c.test_i19_h6_11_moves_both_names, ioi_circuit.end_attention_both(ts8m_planted, (7, 7))) == "fail"
+    assert _verdict(c.test_i9_h7_7_moves_io_into_gave, ioi_circuit.gave_attention(ts8m_planted, (5, 7), "IO")) == "fail"
+    assert _verdict(c.test_i10_h5_7_sends_s2_to_gave, ioi_circuit.gave_attention(ts8m_planted, (7, 7), "S2")) == "fail"
+    # I18.gpt2_pattern (H8.6's END->S2, gave->S2, and->S1), head-generic: the planted H5.7 has all three
+    pattern = c.test_i18_gpt2_h8_6_pattern
+    assert _verdict(pattern, ioi_circuit.s_inhibition_pattern(ts8m_planted, (5, 7))) == "pass"
+    assert _verdict(pattern, ioi_circuit.s_inhibition_pattern(ts8m_run, (5, 7))) == "fail"
+    assert _verdict(pattern, ioi_circuit.s_inhibition_pattern(ts8m_planted, (7, 7))) == "fail"
+    # I9.like_gpt2 (correlation of END rows, same prompts): the planted H7.7 against itself passes; against
+    # H4.0 (END->S1) and against the unplanted H7.7 it fails; two unplanted (near-uniform) heads fail
+    like = c.test_i9_h7_7_like_gpt2_name_movers
+    sim = ioi_circuit.pattern_similarity
+    assert _verdict(like, sim(ts8m_planted, (7, 7), ts8m_planted, [(7, 7), (7, 7)])) == "pass"
+    assert _verdict(like, sim(ts8m_planted, (7, 7), ts8m_planted, [(7, 7), (4, 0)])) == "fail"
+    assert _verdict(like, sim(ts8m_planted, (7, 7), ts8m_run, [(7, 7)])) == "fail"
+    assert _verdict(like, sim(ts8m_run, (7, 7), ts8m_run, [(6, 3), (5, 1)])) == "fail"
+
+
+def test_gave_and_and_positions_are_checked(ts8m_run, tok):
+    """The 'gave' / 'and' readers refuse a template without those words there (one ClaimError line)."""
+    run = ts8m_run
+    p = run.prompts
+    assert all(tok.decode([t]) == " gave" for t in p.tokens[torch.arange(len(p)), p.pos_s2 + 1].tolist())
+    other = ioi.IOIRun(run.bridge, ioi.build(tok, names=("John", "Mary"), templates=(
+        "When {IO} and {S1} went to the shops, {S2} took the bag to",)))
+    with pytest.raises(ClaimError, match="no 'gave'"):
+        ioi_circuit.gave_attention(other, (7, 7), "IO")
+    with pytest.raises(ClaimError, match="no IOI template reads"):
+        ioi_circuit.and_attention(other, (5, 7))
+
+
+def test_io_over_s_for_two_heads_on_the_organism(claims_mod, name_mover):
+    """I9.gpt2's measure (the smaller of two heads' END->IO minus END->S) at its threshold 0.4:
+    the organism's two layer-1 movers pass, a mover paired with its weakest layer-1 head fails,
+    and the untrained organism fails."""
+    run = name_mover["trained"]
+    claim = claims_mod.test_i9_gpt2_name_movers_attend_io
+    f = ioi_circuit.attention_io_over_s_heads
+    assert _verdict(claim, f(run, [(1, 0), (1, 1)])) == "pass"
+    assert _verdict(claim, f(run, [(1, 0), (1, 3)])) == "fail"
+    assert _verdict(claim, f(name_mover["untrained"], [(1, 0), (1, 1)])) == "fail"
+
+
+def test_dla_claims_on_planted_movers(claims_mod, ts8m_random, ts8m_run):
+    """I6.gpt2 (top-head DLA share of model a minus model b >= 0.2) and I17.gpt2 (the named heads
+    are the top ones by DLA) on the 8M stand-in: with movers planted (+3, +2.5, +2 logits at END)
+    the planted run is concentrated against the unplanted one (pass), not the other way round or
+    against itself (fail); the planted heads lead the DLA (pass), unplanted heads do not (fail)."""
+    b = ts8m_random[1].bridge
+    planted = _plant_dlas(b, ts8m_run, [(5, 3, 3.0), (6, 2, 2.5), (7, 1, 2.0)])
+    gap = ioi_circuit.dla_concentration_gap
+    claim = claims_mod.test_i6_gpt2_dla_more_distributed
+    assert _verdict(claim, gap(planted, ts8m_run, ["planted", "plain"])) == "pass"
+    assert _verdict(claim, gap(ts8m_run, planted, ["plain", "planted"])) == "fail"
+    assert _verdict(claim, gap(ts8m_run, ts8m_run, ["plain", "plain"])) == "fail"
+    top = claims_mod.test_i17_gpt2_name_movers_lead_dla
+    heads = [(5, 3), (6, 2), (7, 1)]
+    assert _verdict(top, ioi_circuit.top_positive_dla(planted, heads)) == "pass"
+    assert _verdict(top, ioi_circuit.top_positive_dla(ts8m_run, heads)) == "fail"
+    assert _verdict(top, ioi_circuit.top_positive_dla(planted, [(5, 3), (6, 2), (7, 2)])) == "fail"
+
+
+def _plant_dlas(bridge, run, plants):
+    """_plant_dla for several heads at once: plants = [(layer, head, logits)]."""
+    from mechcheck.metrics.logit_diff import _at_end, _direction
+
+    d = _direction(bridge, run.prompts)
+    d = d - d.mean(-1, keepdim=True)
+    scale = _at_end(run.cache["ln_final.hook_scale"], run.prompts)
+    hooks, seen = [], {}
+    for layer, head, logits in plants:
+        w = torch.einsum("ed,nd->ne", bridge.W_O[layer, head], d / scale)
+        shift = logits * w / w.pow(2).sum(-1, keepdim=True)
+        seen[(layer, head)] = 0
+
+        def plant(z, hook, layer=layer, head=head, shift=shift):
+            z = z.clone()
+            rows = (seen[(layer, head)] + torch.arange(z.shape[0])) % len(run.prompts)
+            z[torch.arange(z.shape[0]), run.prompts.pos_end[rows], head] += shift[rows]
+            seen[(layer, head)] += z.shape[0]
+            return z
+
+        hooks.append((f"blocks.{layer}.attn.hook_z", plant))
+    with bridge.hooks(fwd_hooks=hooks):
+        return ioi.IOIRun(bridge, run.prompts)
+
+
+def test_batched_sweeps_equal_one_patch_per_forward(name_mover):
+    """Head patching and sender path patching batch several patches into one forward; the numbers
+    equal one forward per patch (patch_head_output, patch_edge)."""
+    run = name_mover["trained"]
+    _, values = run.head_patching()
+    for layer, head in ((0, 2), (1, 3)):
+        one = run.metric(path_patching.patch_head_output(run.bridge, run.prompts.corrupted, run.cache, layer, head))
+        assert torch.allclose(one, values[layer, head], atol=1e-5)
+    senders = run.senders([(1, 0)], "q")
+    assert list(senders) == ["embed", "L0H0", "L0H1", "L0H2", "L0H3"]
+    delta = path_patching.sender_delta(run.bridge, run.cache, run.corrupted_cache, 0, 2)
+    one = run.metric(path_patching.patch_edge(run.bridge, run.prompts.corrupted, delta, (1, 0), "q"))
+    clean, corrupt = run.ld.mean(), run.ld_corrupted.mean()
+    assert torch.allclose((one - corrupt) / (clean - corrupt), senders["L0H2"], atol=1e-5)
+    assert torch.allclose(run.edges((1, 0), "q")[0, 2], senders["L0H2"], atol=1e-5)
+
+
+def test_patching_claims_on_the_organism(claims_mod, name_mover):
+    """I8.gpt2, I18.gpt2, I11.v77, I8.fewer and I19.weaker's measures at their thresholds on the name-mover
+    organism (IOI prompts, its two layers), where patching finds the layer-0 S2 head L0H2 and the
+    layer-1 movers: each passes with the heads the organism has and fails with others."""
+    c, run = claims_mod, name_mover["trained"]
+    top5 = c.test_i8_gpt2_sweep_head_patching
+    assert _verdict(top5, ioi_circuit.patching_top_k(run, [(0, 2), (1, 0)], 5)) == "pass"
+    assert _verdict(top5, ioi_circuit.patching_top_k(run, [(0, 0), (0, 3)], 5)) == "fail"
+    assert _verdict(top5, ioi_circuit.patching_top_k(name_mover["untrained"], [(0, 2), (1, 0)], 5)) != "pass"
+    strongest = c.test_i18_gpt2_sweep_h8_6_strongest_s_inhibition
+    senders = [f"L0H{h}" for h in range(4)]
+    assert _verdict(strongest, ioi_circuit.strongest_sender(run, [(1, 0), (1, 1)], "q", senders, "L0H2")) == "pass"
+    assert _verdict(strongest, ioi_circuit.strongest_sender(run, [(1, 0), (1, 1)], "q", senders, "L0H1")) == "fail"
+    reads = c.test_i11_h7_7_value_reads_mlp0_and_embed  # the organism's movers read L0H2 (and L0H1) in their query
+    assert _verdict(reads, ioi_circuit.top_senders(run, (1, 0), "q", ["L0H2", "L0H1"])) == "pass"
+    assert _verdict(reads, ioi_circuit.top_senders(run, (1, 0), "q", ["L0H2", "embed"])) == "fail"
+    with pytest.raises(ClaimError, match="do not write into"):
+        ioi_circuit.top_senders(run, (1, 0), "v", ["MLP0", "embed"])  # attention-only: no MLP0
+    fewer = c.test_i8_fewer_heads_gpt2_sweep  # the organism with three of its used heads ablated uses fewer
+    ablated = _ablated_run(run, [(0, 1), (1, 2), (1, 3)])
+    assert _verdict(fewer, ioi_circuit.fewer_heads(ablated, run, ["ablated", "organism"])) == "pass"
+    assert _verdict(fewer, ioi_circuit.fewer_heads(run, ablated, ["organism", "ablated"])) == "fail"
+    assert _verdict(fewer, ioi_circuit.fewer_heads(run, run, ["organism", "organism"])) == "fail"
+    weaker = c.test_i19_h6_11_weaker_than_h7_7
+    assert _verdict(weaker, ioi_circuit.recovery_ratio(run, (1, 1), (0, 2))) == "pass"
+    assert _verdict(weaker, ioi_circuit.recovery_ratio(run, (0, 2), (0, 2))) == "fail"
+    assert _verdict(weaker, ioi_circuit.recovery_ratio(run, (0, 0), (0, 2))) == "fail"
+
+
+def _ablated_run(run, heads):
+    """The run's model with the heads' outputs zeroed (hook_z), and its head patching, as an IOIRun."""
+    def zero(layer):
+        def hook(z, hook):  # one hook per layer (in compatibility mode hook.name may be an alias)
+            z = z.clone()
+            for h in [h for l, h in heads if l == layer]:
+                z[:, :, h] = 0.0
+            return z
+        return hook
+
+    layers = sorted({layer for layer, _ in heads})
+    with run.bridge.hooks(fwd_hooks=[(f"blocks.{layer}.attn.hook_z", zero(layer)) for layer in layers]):
+        ablated = ioi.IOIRun(run.bridge, run.prompts)
+        ablated.head_patching()
+    return ablated
+
+
+def test_resid_patching_is_exact_and_finds_the_hand_over(name_mover):
+    """Residual patching (figs 3.11/3.12): patching S2 entering layer 0 is the whole clean run
+    (recovery 1 per prompt); on the organism the layer-0 head hands S2's information to END, so
+    the hand-over layer is 1 and END entering layer 1 recovers everything."""
+    run = name_mover["trained"]
+    labels, rec = run.resid_patching()
+    assert labels[0] == "S2" and labels[-1] == "END"
+    clean, corrupt = run.ld.mean(), run.ld_corrupted.mean()
+    assert torch.allclose(rec[0, 0], (run.ld - corrupt) / (clean - corrupt), atol=1e-4)
+    # END entering layer 0 holds nothing of S2: patching it leaves the corrupted run
+    assert torch.allclose(rec[0, -1], (run.ld_corrupted - corrupt) / (clean - corrupt), atol=1e-4)
+    r = ioi_circuit.resid_handover(run)
+    assert r["value"] == 1.0 and r["ci"] == (1.0, 1.0) and r["END_curve"][1] > 0.9
+
+
+def _plant_s2_reader(bridge, plain, layer, logits=20.0):
+    """An IOIRun (and its residual patching) of the bridge with a planted reader in `layer`: END
+    gets the S2 residual's clean-vs-corrupted component (entering the MLP of `layer`) written along
+    the IO - S readout, so S2's information reaches END exactly at `layer` + 1."""
+    from mechcheck.metrics.logit_diff import _direction
+
+    p, n = plain.prompts, len(plain.prompts)
+    s2, end = int(p.pos_s2[0]), int(p.pos_end[0])
+    assert (p.pos_s2 == s2).all() and (p.pos_end == end).all()
+    v = _direction(bridge, p)
+    v = v / v.norm(dim=-1, keepdim=True)
+    name = f"blocks.{layer}.hook_resid_mid"
+    r = plain.cache[name][:, s2] - plain.corrupted_cache[name][:, s2]
+    mid = 0.5 * ((plain.cache[name][:, s2] + plain.corrupted_cache[name][:, s2]) * r).sum(-1)
+
+    def plant(x, hook):
+        i = torch.arange(x.shape[0]) % n  # every batch here is a multiple of the n prompts
+        a = ((x[:, s2] * r[i]).sum(-1) - mid[i]) / r[i].pow(2).sum(-1)  # +0.5 clean S2, -0.5 corrupted
+        x = x.clone()
+        x[:, end] = x[:, end] + logits * a[:, None] * v[i]
+        return x
+
+    with bridge.hooks(fwd_hooks=[(name, plant)]):
+        run = ioi.IOIRun(bridge, p)
+        run.resid_patching()
+    return run
+
+
+def test_i16_hand_over_layer_on_planted_readers(claims_mod, ts8m_random, tok):
+    """I16.8m at its threshold (hand-over layer >= 4) on the 8M stand-in (2 names, 8 prompts, to
+    keep 2 x 8 patched forwards cheap): a planted S2 reader in layer 5 hands over at layer 6 (pass),
+    one in layer 1 at layer 2 (fail)."""
+    b = ts8m_random[1].bridge
+    plain = ioi.IOIRun(b, ioi.build(tok, names=("John", "Mary")))
+    claim = claims_mod.test_i16_8m_s2_to_end_late
+    late, early = _plant_s2_reader(b, plain, 5), _plant_s2_reader(b, plain, 1)
+    r_late, r_early = ioi_circuit.resid_handover(late), ioi_circuit.resid_handover(early)
+    assert r_late["value"] == 6.0 and _verdict(claim, r_late) == "pass"
+    assert r_early["value"] == 2.0 and _verdict(claim, r_early) == "fail"
