@@ -17,7 +17,7 @@ import torch
 from mechcheck import ioi
 from mechcheck.claim import ClaimError, fmt_item
 from mechcheck.metrics import accuracy, attention, dla
-from mechcheck.stats import bootstrap_ci, mean_ci
+from mechcheck.stats import bootstrap_ci, mean_record
 
 INDUCTION_HEAD = 0.3  # a head with induction score >= 0.3 counts as an induction head
 
@@ -64,24 +64,21 @@ def head_score_map(scores: dict, score: str, heads) -> dict:
 
 def mean_logit_diff(run: ioi.IOIRun, with_tokens: bool = False) -> dict:
     """I4: mean logit difference IO - S at END over the prompt set."""
-    value, ci = mean_ci(run.ld.cpu().numpy())
     extra = {"prompt_token_ids": run.prompts.tokens[0]} if with_tokens else {}
-    return dict(value=value, ci=ci, n=len(run.prompts), **extra)
+    return dict(mean_record(run.ld.cpu().numpy()), **extra)
 
 
 def paired_logit_diff(run_a: ioi.IOIRun, run_b: ioi.IOIRun, models: list[str]) -> dict:
     """I4.compare: mean paired difference of the logit differences of two models, same prompts."""
     diff = (run_a.ld - run_b.ld).cpu().numpy()
-    value, ci = mean_ci(diff)
-    return dict(value=value, ci=ci, n=len(diff), models=models)
+    return dict(mean_record(diff), models=models)
 
 
 def correct_probability(run: ioi.IOIRun) -> dict:
     """I12: mean probability of IO at END."""
     with torch.no_grad():
         p = accuracy.correct_probability(run.logits, run.prompts).cpu().numpy()
-    value, ci = mean_ci(p)
-    return dict(value=value, ci=ci, n=len(p))
+    return mean_record(p)
 
 
 # ---------------------------------------------------------------- §3.4.2 the circuit
@@ -151,17 +148,15 @@ def _from_end(run, head):
 def attention_io_over_s(run: ioi.IOIRun, head: tuple[int, int], example: bool = True) -> dict:
     """I9: attention END->IO minus END->(S1+S2) of one head."""
     a = _from_end(run, head)
-    value, ci = mean_ci(a["IO"] - a["S1"] - a["S2"])
     extra = {"example_pattern": _example(run, head)} if example else {}
-    return dict(value=value, ci=ci, n=len(a["IO"]), **extra, **{f"mean_{k}": v.mean() for k, v in a.items()})
+    return dict(mean_record(a["IO"] - a["S1"] - a["S2"]), **extra, **{f"mean_{k}": v.mean() for k, v in a.items()})
 
 
 def attention_s2_over_rest(run: ioi.IOIRun, head: tuple[int, int], example: bool = True) -> dict:
     """I10: attention END->S2 minus max(END->IO, END->S1) of one head."""
     a = _from_end(run, head)
-    value, ci = mean_ci(a["S2"] - np.maximum(a["IO"], a["S1"]))
     extra = {"example_pattern": _example(run, head)} if example else {}
-    return dict(value=value, ci=ci, n=len(a["IO"]), **extra, **{f"mean_{k}": v.mean() for k, v in a.items()})
+    return dict(mean_record(a["S2"] - np.maximum(a["IO"], a["S1"])), **extra, **{f"mean_{k}": v.mean() for k, v in a.items()})
 
 
 def edge_recovery(run: ioi.IOIRun, receiver: tuple[int, int], component: str, sender: tuple[int, int]) -> dict:
@@ -321,8 +316,7 @@ def attention_s2_to_s1(run: ioi.IOIRun, head: tuple[int, int]) -> dict:
     pattern = run.cache[f"blocks.{head[0]}.attn.hook_pattern"][:, head[1]]  # [n, q, k]
     rows = torch.arange(len(p), device=pattern.device)
     s1, io = pattern[rows, p.pos_s2, p.pos_s1].cpu().numpy(), pattern[rows, p.pos_s2, p.pos_io].cpu().numpy()
-    value, ci = mean_ci(s1 - io)
-    return dict(value=value, ci=ci, n=len(p), mean_S2_to_S1=s1.mean(), mean_S2_to_IO=io.mean())
+    return dict(mean_record(s1 - io), mean_S2_to_S1=s1.mean(), mean_S2_to_IO=io.mean())
 
 
 # ---------------------------------------------------------------- issue #14 item 2 (thesis, §3.4.2 / §3.5.1)
@@ -365,9 +359,8 @@ def gave_attention(run: ioi.IOIRun, head: tuple[int, int], target: str, example:
         per = a["S2"] - np.maximum(a["IO"], a["S1"])
     else:
         raise ClaimError(f"gave_attention: target must be 'IO' or 'S2', not {target!r}")
-    value, ci = mean_ci(per)
     extra = {"example_pattern": _example(run, head)} if example else {}
-    return dict(value=value, ci=ci, n=len(per), **extra, **{f"mean_gave_to_{k}": v.mean() for k, v in a.items()})
+    return dict(mean_record(per), **extra, **{f"mean_gave_to_{k}": v.mean() for k, v in a.items()})
 
 
 def _and_to_s1(run: ioi.IOIRun, head: tuple[int, int]):
@@ -392,9 +385,8 @@ def and_attention(run: ioi.IOIRun, head: tuple[int, int], example: bool = True) 
     '{S1} and {IO}' (the others have IO before 'and'), with its CI over those prompts; attention to
     BOS beside."""
     _, s1, bos = _and_to_s1(run, head)
-    value, ci = mean_ci(s1)
     extra = {"example_pattern": _example(run, head)} if example else {}
-    return dict(value=value, ci=ci, n=len(s1), **extra, mean_and_to_BOS=bos.mean())
+    return dict(mean_record(s1), **extra, mean_and_to_BOS=bos.mean())
 
 
 def attention_io_over_s_heads(run: ioi.IOIRun, heads) -> dict:
@@ -422,8 +414,7 @@ def end_attention_to_names(run: ioi.IOIRun, head: tuple[int, int]) -> dict:
     """§3.5.1 (H6.11 'is also a name mover head'): the head's attention from END to the names
     (IO + S1 + S2), with its CI over prompts."""
     a = _from_end(run, head)
-    value, ci = mean_ci(a["IO"] + a["S1"] + a["S2"])
-    return dict(value=value, ci=ci, n=len(a["IO"]), **{f"mean_{k}": v.mean() for k, v in a.items()},
+    return dict(mean_record(a["IO"] + a["S1"] + a["S2"]), **{f"mean_{k}": v.mean() for k, v in a.items()},
                 example_pattern=_example(run, head))
 
 

@@ -118,3 +118,30 @@ def test_paired_bootstrap_over_shared_items():
 def test_exact_statistics_keep_rtol_atol():
     assert drift(_rec("e", "pass", 10.0), _rec("e", "pass", 10.2)) is None
     assert "exact statistic" in drift(_rec("e", "pass", 10.0), _rec("e", "pass", 11.0))
+
+
+def _as_record(nid, measured: dict):
+    """A record as the plugin writes it from a measurement's dict (value, ci, n, the rest details)."""
+    details = {k: (v.tolist() if isinstance(v, np.ndarray) else v) for k, v in measured.items()
+               if k not in ("value", "ci", "n")}
+    return _rec(nid, "pass", measured["value"], list(measured["ci"]), **details)
+
+
+def test_claims_store_their_prompts_so_a_shift_inside_the_ci_is_seen():
+    """The IOI claims record through stats.mean_record, which keeps the per-prompt values: a shift
+    of every prompt by a tenth of the CI width overlaps the CIs (not drift by that rule) but the
+    paired bootstrap over the shared prompts sees it; the same run twice is not flagged. The
+    toy's 5536 sequences exceed PER_ITEM_MAX and keep the CI rule."""
+    from mechcheck.stats import PER_ITEM_MAX, mean_record
+
+    items = np.random.default_rng(1).normal(2.0, 1.5, 120)  # 120 prompts, like mechcheck.ioi
+    base = mean_record(items)
+    width = base["ci"][1] - base["ci"][0]
+    moved = mean_record(items + 0.1 * width)
+    assert len(base["per_item"]) == 120
+    why = drift(_as_record("i4", base), _as_record("i4", moved))
+    assert why is not None and "paired-bootstrap" in why
+    no_items = [{k: v for k, v in m.items() if k != "per_item"} for m in (base, moved)]
+    assert drift(_as_record("i4", no_items[0]), _as_record("i4", no_items[1])) is None  # CIs overlap
+    assert drift(_as_record("i4", base), _as_record("i4", mean_record(items))) is None
+    assert "per_item" not in mean_record(np.zeros(PER_ITEM_MAX + 1))
