@@ -433,12 +433,13 @@ def test_i19_h6_11_is_a_name_mover(ts8m, measure, ioi_run):
 @pytest.mark.claim(
     id="I19.weaker", model=TS8M, statement="H6.11 matters in head patching, but less than H7.7",
     source=_src("§3.5.1 ('which is consistent with the head patching in 3.13, although a weaker one than H7.7')"),
-    published="weaker than H7.7", expect=within(0.5, 0.45),
-    tolerance=("H6.11's head-patching recovery (I8's measurement) as a fraction of H7.7's in [0.05, 0.95]: visible "
-               "in the patching (>= 5% of H7.7's) and weaker; CI: bootstrap over prompts of the ratio of means"),
+    published="weaker than H7.7", expect=at_least(0.02),
+    tolerance=("with r = head-patching recovery (I8's measurement: fraction of the clean - corrupted logit "
+               "difference), min(r(H6.11), r(H7.7) - r(H6.11)) >= 0.02: H6.11 visibly matters (2% of the gap) and "
+               "H7.7 matters more by as much; CI: bootstrap over prompts of that minimum (the ratio is in details)"),
 )
 def test_i19_h6_11_weaker_than_h7_7(ts8m, measure, ioi_run):
-    measure.record(**m.recovery_ratio(ioi_run(ts8m), (6, 11), (7, 7)))
+    measure.record(**m.weaker_mover(ioi_run(ts8m), (6, 11), (7, 7)))
 
 
 @pytest.mark.claim(

@@ -97,7 +97,7 @@ def run_case(source: Path, n: int, workers: int, tmp: Path) -> dict:
             "-p", "mc_bench_loads", "--mc-claims-nonfatal", "--mc-report", str(case / "report"),
             "--mc-series", f"{models.INDUCTION_ORGANISM}={case}"]
     if workers > 1:
-        args += ["-n", str(workers), "--dist", "loadgroup"]
+        args += ["-n", str(workers), "--dist", "loadgroup", "--mc-share-cores"]
     start = time.perf_counter()
     out = subprocess.run(args, cwd=ROOT, capture_output=True, text=True, env=env)
     wall = time.perf_counter() - start
@@ -132,7 +132,7 @@ def main(argv: list[str] | None = None) -> int:
             r["marginal_per_checkpoint_s"] = round((r["wall_s"] - first["wall_s"]) / (r["checkpoints"] - first["checkpoints"]), 3)
     md = ["# mechcheck benchmark: checkpoint series", "",
           f"Induction organism claims O1/O2 over its first N checkpoints (every {EVERY} steps), serial vs "
-          f"-n {args.workers} --dist loadgroup, on {machine()}. Wall time includes pytest start-up (imports; "
+          f"-n {args.workers} --dist loadgroup --mc-share-cores, on {machine()}. Wall time includes pytest start-up (imports; "
           "with -n, starting the workers); 'marginal' is (wall - wall at the smallest N) / (N - smallest N): "
           "what one more checkpoint costs, flat if nothing is quadratic.", "",
           "| checkpoints | workers | records | wall (s) | per checkpoint (s) | marginal per checkpoint (s) | loads "

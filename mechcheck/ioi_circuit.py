@@ -548,18 +548,24 @@ def patching_top_k(run: ioi.IOIRun, heads, k: int = 5) -> dict:
                 largest_share=float(np.abs(mean).max() / np.abs(mean).sum()), head_map=mean)
 
 
-def recovery_ratio(run: ioi.IOIRun, head: tuple[int, int], reference: tuple[int, int]) -> dict:
+def weaker_mover(run: ioi.IOIRun, head: tuple[int, int], reference: tuple[int, int]) -> dict:
     """§3.5.1 (H6.11 is a name mover 'consistent with the head patching in 3.13, although a
-    weaker one than H7.7'): the head's head-patching recovery (I8's measurement) as a fraction of
-    the reference head's, with the bootstrap CI over prompts of that ratio of means; both
-    recoveries beside."""
+    weaker one than H7.7'): with r = head-patching recovery (I8's measurement, a fraction of the
+    clean - corrupted logit difference, mean over prompts), the smaller of r(head) (it visibly
+    matters) and r(reference) - r(head) (it is weaker), with the bootstrap CI over prompts of that
+    minimum. Why not the ratio r(head) / r(reference): where the reference does nothing (a random
+    stand-in) the ratio of two means near 0 is unbounded and its bootstrap CI meaningless; the
+    ratio is recorded beside when the reference's own CI is above 0."""
     _, values = run.head_patching()
     clean, corrupt = run.ld.mean().item(), run.ld_corrupted.mean().item()
     per = ((values - corrupt) / (clean - corrupt)).numpy()
     x = np.stack([per[head], per[reference]], 1)  # [n, 2]
-    ratio = lambda c: c[:, 0].mean() / c[:, 1].mean()  # noqa: E731
-    return dict(value=float(ratio(x)), ci=bootstrap_ci(x, stat=ratio), n=x.shape[0],
-                **{f"recovery_{fmt_item(head)}": float(x[:, 0].mean()), f"recovery_{fmt_item(reference)}": float(x[:, 1].mean())})
+    stat = lambda c: min(c[:, 0].mean(), c[:, 1].mean() - c[:, 0].mean())  # noqa: E731
+    ref_ci = bootstrap_ci(x[:, 1])
+    ratio = float(x[:, 0].mean() / x[:, 1].mean()) if ref_ci[0] > 0 else None
+    return dict(value=float(stat(x)), ci=bootstrap_ci(x, stat=stat), n=x.shape[0], ratio=ratio,
+                **{f"recovery_{fmt_item(head)}": float(x[:, 0].mean()), f"recovery_{fmt_item(reference)}": float(x[:, 1].mean()),
+                   f"recovery_{fmt_item(reference)}_ci": ref_ci})
 
 
 def s_inhibition_pattern(run: ioi.IOIRun, head: tuple[int, int]) -> dict:

@@ -74,6 +74,9 @@ def pytest_addoption(parser, pluginmanager):
     g.addoption("--mc-no-shared-cache", action="store_true",
                 help="every claim computes its own forward passes instead of sharing one per model and "
                 "input set (for the benchmark; results are the same)")
+    g.addoption("--mc-share-cores", action="store_true",
+                help="with -n N, each xdist worker's torch uses cores // N threads (faster on a few cores; values "
+                "may then differ from a serial run in the last digits, as torch's reductions depend on threads)")
     g.addoption("--mc-ioi-names", metavar="NAME,NAME,...", default=None,
                 help="names of the IOI prompt set (default: mechcheck.ioi.NAMES); at least two distinct names")
     g.addoption("--mc-data", metavar="DIR", default=None,
@@ -114,7 +117,8 @@ def _report_dir(config) -> Path | None:
 def pytest_configure(config):
     from mechcheck.scheduling import share_cpu_threads, worker_device
 
-    share_cpu_threads()
+    if config.getoption("mc_share_cores"):
+        share_cpu_threads()
 
     config.addinivalue_line(
         "markers", "claim(id, statement, source, model, expect, published=None, tolerance=''): "

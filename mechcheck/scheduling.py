@@ -50,9 +50,11 @@ def worker_device(option: str = "auto") -> str:
 
 def share_cpu_threads() -> int | None:
     """In an xdist worker, give torch this worker's share of the CPU cores (cores // workers, at
-    least 1) and return it; None outside xdist. Why: each process's torch uses every core by
-    default, so -n 2 on 2 cores ran 4 OpenMP threads on 2 cores, and their spin-waits cost more
-    than the second worker gained."""
+    least 1) and return it; None outside xdist (`--mc-share-cores`). Why: each process's torch uses
+    every core by default, so -n 2 on 2 cores runs 4 OpenMP threads on 2 cores, and their
+    spin-waits cost more than the second worker gains. Why opt-in: torch's CPU reductions depend on
+    the thread count, so values can differ from a serial run in the last digits, and a parallel
+    run is promised to report exactly what a serial run does."""
     count = os.environ.get("PYTEST_XDIST_WORKER_COUNT", "")
     if not os.environ.get("PYTEST_XDIST_WORKER") or not count.isdigit():
         return None

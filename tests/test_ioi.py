@@ -635,9 +635,9 @@ def test_patching_claims_on_the_organism(claims_mod, name_mover):
     assert _verdict(fewer, ioi_circuit.fewer_heads(run, ablated, ["organism", "ablated"])) == "fail"
     assert _verdict(fewer, ioi_circuit.fewer_heads(run, run, ["organism", "organism"])) == "fail"
     weaker = c.test_i19_h6_11_weaker_than_h7_7
-    assert _verdict(weaker, ioi_circuit.recovery_ratio(run, (1, 1), (0, 2))) == "pass"
-    assert _verdict(weaker, ioi_circuit.recovery_ratio(run, (0, 2), (0, 2))) == "fail"
-    assert _verdict(weaker, ioi_circuit.recovery_ratio(run, (0, 0), (0, 2))) == "fail"
+    assert _verdict(weaker, ioi_circuit.weaker_mover(run, (1, 1), (0, 2))) == "pass"
+    assert _verdict(weaker, ioi_circuit.weaker_mover(run, (0, 2), (0, 2))) == "fail"
+    assert _verdict(weaker, ioi_circuit.weaker_mover(run, (0, 0), (0, 2))) == "fail"
 
 
 def _ablated_run(run, heads):

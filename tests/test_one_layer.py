@@ -218,7 +218,7 @@ def test_dry_run_on_exact_config_checkpoints(tmp_path, run_claims):
 def test_claims_skip_with_one_reason_without_the_checkpoint(tmp_path, run_claims):
     doc = run_claims("test_one_layer_tinystories.py", tmp_path, "-rs")
     skipped = [r for r in doc["claims"] if r["status"] == "skip"]
-    assert len(skipped) == 2 * (5 * 2 + 15 + 2)
+    assert len(skipped) == 2 * (5 * 2 + 16 + 2)
     reasons = {r["message"] for r in skipped}
     assert reasons == {
         f"checkpoint {m} not reachable (HF_HUB_OFFLINE=1 and it is not in the HF cache); provide it with "

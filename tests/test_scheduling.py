@@ -116,7 +116,8 @@ def test_worker_device_round_robin(monkeypatch, worker, gpus, want):
 @pytest.mark.parametrize("worker,count,cores,want", [("gw0", "2", 2, 1), ("gw1", "2", 16, 8), ("gw0", "4", 2, 1),
                                                      ("", "", 2, None), ("gw0", "", 2, None)])
 def test_workers_share_the_cpu_cores(monkeypatch, worker, count, cores, want):
-    """-n N: each worker's torch gets cores // N threads (at least 1); outside xdist, untouched."""
+    """-n N --mc-share-cores: each worker's torch gets cores // N threads (at least 1); outside
+    xdist, untouched."""
     import torch
 
     before = torch.get_num_threads()

@@ -235,7 +235,7 @@ def test_claims_on_a_corrupt_override_error_in_one_line(tmp_path):
     assert out.returncode == 1
     assert "CheckpointError: " in out.stdout and "Traceback" not in out.stdout
     doc = json.loads((tmp_path / "rep" / "results.json").read_text())
-    assert {r["status"] for r in doc["claims"]} == {"error"} and len(doc["claims"]) == 7
+    assert {r["status"] for r in doc["claims"]} == {"error"} and len(doc["claims"]) == 8  # T1-T7 and T5.plus1
     assert all(r["param"] == "checkpoint" for r in doc["claims"])
 
 
