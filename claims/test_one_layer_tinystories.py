@@ -199,10 +199,12 @@ test_b1_head14_find = head_claim(
     'attending to "banana" on token "find."', inputs=["prompt"])
 test_b1_head14_asks = head_claim(
     "B1.asks14", "Head 14 attends to the verb 'asks' from the proper noun 'Tom' after it",
-    "tom_to_asks", [14], at_least(0.3),
-    "the post gives no number: on the prompt ('Lucy asks Tom:'), >= 0.3 of head 14's attention at the first ' Tom' "
-    "on ' asks' (as B1.find14); the post names the word, not the query: read as the proper noun the verb precedes",
-    'the word "asks" i.e., verb before proper noun "Tom,"', inputs=["prompt"])
+    "tom_to_asks_beyond_previous", [14], at_least(0.3),
+    "the post gives no number: on the prompt ('Lucy asks Tom:'), head 14's attention at the first ' Tom' on ' asks', "
+    "less its mean attention to the previous token over the prompt, >= 0.3 (as B1.find14); ' asks' is the token "
+    "before ' Tom', so a previous-token head (head 6) must not pass; the raw attention is in details (role "
+    "tom_to_asks); the post names the word, not the query: read as the proper noun the verb precedes",
+    'the word "asks" i.e., verb before proper noun "Tom,"', inputs=["prompt"], report=("tom_to_asks",))
 test_b1_head9_proper = head_claim(
     "B1.proper9", "Head 9 attends to current and previous proper nouns (hedged by the post: '~ ... ?')",
     "proper_nouns_to_proper_nouns", [9], at_least(0.3),

@@ -344,11 +344,28 @@ def _attention(run: ioi.IOIRun, head: tuple[int, int], queries, keys, rows=None)
     return pattern[r, torch.as_tensor(queries).to(pattern.device), torch.as_tensor(keys).to(pattern.device)].cpu().numpy()
 
 
+def previous_token_baseline(run: ioi.IOIRun, head: tuple[int, int], rows=None) -> np.ndarray:
+    """Per prompt, the head's mean attention to the previous token over the query positions 1..END
+    that do not follow a name (S1+1, IO+1 and S2+1 are left out). Why: 'gave' follows S2 and the
+    'and' follows S1, so a previous-token head puts its weight on exactly the name the 'gave'/'and'
+    claims ask about; their values subtract this baseline, so only attention beyond the head's
+    usual previous-token habit counts."""
+    p = run.prompts
+    pattern = run.cache[f"blocks.{head[0]}.attn.hook_pattern"][:, head[1]].cpu()  # [n, q, k]
+    rows = torch.arange(len(p)) if rows is None else rows
+    out = []
+    for i in rows.tolist():
+        skip = {int(p.pos_s1[i]) + 1, int(p.pos_io[i]) + 1, int(p.pos_s2[i]) + 1}
+        qs = [q for q in range(1, int(p.pos_end[i]) + 1) if q not in skip]
+        out.append(float(pattern[i, qs, [q - 1 for q in qs]].mean()))
+    return np.array(out)
+
+
 def gave_attention(run: ioi.IOIRun, head: tuple[int, int], target: str, example: bool = True) -> dict:
     """Attention of one head from the 'gave' position (right after S2) to `target` minus to the
     other names: target "IO" (fig 3.17: H7.7 moves IO into 'gave'; minus S1) or "S2" (fig 3.19:
-    H5.7 moves S2 into 'gave'; minus max(S1, IO)); the attention to 'gave' itself is recorded
-    beside (a previous-token head would also put its weight on S2)."""
+    H5.7 moves S2 into 'gave'; minus max(S1, IO) and minus the head's previous-token baseline, as
+    S2 is the token before 'gave'); the attention to 'gave' itself is recorded beside."""
     p = run.prompts
     gave = _position_after(run, p.pos_s2, "gave")
     a = {k: _attention(run, head, gave, pos) for k, pos in
@@ -356,7 +373,9 @@ def gave_attention(run: ioi.IOIRun, head: tuple[int, int], target: str, example:
     if target == "IO":
         per = a["IO"] - a["S1"]
     elif target == "S2":
-        per = a["S2"] - np.maximum(a["IO"], a["S1"])
+        base = previous_token_baseline(run, head)
+        per = a["S2"] - base - np.maximum(a["IO"], a["S1"])
+        a["previous_token_baseline"] = base
     else:
         raise ClaimError(f"gave_attention: target must be 'IO' or 'S2', not {target!r}")
     extra = {"example_pattern": _example(run, head)} if example else {}
@@ -381,12 +400,15 @@ def _and_to_s1(run: ioi.IOIRun, head: tuple[int, int]):
 
 def and_attention(run: ioi.IOIRun, head: tuple[int, int], example: bool = True) -> dict:
     """fig 3.19 (H5.7 'sends information from S1 to the following "and" position'): the head's
-    attention from the 'and' right after S1 to S1, on the prompts whose template reads
-    '{S1} and {IO}' (the others have IO before 'and'), with its CI over those prompts; attention to
-    BOS beside."""
-    _, s1, bos = _and_to_s1(run, head)
+    attention from the 'and' right after S1 to S1, less the larger of its attention to BOS and its
+    previous-token baseline (S1 is the token before 'and': a previous-token head must not pass),
+    on the prompts whose template reads '{S1} and {IO}' (the others have IO before 'and'), with
+    its CI over those prompts; the raw attention, BOS and baseline beside."""
+    rows, s1, bos = _and_to_s1(run, head)
+    base = previous_token_baseline(run, head, torch.as_tensor(rows))
     extra = {"example_pattern": _example(run, head)} if example else {}
-    return dict(mean_record(s1), **extra, mean_and_to_BOS=bos.mean())
+    return dict(mean_record(s1 - np.maximum(bos, base)), **extra, mean_and_to_S1=s1.mean(), mean_and_to_BOS=bos.mean(),
+                previous_token_baseline=base.mean())
 
 
 def attention_io_over_s_heads(run: ioi.IOIRun, heads) -> dict:
@@ -468,15 +490,19 @@ def resid_handover(run: ioi.IOIRun) -> dict:
     """figs 3.11/3.12 ('using some information stored in the S2 position in one of the later
     layers to get the performance relevant information into the END position'): corrupt-to-clean
     patching of resid_pre by layer x position (S2 ... END); the value is the hand-over layer, the
-    first layer whose patched END recovers more of the logit difference than its patched S2 (the
-    number of layers when none does), with the bootstrap CI over prompts of that layer; the
-    recovery map and the S2 / END curves beside."""
+    first layer whose patched END recovers more of the logit difference than its patched S2 and
+    at least half of it (the number of layers when S2 still holds it entering the last layer),
+    with the bootstrap CI over prompts of that layer; the recovery map and the S2 / END curves
+    beside. -1 when there is nothing to hand over (neither S2 nor END ever recovers half of the
+    logit difference: a model that does not use S2 must fail the claim, not pass it as 'late')."""
     labels, rec = run.resid_patching()  # [L, P, n]
     x = np.moveaxis(rec.numpy(), -1, 0)  # [n, L, P]
 
     def handover(c):
         m = c.mean(0)
-        later = np.nonzero(m[:, -1] > m[:, 0])[0]
+        if max(m[:, 0].max(), m[:, -1].max()) < 0.5:
+            return -1.0
+        later = np.nonzero((m[:, -1] > m[:, 0]) & (m[:, -1] >= 0.5))[0]
         return float(later[0]) if len(later) else float(m.shape[0])
 
     mean = x.mean(0)

@@ -200,8 +200,8 @@ class POSRun:
         quote_seq = np.nonzero(self.in_quote.any(1))[0]
         self._example_seq = int(quote_seq[0]) if len(quote_seq) else 0
         keys, queries, activity = [], [], []
-        sums: dict[str, list] = {k: [] for k in ("open", "close_self", "close_open", "vbd", "vbd_x", "to_nn", "to_nn_raw",
-                                                 "recent")}
+        sums: dict[str, list] = {k: [] for k in ("open", "close_self", "close_open", "quote_self", "vbd", "vbd_x", "to_nn",
+                                                 "to_nn_raw", "recent")}
         by_tag = {c: 0.0 for c in QUERY_CLASSES}
         raw_by_tag = {c: 0.0 for c in QUERY_CLASSES}
         by_tag_rows = {c: 0.0 for c in QUERY_CLASSES}
@@ -224,6 +224,7 @@ class POSRun:
             sums["open"].append(per_seq(at_open, cls["in_quote"]).cpu())
             sums["close_self"].append(per_seq(at_self, cls["closing"]).cpu())
             sums["close_open"].append(per_seq(at_open, cls["closing"]).cpu())
+            sums["quote_self"].append(per_seq(at_self, cls["in_quote"]).cpu())
             earlier = pos[None, :] < pos[:, None]  # [q, k]: k strictly before q
             has_earlier = cls["before_vbd"] & ((cls["vbd"][:, None, :] & earlier).any(-1))
             # Every attention-by-key-class statistic is the pattern times a key-feature matrix (one
@@ -280,6 +281,7 @@ class POSRun:
         self.activity = np.concatenate(activity, 1)  # [L, n, pos, H]
         cat = {k: torch.cat(v).numpy() for k, v in sums.items()}
         self._open_sum, self._close_self, self._close_open = cat["open"], cat["close_self"], cat["close_open"]
+        self._quote_self = cat["quote_self"]
         self._vbd_sum, self._vbd_count = cat["vbd"][..., 0], cat["vbd"][:, 0, 0, 1]
         self._vbd_share = cat["vbd_x"]
         self._to_nn = {"excluded": cat["to_nn"], "included": cat["to_nn_raw"]}  # [n, L, H, T]
@@ -374,12 +376,17 @@ class POSRun:
         return {"closing": self._close_self.sum(0) / count, "opening": self._close_open.sum(0) / count}
 
     def closing_shift(self, seqs=None) -> np.ndarray:
-        """At the closing quote: attention on itself (the end mark) minus attention on its opening
-        quote, mean over closing quotes: [L, H] (NaN without a closed quotation)."""
+        """The shift to the end mark: at the closing quote, attention on itself (the end mark) minus
+        attention on its opening quote (mean over closing quotes), less the head's own attention on
+        itself inside quotations (mean over in-quote tokens): [L, H] (NaN without a closed
+        quotation). Why the last term: a current-token head attends to itself at the closing quote
+        too; only attention to the end mark beyond the head's in-quote habit is a shift."""
         seqs = np.arange(self.tags.shape[0]) if seqs is None else seqs
-        count = self.classes["closing"][seqs].sum()
+        count, inside = self.classes["closing"][seqs].sum(), self.in_quote[seqs].sum()
         diff = (self._close_self[seqs] - self._close_open[seqs]).sum(0)
-        return diff / count if count else np.full(diff.shape, np.nan)
+        if not count or not inside:
+            return np.full(diff.shape, np.nan)
+        return diff / count - self._quote_self[seqs].sum(0) / inside
 
     def attention_to_earlier_vbd(self, convention: str = "excluded", seqs=None) -> np.ndarray:
         """From the token right before a VBD (with an earlier VBD in its paragraph), attention on

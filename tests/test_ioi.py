@@ -510,6 +510,15 @@ def test_attention_claims_pass_on_planted_heads_and_fail_on_the_stand_in(claims_
     assert _verdict(c.test_i19_h6_11_moves_both_names, ioi_circuit.end_attention_both(ts8m_planted, (7, 7))) == "fail"
     assert _verdict(c.test_i9_h7_7_moves_io_into_gave, ioi_circuit.gave_attention(ts8m_planted, (5, 7), "IO")) == "fail"
     assert _verdict(c.test_i10_h5_7_sends_s2_to_gave, ioi_circuit.gave_attention(ts8m_planted, (7, 7), "S2")) == "fail"
+    # a previous-token head (0.9 on the token before, at every position) puts 0.9 on S2 from 'gave' and on S1
+    # from 'and': the baseline makes both claims fail on it
+    n_pos = int(ts8m_run.prompts.pos_end.max()) + 1
+    prev = _plant_patterns(ts8m_run.bridge, ts8m_run.prompts, [
+        (3, 3, (lambda p, rows, q=q: torch.where(p.pos_end[rows] >= q, q, -1)),
+         (lambda p, rows, q=q: torch.full_like(rows, q - 1)), 0.9) for q in range(1, n_pos)])
+    assert ioi_circuit.gave_attention(prev, (3, 3), "S2")["mean_gave_to_S2"] > 0.85
+    assert _verdict(c.test_i10_h5_7_sends_s2_to_gave, ioi_circuit.gave_attention(prev, (3, 3), "S2")) == "fail"
+    assert _verdict(c.test_i10_h5_7_sends_s1_to_and, ioi_circuit.and_attention(prev, (3, 3))) == "fail"
     # I18.gpt2_pattern (H8.6's END->S2, gave->S2, and->S1), head-generic: the planted H5.7 has all three
     pattern = c.test_i18_gpt2_h8_6_pattern
     assert _verdict(pattern, ioi_circuit.s_inhibition_pattern(ts8m_planted, (5, 7))) == "pass"
@@ -711,3 +720,5 @@ def test_i16_hand_over_layer_on_planted_readers(claims_mod, ts8m_random, tok):
     r_late, r_early = ioi_circuit.resid_handover(late), ioi_circuit.resid_handover(early)
     assert r_late["value"] == 6.0 and _verdict(claim, r_late) == "pass"
     assert r_early["value"] == 2.0 and _verdict(claim, r_early) == "fail"
+    nothing = _plant_s2_reader(b, plain, 5, logits=0.0)  # the reader wired in with no strength: S2 unused
+    assert _verdict(claim, ioi_circuit.resid_handover(nothing)) != "pass"

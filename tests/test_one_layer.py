@@ -158,6 +158,17 @@ def test_role_claims_pass_with_the_role_and_fail_without(control_roles, claim_na
         assert _verdict(claim, random) == "fail", (claim.id, source_input, random["value"])
 
 
+def test_asks14_is_not_passed_by_the_previous_token_head(control_roles):
+    """B1.asks14's key (' asks') is the token before its query (' Tom'): the constructed
+    previous-token head 6 puts all its attention there, and still fails the claim."""
+    claim_fn = claims.test_b1_head14_asks
+    with_role, _ = control_roles
+    s = claim_fn.settings
+    raw = one_layer_heads.head_score(with_role, "prompt", "tom_to_asks", [6], (), ())
+    head6 = one_layer_heads.head_score(with_role, "prompt", s["role"], [6], s["minus"], s["report"])
+    assert raw["value"] > 0.9 and _verdict(ROLE_CLAIMS["test_b1_head14_asks"], head6) == "fail"
+
+
 def test_head_text_refuses_a_pattern_of_the_wrong_shape():
     with pytest.raises(ValueError, match="pattern must be"):
         head_roles.HeadText.from_activations(["a", "b"], np.zeros((16, 3, 3)))

@@ -301,7 +301,7 @@ def test_p4_exception_of_the_late_layers_and_depth_trend(runs):
     exception) passes both; the swapped one (rising with depth, L6H4 a plain late head) fails both.
     In the claimed layout L6H4 is not the argmax of all heads: the former reading would fail it."""
     for variant, want in (("claimed", "pass"), ("swapped", "fail")):
-        p4 = pos_measures.past_tense_key_probe(runs[variant])
+        p4 = pos_measures.past_tense_key_probe(runs[variant], floor=0.796 - claims.F1_TOL)
         trend = pos_measures.past_tense_depth_trend(runs[variant])
         show("P4", variant, p4, "L6H4", "late_runner_up", "late_mean_others", "rank_all_heads", "held_out_tokens")
         show("P4.trend", variant, trend, "layer_means")
@@ -317,6 +317,10 @@ def test_p10_conjunctions_many_early_heads_modals_few(runs):
         show("P10.cc", variant, cc, "good_early", "good_late", "held_out_tokens")
         show("P10.md", variant, md, "good", "held_out_tokens")
         assert verdict_of("P10.cc", cc) == want and verdict_of("P10.md", md) == want
+    # a tag every head reads ('many', not 'mostly early') fails P10.cc; 20 early + 4 late passes
+    everywhere, early = np.ones((8, 16)), np.zeros((8, 16))
+    early[:4, :5], early[4, :4] = 1.0, 1.0
+    assert pos_measures.many_mostly_early(everywhere, 0.8, 16) < 0 <= pos_measures.many_mostly_early(early, 0.8, 16)
     assert verdict_of("P10.md", pos_measures.modal_key_probe(runs[None])) == "fail"
 
 
@@ -327,6 +331,21 @@ def test_p3_closing_quote_shift(runs):
         rec = pos_measures.quote_closing_shift(runs[variant])
         show("P3.closing", variant, rec, "n", "closing_quote_row")
         assert verdict_of("P3.closing", rec) == want and verdict_of("P3", pos_measures.quote_attention(runs[variant])) == "pass"
+
+
+def test_p3_closing_is_not_passed_by_a_current_token_head(tok, texts):
+    """A head that attends to the current token everywhere attends to the closing quote at the
+    closing quote too: P3.closing subtracts its in-quote self-attention and fails it (value 0)."""
+    tokens, tags = pos_heads.tag_paragraphs(tok, texts)
+    with_quotes = np.nonzero((tags == "''").any(1))[0][:8]
+    tokens, tags = tokens[with_quotes], tags[with_quotes]
+    L, H, n, P = 8, 16, tokens.shape[0], tokens.shape[1]
+    eye = torch.eye(P).expand(L, n, H, P, P).clone()
+    zeros = torch.zeros(L, n, P, H, 4)
+    run = POSRun.from_activations(tokens, tags, zeros, zeros, torch.ones(L, n, P, H), eye, n_train=4)
+    rec = pos_measures.quote_closing_shift(run)
+    assert rec["closing_quote_row"]["closing"] == pytest.approx(1.0) and abs(rec["value"]) < 1e-6
+    assert verdict_of("P3.closing", rec) == "fail"
 
 
 def test_p6_two_readings_of_l6h4(runs):

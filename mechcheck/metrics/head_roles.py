@@ -206,6 +206,15 @@ def from_to(query_word: str, key_words: tuple[str, ...], nth: int | None = None)
     return score
 
 
+def beyond_previous_token(role):
+    """`role`'s score less the head's previous-token score on the same text: for a pair whose key
+    is the token right before the query (head 14: ' Tom' -> ' asks'), so that a previous-token
+    head (head 6) does not pass it."""
+    def score(pattern, tc: TokenClasses) -> np.ndarray:
+        return role(pattern, tc) - previous_token(pattern, tc)
+    return score
+
+
 def keys_lead_at(query_word: str, key_words: tuple[str, ...]):
     """Head 12 ("banana" attends to "looking" and "for"): at `query_word`, the weakest of the
     `key_words` tokens' attention less the strongest other key's (BOS excluded: a sink); > 0
@@ -264,6 +273,7 @@ ROLES = {
     "looking_for_lead_at_banana": keys_lead_at("banana", ("looking", "for")),
     "find_to_banana": from_to("find", ("banana",)),
     "tom_to_asks": from_to("Tom", ("asks",), nth=0),
+    "tom_to_asks_beyond_previous": beyond_previous_token(from_to("Tom", ("asks",), nth=0)),
     "bos_top_before_colon": bos_top_before(":"),
     "bos_top_before_second_colon": bos_top_before(":", 1),
     "closing_mark_attended_by_following": closing_mark_attended_by_following,
