@@ -124,12 +124,19 @@ def most_negative_dla(run: ioi.IOIRun) -> dict:
                 dla=mean[l, h], head_map=mean)
 
 
+def head_recovery(run: ioi.IOIRun) -> np.ndarray:
+    """Per head and prompt, the logit difference with that head's output patched corrupt-to-clean,
+    as a fraction of the mean clean - corrupted gap: [L, H, n] (I8's measurement, per prompt)."""
+    _, values = run.head_patching()
+    clean, corrupt = run.ld.mean().item(), run.ld_corrupted.mean().item()
+    return ((values - corrupt) / (clean - corrupt)).numpy()
+
+
 def head_patching(run: ioi.IOIRun, heads) -> dict:
     """I8: normalised recovery of the logit difference when each head's output is patched
     corrupt-to-clean, with per-prompt CIs of the named heads."""
-    recovery, values = run.head_patching()
-    clean, corrupt = run.ld.mean().item(), run.ld_corrupted.mean().item()
-    per_prompt = ((values - corrupt) / (clean - corrupt)).numpy()  # [L, H, n]
+    recovery, _ = run.head_patching()
+    per_prompt = head_recovery(run)  # [L, H, n]
     return dict(value=recovery, n=len(run.prompts), ci_per_head={fmt_item(h): bootstrap_ci(per_prompt[h]) for h in heads})
 
 
@@ -186,6 +193,18 @@ def max_ci(per_item: np.ndarray, axis: int, n_boot: int = 1000, level: float = 0
     return (min(lo, hi), max(lo, hi))
 
 
+def _smallest_detected(grid, fails) -> float | None:
+    """The smallest grid value at which `fails` (monotone in the grid: once detected, a stronger
+    planted head is detected too) is true, by bisection; None when even the last is not."""
+    if not fails(grid[-1]):
+        return None
+    lo, hi = -1, len(grid) - 1
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        lo, hi = (lo, mid) if fails(grid[mid]) else (mid, hi)
+    return float(grid[hi])
+
+
 def detectable_mix(per_seq: np.ndarray, threshold: float, grid=np.round(np.arange(0.01, 1.001, 0.01), 2)):
     """The smallest strength a (on a 0.01 grid) of a head planted at the head that scores lowest:
     its attention rows mixed as (1-a)*pattern + a*target, so its per-sequence score becomes
@@ -200,13 +219,7 @@ def detectable_mix(per_seq: np.ndarray, threshold: float, grid=np.round(np.arang
         planted[l, :, h] = (1 - a) * s[l, :, h] + a
         return max_ci(planted, axis=1)[0] > threshold
 
-    if not fails(grid[-1]):
-        return None, (int(l), int(h))
-    lo, hi = -1, len(grid) - 1  # bisection: the planted score rises with a
-    while hi - lo > 1:
-        mid = (lo + hi) // 2
-        lo, hi = (lo, mid) if fails(grid[mid]) else (mid, hi)
-    return float(grid[hi]), (int(l), int(h))
+    return _smallest_detected(grid, fails), (int(l), int(h))  # the planted score rises with a
 
 
 def _absence_summary(scores: dict, score: str, threshold: float) -> dict:
@@ -247,13 +260,7 @@ def detectable_shift(per_item: np.ndarray, axis: int, decides_fail, grid) -> tup
         planted[head] = planted[head] - a
         return decides_fail(max_ci(planted, axis=-1, sign=-1.0))
 
-    if not fails(grid[-1]):
-        return None, tuple(int(i) for i in head)
-    lo, hi = -1, len(grid) - 1
-    while hi - lo > 1:
-        mid = (lo + hi) // 2
-        lo, hi = (lo, mid) if fails(grid[mid]) else (mid, hi)
-    return float(grid[hi]), tuple(int(i) for i in head)
+    return _smallest_detected(grid, fails), tuple(int(i) for i in head)
 
 
 def no_negative_movers(run: ioi.IOIRun, threshold: float) -> dict:
@@ -558,9 +565,7 @@ def patching_top_k(run: ioi.IOIRun, heads, k: int = 5) -> dict:
     heads (Wang et al.'s name movers and S-inhibition heads) are among the k heads with the
     largest recovery (I8's measurement), with the bootstrap CI over prompts of that count; the
     largest single head's share of the total |recovery| beside ('more distributed' than 8M)."""
-    _, values = run.head_patching()
-    clean, corrupt = run.ld.mean().item(), run.ld_corrupted.mean().item()
-    per = ((values - corrupt) / (clean - corrupt)).numpy()  # [L, H, n]
+    per = head_recovery(run)  # [L, H, n]
     flat = per.reshape(-1, per.shape[-1]).T  # [n, L*H]
     idx = {h[0] * per.shape[1] + h[1] for h in heads}
 
@@ -582,9 +587,7 @@ def weaker_mover(run: ioi.IOIRun, head: tuple[int, int], reference: tuple[int, i
     minimum. Why not the ratio r(head) / r(reference): where the reference does nothing (a random
     stand-in) the ratio of two means near 0 is unbounded and its bootstrap CI meaningless; the
     ratio is recorded beside when the reference's own CI is above 0."""
-    _, values = run.head_patching()
-    clean, corrupt = run.ld.mean().item(), run.ld_corrupted.mean().item()
-    per = ((values - corrupt) / (clean - corrupt)).numpy()
+    per = head_recovery(run)
     x = np.stack([per[head], per[reference]], 1)  # [n, 2]
     stat = lambda c: min(c[:, 0].mean(), c[:, 1].mean() - c[:, 0].mean())  # noqa: E731
     ref_ci = bootstrap_ci(x[:, 1])
@@ -648,12 +651,7 @@ def fewer_heads(run_a: ioi.IOIRun, run_b: ioi.IOIRun, models: list[str], thresho
     whose head-patching recovery (I8's measurement) is >= threshold in model a minus that in model
     b, with the bootstrap CI over the shared prompts (resampled jointly for both models); both counts
     and heads beside."""
-    def per_prompt(run):
-        _, values = run.head_patching()
-        clean, corrupt = run.ld.mean().item(), run.ld_corrupted.mean().item()
-        return ((values - corrupt) / (clean - corrupt)).numpy().reshape(-1, len(run.prompts)).T  # [n, heads]
-
-    a, b = per_prompt(run_a), per_prompt(run_b)
+    a, b = (head_recovery(run).reshape(-1, len(run.prompts)).T for run in (run_a, run_b))  # [n, heads]
     if a.shape[0] != b.shape[0]:
         raise ClaimError("fewer_heads: the two runs must share the prompt set")
     k = a.shape[1]

@@ -102,6 +102,12 @@ def noun_runs(tags: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return start, count
 
 
+def f1_from_counts(counts: np.ndarray) -> np.ndarray:
+    """F1 from [..., 3] true positives, false positives, false negatives (0 where undefined)."""
+    tp, fp, fn = np.moveaxis(np.asarray(counts), -1, 0)
+    return np.where(2 * tp + fp + fn > 0, 2 * tp / np.maximum(2 * tp + fp + fn, 1), 0.0)
+
+
 @dataclass
 class ProbeResult:
     """Held-out predictions of one probe per head (test tokens, in paragraph order)."""
@@ -126,8 +132,7 @@ class ProbeResult:
 
     def f1(self, tag: str) -> np.ndarray:
         """Held-out F1 of `tag` per head: [L, H] (0 where the probe never predicts it and it occurs)."""
-        tp, fp, fn = np.moveaxis(self.counts(tag).sum(2), -1, 0)
-        return np.where(2 * tp + fp + fn > 0, 2 * tp / np.maximum(2 * tp + fp + fn, 1), 0.0)
+        return f1_from_counts(self.counts(tag).sum(2))
 
 
 class _Done(Exception):

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from mechcheck.pos_heads import POSRun, ProbeResult, best_head
+from mechcheck.pos_heads import POSRun, ProbeResult, best_head, f1_from_counts
 
 N_BOOT = 1000
 
@@ -28,11 +28,7 @@ def probe_f1_ci(result: ProbeResult, tags, head: tuple[int, int], seed: int = 0)
 
     def lowest_f1(draw):
         weights = np.bincount(draw, minlength=counts[0].shape[0])
-        f1 = []
-        for c in counts:
-            tp, fp, fn = weights @ c
-            f1.append(2 * tp / (2 * tp + fp + fn) if 2 * tp + fp + fn else 0.0)
-        return min(f1)
+        return min(float(f1_from_counts(weights @ c)) for c in counts)
 
     return _bootstrap(counts[0].shape[0], lowest_f1, seed=seed)
 
@@ -54,16 +50,10 @@ def quote_key_probe(run: POSRun, head=(2, 0)) -> dict:
     return dict(rec, f1_open=f1["``"][head], f1_close=f1["''"][head])
 
 
-def _f1(counts: np.ndarray) -> np.ndarray:
-    """F1 from [..., 3] true positives, false positives, false negatives (0 where undefined)."""
-    tp, fp, fn = np.moveaxis(counts, -1, 0)
-    return np.where(2 * tp + fp + fn > 0, 2 * tp / np.maximum(2 * tp + fp + fn, 1), 0.0)
-
-
 def f1_map_ci(result: ProbeResult, tag: str, stat, seed: int = 0) -> tuple[float, float]:
     """CI of stat(F1 map [L, H] of `tag`) over held-out paragraphs resampled with replacement."""
     counts = result.counts(tag)  # [L, H, n_paragraphs, 3]
-    return _bootstrap(counts.shape[2], lambda draw: stat(_f1(np.einsum(
+    return _bootstrap(counts.shape[2], lambda draw: stat(f1_from_counts(np.einsum(
         "lhpc,p->lhc", counts, np.bincount(draw, minlength=counts.shape[2])))), seed=seed)
 
 
@@ -75,8 +65,13 @@ def late_layer_exception(f1: np.ndarray, head, late=LATE, margin: float = 0.1) -
     """How far `head` stands out among the heads of the `late` layers: its F1 minus the larger of
     the best other late head and the other late heads' mean + `margin`; >= 0 means first of the
     late heads and at least `margin` above their mean."""
-    others = np.array([f1[l, h] for l in late for h in range(f1.shape[1]) if (l, h) != tuple(head)])
+    others = late_others(f1, head, late)
     return float(f1[tuple(head)] - max(others.max(), others.mean() + margin))
+
+
+def late_others(f1: np.ndarray, head, late=LATE) -> np.ndarray:
+    """F1 of every head of the `late` layers except `head`."""
+    return np.array([f1[l, h] for l in late for h in range(f1.shape[1]) if (l, h) != tuple(head)])
 
 
 def past_tense_key_probe(run: POSRun, head=(6, 4), late=LATE, margin: float = 0.1, floor: float | None = None) -> dict:
@@ -91,11 +86,11 @@ def past_tense_key_probe(run: POSRun, head=(6, 4), late=LATE, margin: float = 0.
         out = late_layer_exception(m, head, late, margin)
         return out if floor is None else min(out, float(m[tuple(head)] - floor))
 
-    others = [f1[l, h] for l in late for h in range(f1.shape[1]) if (l, h) != tuple(head)]
+    others = late_others(f1, head, late)
     late_f1 = f1[list(late)]
     return dict(value=stat(f1), ci=f1_map_ci(result, "VBD", stat), stands_out_by=late_layer_exception(f1, head, late, margin),
-                **{f"L{head[0]}H{head[1]}": f1[tuple(head)]}, late_layers=list(late), late_runner_up=max(others),
-                late_mean_others=float(np.mean(others)), rank_in_late_layers=int((late_f1 > f1[tuple(head)]).sum()) + 1,
+                **{f"L{head[0]}H{head[1]}": f1[tuple(head)]}, late_layers=list(late), late_runner_up=float(others.max()),
+                late_mean_others=float(others.mean()), rank_in_late_layers=int((late_f1 > f1[tuple(head)]).sum()) + 1,
                 rank_all_heads=int((f1 > f1[tuple(head)]).sum()) + 1, layer_means=f1.mean(1), best_head=best_head(f1),
                 head_map=f1, claimed_heads=[head], held_out_tokens=run.held_out_counts(("VBD",)))
 
@@ -211,8 +206,9 @@ def quote_attention(run: POSRun, head=(2, 0)) -> dict:
 
 
 def quote_closing_shift(run: POSRun, head=(2, 0)) -> dict:
-    """P3.closing: at the closing quote, `head`'s attention on the end mark (the closing-quote token
-    itself) minus its attention on the opening quote; bootstrap CI over paragraphs."""
+    """P3.closing: the shift to the end mark (POSRun.closing_shift): at the closing quote, `head`'s
+    attention on the end mark (the closing-quote token itself) minus its attention on the opening
+    quote, less its own self-attention inside quotations; bootstrap CI over paragraphs."""
     shift = run.closing_shift()
     closing = run.closing_quote_attention()
     return dict(value=shift[tuple(head)], ci=_bootstrap(run.tags.shape[0], lambda s: run.closing_shift(s)[tuple(head)]),
