@@ -1,11 +1,11 @@
 """The classic induction-head result of Olsson et al. 2022 ("In-context Learning and Induction
 Heads", Transformer Circuits Thread), restated in the thesis (§2.3.8, §3.3) as context, on the
-induction organism trained here (mechcheck.organisms): a 2-layer attention-only transformer
+induction organism trained here (mechcheck.models.organisms): a 2-layer attention-only transformer
 trained on repeated random segments at random offsets.
 
 This is the regression use on real checkpoints: by default the claims run over the organism's
 shipped training series (fixtures/organisms/induction-series, every 250 steps) as one case of
-mechcheck.series, as if `--mc-series mechcheck/induction-organism=<that folder>` were given: each
+mechcheck.pytest_plugin.series, as if `--mc-series mechcheck/induction-organism=<that folder>` were given: each
 record carries its step, the report's series sections plot the phase change, and the headline
 counts the last checkpoint. Point them at your own series with --mc-series (or --mc-model DIR),
 or at one checkpoint file with --mc-model mechcheck/induction-organism=FILE.
@@ -15,10 +15,12 @@ from __future__ import annotations
 
 import pytest
 
-from mechcheck import induction_organism, organisms, series
-from mechcheck.claim import Source, at_least
+from mechcheck.studies import induction_organism
+from mechcheck.models import organisms
+from mechcheck.models import series
+from mechcheck.pytest_plugin import SERIES_ARG, checkpoint_override, series_given
+from mechcheck.core.claim import Source, at_least
 from mechcheck.models import INDUCTION_ORGANISM
-from mechcheck.plugin import run_state
 
 SRC = Source("Olsson et al. 2022, In-context Learning and Induction Heads (Transformer Circuits Thread)",
              "Argument 1 (induction heads form in a phase change early in training, also in small attention-only "
@@ -27,11 +29,11 @@ SRC = Source("Olsson et al. 2022, In-context Learning and Induction Heads (Trans
 
 
 def pytest_generate_tests(metafunc):
-    """The shipped series (or a --mc-model folder) goes through mechcheck.series; a --mc-model
+    """The shipped series (or a --mc-model folder) goes through mechcheck.pytest_plugin.series; a --mc-model
     file is one checkpoint without a step. With --mc-series the series plugin parametrizes."""
-    if "checkpoint" not in metafunc.fixturenames or series.given(metafunc.config, INDUCTION_ORGANISM):
+    if "checkpoint" not in metafunc.fixturenames or series_given(metafunc.config, INDUCTION_ORGANISM):
         return
-    override = run_state(metafunc.config).overrides.get(INDUCTION_ORGANISM)
+    override = checkpoint_override(metafunc.config, INDUCTION_ORGANISM)
     if override is not None and not override.is_dir():
         metafunc.parametrize("checkpoint", [override], ids=["checkpoint"], scope="module")
         return
@@ -40,7 +42,7 @@ def pytest_generate_tests(metafunc):
     except series.SeriesError as exc:  # one error per claim, with the reason (never an empty run)
         metafunc.parametrize("checkpoint", [exc], ids=["checkpoint"], scope="module")
         return
-    metafunc.parametrize(series.ARG, cps, ids=[c.id for c in cps], indirect=True, scope="session")
+    metafunc.parametrize(SERIES_ARG, cps, ids=[c.id for c in cps], indirect=True, scope="session")
 
 
 @pytest.fixture(scope="module")

@@ -5,7 +5,7 @@ head-level statements of §3.5.1 that need no SAE).
 Heads are written LxHy in the report; the thesis writes H7.7 for layer 7, head 7 (= L7H7).
 Models load in TransformerLens compatibility mode (HookedTransformer numerics, as the thesis).
 Head scores: 16 sequences of 50 uniformly random tokens repeated once (after BOS), seed 0.
-IOI: every ordered (IO, S) pair of mechcheck.ioi.NAMES in the four templates of mechcheck.ioi
+IOI: every ordered (IO, S) pair of mechcheck.data.ioi_prompts.NAMES in the four templates of mechcheck.studies.ioi
 (120 prompts), corrupted by replacing S2 with IO (the thesis' clean/corrupted pair).
 """
 
@@ -13,13 +13,13 @@ from __future__ import annotations
 
 import pytest
 
-from mechcheck import ioi
-from mechcheck import ioi_circuit as m
+from mechcheck.data import ioi_prompts
+from mechcheck.studies import ioi
+from mechcheck.studies import ioi_circuit as m
 from mechcheck.data import tinystories_validation
-from mechcheck.claim import Source, at_least, at_most, leads, rank_at_most, within
-from mechcheck.ioi_circuit import INDUCTION_HEAD
+from mechcheck.core.claim import Source, at_least, at_most, leads, rank_at_most, within
+from mechcheck.studies.ioi_circuit import INDUCTION_HEAD
 from mechcheck.metrics import head_scores
-from mechcheck.plugin import run_state
 
 TS8M = "roneneldan/TinyStories-8M"
 GPT2 = "gpt2"
@@ -54,17 +54,12 @@ def gpt2(request, mc_load, measure):
     return _model(request, mc_load, measure, GPT2)
 
 
-@pytest.fixture(scope="module")
-def names(pytestconfig):
-    return run_state(pytestconfig).ioi_names or ioi.NAMES  # validated at start by the plugin
-
-
 @pytest.fixture
-def ioi_run(mc_shared, names):
+def ioi_run(mc_shared, mc_ioi_names):
     """run(loaded): one IOIRun per model per session; every IOI claim on a model reads the same
     two caches (and the same head-patching and edge sweeps)."""
-    return lambda loaded: mc_shared(("ioi", loaded.sha256, names), lambda: ioi.IOIRun(
-        loaded.bridge, ioi.build(loaded.bridge.tokenizer, names=names)))
+    return lambda loaded: mc_shared(("ioi", loaded.sha256, mc_ioi_names), lambda: ioi.IOIRun(
+        loaded.bridge, ioi_prompts.build(loaded.bridge.tokenizer, names=mc_ioi_names)))
 
 
 @pytest.fixture

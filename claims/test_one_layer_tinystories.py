@@ -20,11 +20,11 @@ from __future__ import annotations
 
 import pytest
 
-from mechcheck import one_layer_heads
-from mechcheck.claim import NotEncoded, Source, at_least, at_most, leads
+from mechcheck.studies import one_layer_heads
+from mechcheck.core.claim import NotEncoded, Source, at_least, at_most, leads
 from mechcheck.data import paragraphs, tinystories_validation
 from mechcheck.metrics import activation_stats, head_roles
-from mechcheck.one_layer_heads import STAT_TOL
+from mechcheck.studies.one_layer_heads import STAT_TOL
 
 MODELS = ["roneneldan/TinyStories-1Layer-21M", "roneneldan/TinyStories-Instuct-1Layer-21M"]
 ATTN = "blog-tinystories-1layer-21m-attention.txt"

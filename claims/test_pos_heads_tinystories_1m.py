@@ -1,13 +1,13 @@
 """Claims of "Interpreting Tiny Transformers" on TinyStories-1M
 (../shared/seeds/paper-interpreting-tiny-transformers-1M.md): the quotation head L2H0, the
 past-tense head L6H4 and the definite-noun head L5H5. Each body is one call to
-mechcheck.pos_measures, which tests/test_pos.py calls on its controls.
+mechcheck.studies.pos_measures, which tests/test_pos.py calls on its controls.
 
 Text: TinyStories validation paragraphs in file order (offline sample with --mc-data), at most
 128 tokens each, BOS first; POS tags from NLTK's Treebank tokenizer + averaged-perceptron tagger
-aligned to BPE tokens (mechcheck.tagging). Probes: one multinomial logistic regression per head on
+aligned to BPE tokens (mechcheck.data.tagging). Probes: one multinomial logistic regression per head on
 its standardised key (or query) vectors (scikit-learn's LogisticRegression(C=1.0) objective,
-fitted for all heads at once: mechcheck.probes), trained on the first 150 paragraphs; the held-out
+fitted for all heads at once: mechcheck.metrics.probes), trained on the first 150 paragraphs; the held-out
 paragraphs follow until every probed tag (``, '', VBD, PRP$, CC, MD) has >= 200 tokens; F1 has a
 bootstrap CI over held-out paragraphs. Attention claims use one convention: the keys BOS and self
 are dropped and the rest renormalised (the raw pattern, BOS and self included, is recorded in
@@ -23,10 +23,11 @@ from __future__ import annotations
 
 import pytest
 
-from mechcheck import pos_measures, tagging
-from mechcheck.claim import Source, at_least, at_most, within
+from mechcheck.studies import pos_measures
+from mechcheck.data import tagging
+from mechcheck.core.claim import Source, at_least, at_most, within
 from mechcheck.data import paragraphs, tinystories_validation
-from mechcheck.pos_heads import NOUNS, POSRun
+from mechcheck.studies.pos_heads import NOUNS, POSRun
 
 EXCLUDED = "BOS and self excluded, the rest renormalised; the raw pattern in details.included_convention"
 GOOD_F1 = 0.8  # "easily identifiable": a head whose key-probe F1 reaches 0.8

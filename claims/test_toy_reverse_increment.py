@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import pytest
 
-from mechcheck import toy, toy_circuit
-from mechcheck.claim import Source, at_least
+from mechcheck.models import toy
+from mechcheck.studies import toy_circuit
+from mechcheck.core.claim import Source, at_least
 from mechcheck.models import TOY
-from mechcheck.plugin import run_state
+from mechcheck.pytest_plugin import checkpoint_override
 
 DOC = "tutorial-toy-reverse-increment.txt"
 SEEDS = [0, 1, 2]
@@ -21,7 +22,7 @@ SEEDS = [0, 1, 2]
 
 def pytest_generate_tests(metafunc):
     if "toy_run" in metafunc.fixturenames:
-        override = run_state(metafunc.config).overrides.get(TOY)
+        override = checkpoint_override(metafunc.config, TOY)
         params = [str(override)] if override else SEEDS
         ids = ["checkpoint"] if override else [f"seed{s}" for s in SEEDS]
         metafunc.parametrize("toy_run", params, ids=ids, indirect=True, scope="module")

@@ -21,19 +21,20 @@ def main(argv: list[str] | None = None) -> int:
         print("usage: mechcheck COMMAND ...\n" + "\n".join(f"  {k:16} {v}" for k, v in COMMANDS.items()))
         return 2
     command, rest = argv[0], argv[1:]
+    # each command imports its own modules here: `mechcheck diff` and `merge` never load torch or a model
     if command == "train-toy":
-        from mechcheck import toy
+        from mechcheck.models import toy  # the command's own modules only
 
         toy.main(rest)
     elif command == "train-organisms":
-        from mechcheck import organisms
+        from mechcheck.models import organisms  # the command's own modules only
 
         organisms.main(rest)
     elif command == "standins":
         from pathlib import Path
 
-        from mechcheck.bench import standins
-        from mechcheck.report import ReportError, check_destination
+        from mechcheck.tools.bench import standins  # the command's own modules only
+        from mechcheck.report import ReportError, check_destination  # the command's own modules only
 
         if len(rest) != 1:
             print("usage: mechcheck standins DIR")
@@ -45,19 +46,19 @@ def main(argv: list[str] | None = None) -> int:
             print(f"mechcheck standins: {exc}" if isinstance(exc, OSError) else str(exc), file=sys.stderr)
             return 2
     elif command == "bench":
-        from mechcheck.bench import main as bench
+        from mechcheck.tools.bench import main as bench  # the command's own modules only
 
         return bench(rest)
     elif command == "parity":
-        from mechcheck.parity import main as parity
+        from mechcheck.tools.parity import main as parity  # the command's own modules only
 
         return parity(rest)
     elif command == "diff":
-        from mechcheck.diff import main as diff
+        from mechcheck.report.diff import main as diff  # the command's own modules only
 
         return diff(rest)
     elif command == "merge":
-        from mechcheck.merge import main as merge
+        from mechcheck.report.merge import main as merge  # the command's own modules only
 
         return merge(rest)
     return 0

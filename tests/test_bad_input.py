@@ -20,7 +20,7 @@ USAGE, FAILED, DIFF_BAD = 4, 1, 2
 
 HEADER = f'''
 import pytest
-from mechcheck.claim import Source, at_least
+from mechcheck.core.claim import Source, at_least
 SRC = Source("doc", "where")
 def claim(**kw):
     return pytest.mark.claim(**{{"id": "C", "statement": "s", "source": SRC, "model": "{TOY}",
@@ -42,7 +42,8 @@ def test_m(measure):
     measure.record(1.0)
 '''
 NAN_TOY = '''
-from mechcheck import toy, toy_circuit
+from mechcheck.models import toy
+from mechcheck.studies import toy_circuit
 @claim(id="NAN", expect=at_least(0.4))
 def test_nan_checkpoint(measure, mc_device):
     loaded = toy.load(r"{ckpt}", mc_device)
@@ -55,7 +56,7 @@ def _nan_toy(tmp: Path) -> Path:
     """The shipped toy seed 0 with one NaN weight (the issue's case)."""
     from safetensors.torch import load_file, save_file
 
-    from mechcheck import toy
+    from mechcheck.models import toy
 
     state = load_file(str(toy.get_checkpoint(toy.TrainConfig(seed=0))))
     name = next(k for k in state if k.endswith("mlp.fc_out.weight"))

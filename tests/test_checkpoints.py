@@ -12,7 +12,10 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from mechcheck import checkpoints, models, organisms, toy
+from mechcheck.models import checkpoints
+from mechcheck import models
+from mechcheck.models import organisms
+from mechcheck.models import toy
 from mechcheck.models import CheckpointError
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -9,9 +9,9 @@ import json
 import numpy as np
 import pytest
 
-from mechcheck.diff import DiffError, compare, drift, main
+from mechcheck.report.diff import DiffError, compare, drift, main
 from mechcheck.report import SCHEMA
-from mechcheck.stats import mean_ci
+from mechcheck.core.stats import mean_ci
 
 
 def _rec(nid, status, value, ci=None, **details):
@@ -132,9 +132,9 @@ def test_claims_store_their_prompts_so_a_shift_inside_the_ci_is_seen():
     of every prompt by a tenth of the CI width overlaps the CIs (not drift by that rule) but the
     paired bootstrap over the shared prompts sees it; the same run twice is not flagged. The
     toy's 5536 sequences exceed PER_ITEM_MAX and keep the CI rule."""
-    from mechcheck.stats import PER_ITEM_MAX, mean_record
+    from mechcheck.core.stats import PER_ITEM_MAX, mean_record
 
-    items = np.random.default_rng(1).normal(2.0, 1.5, 120)  # 120 prompts, like mechcheck.ioi
+    items = np.random.default_rng(1).normal(2.0, 1.5, 120)  # 120 prompts, like mechcheck.studies.ioi
     base = mean_record(items)
     width = base["ci"][1] - base["ci"][0]
     moved = mean_record(items + 0.1 * width)

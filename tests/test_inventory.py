@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from mechcheck import inventory
-from mechcheck.inventory import InventoryError
+from mechcheck.report import inventory
+from mechcheck.report.inventory import InventoryError
 
 ROOT = Path(__file__).resolve().parents[1]
 INVENTORY = ROOT / "claims" / "inventory"
@@ -232,7 +232,7 @@ def test_inventory_found_from_the_records_nodeids(tmp_path):
 def test_report_has_the_coverage_section(tmp_path, monkeypatch):
     """summary.md and index.html carry the table when the records come from this suite."""
     from mechcheck import report
-    from mechcheck.claim import NotEncoded, Source
+    from mechcheck.core.claim import NotEncoded, Source
 
     record = NotEncoded("B3", "s", Source("blog-tinystories-1layer-21m-attention-and-stats.md", "MLP Analysis"),
                         "m", "r").record("claims/test_one_layer_tinystories.py")

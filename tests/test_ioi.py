@@ -10,9 +10,14 @@ import numpy as np
 import pytest
 import torch
 
-from mechcheck import induction_organism, ioi, ioi_circuit, models, organisms
-from mechcheck.claim import ClaimError, at_least, at_most, leads, rank_at_most
-from mechcheck.claim import satisfies
+from mechcheck.studies import induction_organism
+from mechcheck.data import ioi_prompts
+from mechcheck.studies import ioi
+from mechcheck.studies import ioi_circuit
+from mechcheck import models
+from mechcheck.models import organisms
+from mechcheck.core.claim import ClaimError, at_least, at_most, leads, rank_at_most
+from mechcheck.core.claim import satisfies
 from mechcheck.data import data_dir, gpt2_tokenizer
 from mechcheck.metrics import ablation, dla, head_scores, logit_diff, path_patching
 
@@ -26,24 +31,24 @@ def tok():
 
 
 def test_prompt_set_enumerates_every_name_pair(tok):
-    p = ioi.build(tok)
-    assert len(p) == len(ioi.TEMPLATES) * 6 * 5 and p.tokens.shape == (120, 15)
-    i = p.texts.index(ioi.CLEAN_EXAMPLE)
+    p = ioi_prompts.build(tok)
+    assert len(p) == len(ioi_prompts.TEMPLATES) * 6 * 5 and p.tokens.shape == (120, 15)
+    i = p.texts.index(ioi_prompts.CLEAN_EXAMPLE)
     dec = lambda ids: [tok.decode([t]) for t in ids]  # noqa: E731
     words = dec(p.tokens[i])
     assert (words[p.pos_s1[i]], words[p.pos_io[i]], words[p.pos_s2[i]], words[p.pos_end[i]]) == (
         " John", " Mary", " John", " to")
-    assert "".join(dec(p.corrupted[i][1:])) == ioi.CORRUPTED_EXAMPLE
+    assert "".join(dec(p.corrupted[i][1:])) == ioi_prompts.CORRUPTED_EXAMPLE
     assert (p.tokens[torch.arange(120), p.pos_io] == p.io).all()
     assert (p.corrupted[torch.arange(120), p.pos_s2] == p.io).all()
-    assert torch.equal(ioi.build(tok).tokens, p.tokens)  # deterministic
+    assert torch.equal(ioi_prompts.build(tok).tokens, p.tokens)  # deterministic
 
 
 def test_prompt_set_refuses_bad_names_and_templates(tok):
     with pytest.raises(ClaimError, match="'Bartholomew' is 3 tokens"):
-        ioi.build(tok, names=("John", "Bartholomew"))
+        ioi_prompts.build(tok, names=("John", "Bartholomew"))
     with pytest.raises(ClaimError, match="different lengths"):
-        ioi.build(tok, templates=ioi.TEMPLATES[:1] + ("Then {S1} and {IO} met, {S2} gave it to",))
+        ioi_prompts.build(tok, templates=ioi_prompts.TEMPLATES[:1] + ("Then {S1} and {IO} met, {S2} gave it to",))
 
 
 @pytest.fixture(scope="module")
@@ -71,7 +76,7 @@ def test_bridge_matches_hf_beyond_the_local_window(ts8m_random, tok):
 def test_logit_lens_and_path_patching_are_exact(ts8m_random, tok):
     _, loaded = ts8m_random
     b = loaded.bridge
-    run = ioi.IOIRun(b, ioi.build(tok, names=("John", "Mary", "Tom")))
+    run = ioi.IOIRun(b, ioi_prompts.build(tok, names=("John", "Mary", "Tom")))
     curve, labels = dla.accumulated(b, run.cache, run.prompts)
     assert labels[0] == "embed" and labels[-1] == "7.5" and curve.shape[0] == 17
     assert torch.allclose(curve[-1] + b.b_U[run.prompts.io] - b.b_U[run.prompts.s], run.ld, atol=1e-4)
@@ -143,7 +148,7 @@ def test_duplicate_token_check_on_a_constructed_head(induction):
 @pytest.fixture(scope="module")
 def name_mover():
     tok = organisms.name_mover_tokenizer()
-    prompts = ioi.build(tok, names=organisms.NM_NAMES, templates=organisms.NM_TEMPLATES)
+    prompts = ioi_prompts.build(tok, names=organisms.NM_NAMES, templates=organisms.NM_TEMPLATES)
     trained = organisms.bridge(organisms.get(organisms.name_mover_recipe()), tok)
     untrained = organisms.random_bridge(organisms.name_mover_recipe(), tok)
     return {"trained": ioi.IOIRun(trained, prompts), "untrained": ioi.IOIRun(untrained, prompts)}
@@ -304,7 +309,7 @@ def test_max_ci_is_simultaneous_over_heads():
     x = rng.normal(0.1, 0.05, size=(4, 16, 8))  # [layers, sequences, heads], all heads alike
     lo, hi = ioi_circuit.max_ci(x, axis=1)
     assert lo <= x.mean(1).max() <= hi
-    from mechcheck.stats import bootstrap_ci
+    from mechcheck.core.stats import bootstrap_ci
     assert hi > bootstrap_ci(x[0, :, 0])[1]
     mlo, mhi = ioi_circuit.max_ci(x, axis=1, sign=-1.0)
     assert mlo <= x.mean(1).min() <= mhi
@@ -319,7 +324,7 @@ def test_i7_8m_fails_with_a_planted_negative_mover(ts8m_random, tok):
     from mechcheck.metrics.logit_diff import _at_end, _direction
 
     b = ts8m_random[1].bridge
-    prompts = ioi.build(tok, names=("John", "Mary", "Tom"))
+    prompts = ioi_prompts.build(tok, names=("John", "Mary", "Tom"))
     run = ioi.IOIRun(b, prompts)
     r = ioi_circuit.no_negative_movers(run, -0.47)
     assert r["ci"][0] >= -0.47 and r["detectable_effect"] is not None and r["detectable_effect"] < 1.0
@@ -370,7 +375,7 @@ def test_i5_8m_fails_with_a_planted_drop(ts8m_random, tok):
     bound is too wide to pass): the 8M stand-in passes; a head writing -(detectable_effect + 0.1)
     logits at the flattest attention step makes the whole CI of the largest drop exceed 0.1."""
     b = ts8m_random[1].bridge
-    run = ioi.IOIRun(b, ioi.build(tok))
+    run = ioi.IOIRun(b, ioi_prompts.build(tok))
     r = ioi_circuit.never_decreases(run, 0.1)
     assert r["ci"][1] <= 0.1 and r["detectable_effect"] is not None and r["detectable_effect"] < 0.5
     at = r["detectable_effect_at"]
@@ -402,7 +407,7 @@ def test_s2_to_s1_check_fails_without_a_duplicate_head(ts8m_random, tok):
     """I14's measure on the 8M stand-in at the IOI prompts: H4.0 unplanted fails (whole CI below
     0.1); with its S2 row planted to put 0.5 on S1 (in the cached pattern the check reads) it passes."""
     b = ts8m_random[1].bridge
-    prompts = ioi.build(tok, names=("John", "Mary", "Tom"))
+    prompts = ioi_prompts.build(tok, names=("John", "Mary", "Tom"))
     assert ioi_circuit.attention_s2_to_s1(ioi.IOIRun(b, prompts), (4, 0))["ci"][1] < 0.1
     seen = [0]
 
@@ -426,12 +431,12 @@ def test_s2_to_s1_check_fails_without_a_duplicate_head(ts8m_random, tok):
 @pytest.fixture(scope="module")
 def ts8m_run(ts8m_random, tok):
     """The 8M stand-in on the dry run's prompt set (3 names, 24 prompts), shared by the controls."""
-    return ioi.IOIRun(ts8m_random[1].bridge, ioi.build(tok, names=("John", "Mary", "Tom")))
+    return ioi.IOIRun(ts8m_random[1].bridge, ioi_prompts.build(tok, names=("John", "Mary", "Tom")))
 
 
 def _verdict(claim_test, result):
     """The claim's own three-valued verdict on a measurement (its expectation, its CI)."""
-    from mechcheck.claim import claim_of, verdict
+    from mechcheck.core.claim import claim_of, verdict
     return verdict(claim_of(claim_test).expect, result["value"], result.get("ci"))
 
 
@@ -539,7 +544,7 @@ def test_gave_and_and_positions_are_checked(ts8m_run, tok):
     run = ts8m_run
     p = run.prompts
     assert all(tok.decode([t]) == " gave" for t in p.tokens[torch.arange(len(p)), p.pos_s2 + 1].tolist())
-    other = ioi.IOIRun(run.bridge, ioi.build(tok, names=("John", "Mary"), templates=(
+    other = ioi.IOIRun(run.bridge, ioi_prompts.build(tok, names=("John", "Mary"), templates=(
         "When {IO} and {S1} went to the shops, {S2} took the bag to",)))
     with pytest.raises(ClaimError, match="no 'gave'"):
         ioi_circuit.gave_attention(other, (7, 7), "IO")
@@ -714,7 +719,7 @@ def test_i16_hand_over_layer_on_planted_readers(claims_mod, ts8m_random, tok):
     keep 2 x 8 patched forwards cheap): a planted S2 reader in layer 5 hands over at layer 6 (pass),
     one in layer 1 at layer 2 (fail)."""
     b = ts8m_random[1].bridge
-    plain = ioi.IOIRun(b, ioi.build(tok, names=("John", "Mary")))
+    plain = ioi.IOIRun(b, ioi_prompts.build(tok, names=("John", "Mary")))
     claim = claims_mod.test_i16_8m_s2_to_end_late
     late, early = _plant_s2_reader(b, plain, 5), _plant_s2_reader(b, plain, 1)
     r_late, r_early = ioi_circuit.resid_handover(late), ioi_circuit.resid_handover(early)

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from mechcheck import report
-from mechcheck.merge import main as merge
+from mechcheck.report.merge import main as merge
 
 ROOT = Path(__file__).resolve().parent.parent
 

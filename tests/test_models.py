@@ -103,7 +103,7 @@ def test_tokenizer_from_the_data_directory():
 
 CLAIM_ON_1M = '''
 import pytest
-from mechcheck.claim import Source, at_least
+from mechcheck.core.claim import Source, at_least
 
 @pytest.mark.claim(id="P0", statement="s", source=Source("d", "w"), model="roneneldan/TinyStories-1M", expect=at_least(0))
 def test_p0(mc_load, measure):
@@ -181,7 +181,7 @@ def test_cuda_without_cuda_is_one_line(monkeypatch):
 
 OOM_CLAIMS = '''
 import pytest, torch
-from mechcheck.claim import Source, at_least
+from mechcheck.core.claim import Source, at_least
 
 @pytest.mark.claim(id="X1", statement="s", source=Source("d", "w"), model="gpt2", expect=at_least(0))
 def test_x1(measure):

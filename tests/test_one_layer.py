@@ -10,8 +10,9 @@ import pytest
 import test_one_layer_tinystories as claims  # claims/ is on pytest's pythonpath
 import torch
 
-from mechcheck import models, one_layer_heads
-from mechcheck.claim import claim_of, satisfies
+from mechcheck import models
+from mechcheck.studies import one_layer_heads
+from mechcheck.core.claim import claim_of, satisfies
 from mechcheck.data import data_dir, gpt2_tokenizer, paragraphs, tinystories_validation
 from mechcheck.metrics import activation_stats, head_roles
 

@@ -14,10 +14,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mechcheck import checkpoints, organisms, tagging
+from mechcheck.models import checkpoints
+from mechcheck.models import organisms
+from mechcheck.data import tagging
 from mechcheck.data import data_dir, paragraphs, tinystories_validation
 from mechcheck.metrics import head_scores
-from mechcheck.pos_heads import POSRun, best_head
+from mechcheck.studies.pos_heads import POSRun, best_head
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -53,7 +55,7 @@ def test_claims_over_the_checkpoint_series_show_the_phase_change(tmp_path, run_c
     doc = run_claims("test_induction_organism.py", tmp_path, "--mc-claims-nonfatal")
     steps = [r for r in doc["claims"] if r["id"] == "O1"]
     assert len(steps) == len(organisms.series()) >= 5
-    by_step = {r["step"]: r["status"] for r in steps}  # the shipped series is a mechcheck.series case
+    by_step = {r["step"]: r["status"] for r in steps}  # the shipped series is a mechcheck.pytest_plugin.series case
     assert [r["param"] for r in steps] == [f"step{s:04d}" for s in sorted(by_step)]
     assert by_step[0] == "fail" and by_step[max(by_step)] == "pass"  # the induction head forms
     summary = (tmp_path / "summary.md").read_text()
@@ -76,7 +78,7 @@ def test_diff_between_two_series_checkpoints_flags_the_induction_claim(tmp_path,
 
 
 def test_an_empty_series_folder_is_one_error_per_claim(tmp_path):
-    """--mc-model DIR goes through mechcheck.series.discover: a folder without checkpoints gives each
+    """--mc-model DIR goes through mechcheck.pytest_plugin.series.discover: a folder without checkpoints gives each
     claim one error record naming the folder, never an empty run or a traceback."""
     empty = tmp_path / "empty"
     empty.mkdir()
@@ -95,12 +97,13 @@ def test_retraining_reproduces_every_mechanism():
     one = head_scores.head_scores(organisms.bridge(organisms.train(organisms.INDUCTION_CONTROL)[0]), batch=16, half=24)
     assert two["induction"].mean(1)[1].max() >= 0.3 and one["induction"].mean(1).max() < 0.3
     assert two["previous_token"].mean(1)[0].max() >= 0.5
-    from mechcheck import ioi
+    from mechcheck.data import ioi_prompts
+    from mechcheck.studies import ioi
     from mechcheck.metrics.logit_diff import logit_diff
 
     tok = organisms.name_mover_tokenizer()
     model, _ = organisms.train(organisms.name_mover_recipe())
-    prompts = ioi.build(tok, names=organisms.NM_NAMES, templates=organisms.NM_TEMPLATES)
+    prompts = ioi_prompts.build(tok, names=organisms.NM_NAMES, templates=organisms.NM_TEMPLATES)
     run = ioi.IOIRun(organisms.bridge(model, tok), prompts)
     assert logit_diff(run.logits, run.prompts).mean() > 2.0
 

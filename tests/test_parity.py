@@ -8,7 +8,7 @@ import math
 import pytest
 import torch
 
-from mechcheck import parity
+from mechcheck.tools import parity
 
 
 def rec(nodeid, status, value, ci=None, param=None):
@@ -70,7 +70,7 @@ def test_cpu_vs_cpu_on_a_subset(tmp_path, capsys):
 def test_bench_records_memory_and_claim_time_per_family(tmp_path):
     """`mechcheck bench`'s runner: one claims run records its peak memory (the bench module loaded
     as a pytest plugin) and its claim time per claim file."""
-    from mechcheck import bench
+    from mechcheck.tools import bench
 
     seconds, doc, _ = bench.run_suite(["claims/test_toy_reverse_increment.py", "-k", "T1 and seed0",
                                        "--mc-device", "cpu"], tmp_path / "rep")
@@ -80,7 +80,7 @@ def test_bench_records_memory_and_claim_time_per_family(tmp_path):
 
 
 def test_bench_cuda_without_cuda_is_one_line(monkeypatch, capsys, tmp_path):
-    from mechcheck import bench
+    from mechcheck.tools import bench
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     monkeypatch.setenv("MECHCHECK_DATA", str(tmp_path))

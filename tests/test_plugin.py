@@ -18,7 +18,7 @@ pytest_plugins = ["pytester"]
 CLAIMS = '''
 import math
 import pytest
-from mechcheck.claim import Source, at_least, at_most, within, rank_at_most, argmax_is
+from mechcheck.core.claim import Source, at_least, at_most, within, rank_at_most, argmax_is
 
 SRC = Source("doc.md", "fig 1")
 TOY = "mechcheck/toy-reverse-increment"
@@ -140,7 +140,7 @@ def test_missing_override_path_is_one_line(suite):
 def test_unknown_model_in_claim_marker(pytester):
     pytester.makepyfile(test_x='''
 import pytest
-from mechcheck.claim import Source, at_least
+from mechcheck.core.claim import Source, at_least
 @pytest.mark.claim(id="X", statement="s", source=Source("d", "w"), model="no/such", expect=at_least(0))
 def test_x(measure):
     measure.record(1.0)
@@ -153,7 +153,7 @@ def test_x(measure):
 def test_interrupt_keeps_previous_report(pytester):
     pytester.makepyfile(test_a='''
 import pytest
-from mechcheck.claim import Source, at_least
+from mechcheck.core.claim import Source, at_least
 @pytest.mark.claim(id="A", statement="s", source=Source("d", "w"), model="mechcheck/toy-reverse-increment", expect=at_least(0))
 def test_a(measure):
     measure.record(1.0)
@@ -173,7 +173,7 @@ def test_kill_midway_leaves_no_partial_report(pytester, tmp_path):
     marker = tmp_path / "started"
     pytester.makepyfile(test_slow=f'''
 import pathlib, time
-from mechcheck.claim import Source, at_least
+from mechcheck.core.claim import Source, at_least
 import pytest
 @pytest.mark.claim(id="A", statement="s", source=Source("d", "w"), model="mechcheck/toy-reverse-increment", expect=at_least(0))
 def test_a(measure):

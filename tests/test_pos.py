@@ -10,10 +10,14 @@ import numpy as np
 import pytest
 import torch
 
-from mechcheck import models, organisms, pos_heads, pos_measures, tagging
-from mechcheck.claim import claim_of, satisfies, verdict
+from mechcheck import models
+from mechcheck.models import organisms
+from mechcheck.studies import pos_heads
+from mechcheck.studies import pos_measures
+from mechcheck.data import tagging
+from mechcheck.core.claim import claim_of, satisfies, verdict
 from mechcheck.data import data_dir, gpt2_tokenizer, paragraphs, tinystories_validation
-from mechcheck.pos_heads import POSRun
+from mechcheck.studies.pos_heads import POSRun
 
 ROOT = Path(__file__).resolve().parent.parent
 DRYRUN = ROOT / "reports" / "dryrun"  # the dry runs' reports (timings per claim), kept for reading

@@ -1,4 +1,4 @@
-"""The batched torch probes (mechcheck.probes, as POSRun uses them) against scikit-learn's
+"""The batched torch probes (mechcheck.metrics.probes, as POSRun uses them) against scikit-learn's
 LogisticRegression(max_iter=300), the reference: same features (standardised key vectors), labels,
 split and L2 strength; per-tag held-out F1 within 0.01 for every head, on the exact-config
 TinyStories-1M stand-in and on the trained quote organism. The reference is fitted to
@@ -12,9 +12,12 @@ import numpy as np
 import pytest
 import torch
 
-from mechcheck import models, organisms, probes, tagging
+from mechcheck import models
+from mechcheck.models import organisms
+from mechcheck.metrics import probes
+from mechcheck.data import tagging
 from mechcheck.data import data_dir, gpt2_tokenizer, paragraphs, tinystories_validation
-from mechcheck.pos_heads import POSRun
+from mechcheck.studies.pos_heads import POSRun
 
 TAGS = ("``", "''", "VBD", "PRP$")
 

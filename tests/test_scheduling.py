@@ -1,4 +1,4 @@
-"""Parallel runs (mechcheck.scheduling): -n 2 --dist loadgroup keeps each model on one worker, so
+"""Parallel runs (mechcheck.pytest_plugin.scheduling): -n 2 --dist loadgroup keeps each model on one worker, so
 every model loads once in total, and the report equals a serial run's."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ from collections import Counter
 
 import pytest
 
-from mechcheck import scheduling
+from mechcheck.pytest_plugin import scheduling
 
 pytest_plugins = ["pytester"]
 
@@ -34,7 +34,7 @@ def loaded(request, _models, measure):
 
 
 def _claims_file(tag: str) -> str:
-    lines = ["import pytest", "from mechcheck.claim import Source, at_least", "SRC = Source('doc.md', 'fig 1')"]
+    lines = ["import pytest", "from mechcheck.core.claim import Source, at_least", "SRC = Source('doc.md', 'fig 1')"]
     for i, model in enumerate(MODELS):
         for j in range(2):
             lines += [f"@pytest.mark.claim(id='{tag}{i}{j}', statement='s', source=SRC, model={model!r}, "

@@ -1,4 +1,4 @@
-"""Checkpoint series (mechcheck.series): discovery with one-line errors, `--mc-series` runs (a
+"""Checkpoint series (mechcheck.pytest_plugin.series): discovery with one-line errors, `--mc-series` runs (a
 step per checkpoint, a broken checkpoint an error record, the rest still run), the report's series
 sections, and the headline counting each series' last checkpoint. Series made here: exact-config
 random stand-ins of roneneldan/TinyStories-1M, and the induction organism saved every 25 steps
@@ -14,7 +14,10 @@ from pathlib import Path
 
 import pytest
 
-from mechcheck import models, organisms, series
+from mechcheck import models
+from mechcheck.models import organisms
+from mechcheck.models import series
+from mechcheck.report import series as series_report
 
 pytest_plugins = ["pytester"]
 ROOT = Path(__file__).resolve().parent.parent
@@ -89,9 +92,9 @@ SERIES = [_rec(0, "fail", 0.1), _rec(25, "pass", 0.6), _rec(50, "fail", 0.4), _r
 
 
 def test_transitions_first_hold_and_last_flip_back():
-    assert series.transitions(SERIES) == (25, 125)
-    assert series.transitions(SERIES[:2]) == (25, None)
-    assert series.transitions([_rec(0, "fail", 0.1)]) == (None, None)
+    assert series_report.transitions(SERIES) == (25, 125)
+    assert series_report.transitions(SERIES[:2]) == (25, None)
+    assert series_report.transitions([_rec(0, "fail", 0.1)]) == (None, None)
 
 
 def test_headline_keeps_each_series_last_checkpoint():
@@ -99,28 +102,28 @@ def test_headline_keeps_each_series_last_checkpoint():
     seeded = [_rec(s, st, 0.6, param=f"seed{k}-step{s:04d}") for k, (s, st) in
               enumerate([(0, "pass"), (10, "fail")]) for _ in (0,)]
     seeded += [_rec(5, "pass", 0.6, param="seed0-step0005")]
-    kept = series.headline([plain, *SERIES, *seeded])
+    kept = series_report.headline([plain, *SERIES, *seeded])
     assert plain in kept and SERIES[-1] in kept and all(r not in kept for r in SERIES[:-1])
     assert {r["param"] for r in kept if r["id"] == "X1" and r["param"].startswith("seed")} == \
         {"seed0-step0005", "seed1-step0010"}
 
 
 def test_series_sections_plot_and_table():
-    md, frag = series.series_sections(SERIES)
+    md, frag = series_report.series_sections(SERIES)
     text = "\n".join(md)
     assert "## Checkpoint series: X1 on m" in text
     assert "Holds first at step 25; flips back at step 125." in text and "Last checkpoint: PASS" in text
     assert "| 75 | — | — | ERROR |" in text and "| 25 | 0.6 | [0.5, 0.7] | PASS |" in text
     assert frag.count("data:image/png;base64,") == 1
-    assert series.series_sections(SERIES)[1] == frag  # byte-stable
-    assert series.series_markdown(SERIES) == md
+    assert series_report.series_sections(SERIES)[1] == frag  # byte-stable
+    assert series_report.series_markdown(SERIES) == md
 
 
 # ------------------------------------------------------------------ --mc-series runs
 
 CLAIM_1M = '''
 import os, pytest
-from mechcheck.claim import Source, at_least
+from mechcheck.core.claim import Source, at_least
 
 @pytest.mark.claim(id="S1", statement="the stand-in loads", source=Source("doc.md", "s"), model="{model}",
                    expect=at_least(0.0))
@@ -223,7 +226,7 @@ def test_standin_series_parallel_loads_once_and_equals_serial(pytester, standin_
 def organism_every25() -> Path:
     """The induction organism (full 2000-step recipe) saved every 25 steps: 81 checkpoints,
     trained once in a test session and cached under $MECHCHECK_CACHE."""
-    from mechcheck.bench_series import every25
+    from mechcheck.tools.bench_series import every25
 
     return every25()
 
@@ -240,7 +243,7 @@ def test_organism_series_of_81_checkpoints(tmp_path, organism_every25):
     assert steps == list(range(0, 2001, 25)) and len(doc["claims"]) == 2 * 81
     o1 = [r for r in doc["claims"] if r["id"] == "O1"]
     assert all(r["status"] in ("pass", "fail", "inconclusive") for r in o1)  # near the phase change the CI straddles
-    first, _ = series.transitions(sorted(o1, key=lambda r: r["step"]))
+    first, _ = series_report.transitions(sorted(o1, key=lambda r: r["step"]))
     assert next(r for r in o1 if r["step"] == 0)["status"] == "fail" and first is not None and first > 0
     assert doc["counts"]["pass"] + doc["counts"]["fail"] + doc["counts"]["inconclusive"] == 2  # headline: step 2000 only
     summary = (report / "summary.md").read_text()
@@ -250,7 +253,7 @@ def test_organism_series_of_81_checkpoints(tmp_path, organism_every25):
 def test_bench_series_smoke(tmp_path, organism_every25):
     """`mechcheck bench series` on 2 checkpoints: it runs and counts one load per checkpoint
     (timings are not asserted)."""
-    from mechcheck.bench_series import main as bench
+    from mechcheck.tools.bench_series import main as bench
 
     assert bench(["--out", str(tmp_path), "--sizes", "2", "--workers", "2"]) == 0
     rows = json.loads((tmp_path / "bench_series.json").read_text())
@@ -271,7 +274,7 @@ def test_claim_that_loads_its_own_model_is_an_error_not_a_silent_pass(pytester, 
 
 OWN_LOADER = """
 import pytest
-from mechcheck.claim import Source, at_least
+from mechcheck.core.claim import Source, at_least
 
 @pytest.mark.claim(id="S9", statement="ignores the series", source=Source("d", "s"), model="{model}",
                    expect=at_least(0))

@@ -12,8 +12,10 @@ import pytest
 import test_toy_reverse_increment as claims  # claims/ is on pytest's pythonpath
 import torch
 
-from mechcheck import checkpoints, toy, toy_circuit
-from mechcheck.claim import claim_of, satisfies
+from mechcheck.models import checkpoints
+from mechcheck.models import toy
+from mechcheck.studies import toy_circuit
+from mechcheck.core.claim import claim_of, satisfies
 from mechcheck.models import CheckpointError
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -14,8 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from mechcheck import claim, records
-from mechcheck.claim import ClaimError, ClaimFailed, ClaimInconclusive, at_least, at_most, within
+from mechcheck.core import claim
+from mechcheck.pytest_plugin import records
+from mechcheck.core.claim import ClaimError, ClaimFailed, ClaimInconclusive, at_least, at_most, within
 from mechcheck.report import SCHEMA_FILE, STATUSES
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -110,7 +111,7 @@ def test_a_ci_that_cannot_decide_is_one_error_line(ci, message):
 
 CLAIMS = '''
 import pytest
-from mechcheck.claim import Source, at_least, at_most, within
+from mechcheck.core.claim import Source, at_least, at_most, within
 
 SRC = Source("doc.md", "fig 1")
 TOY = "mechcheck/toy-reverse-increment"
@@ -137,7 +138,7 @@ def test_exact(measure):
 
 PASS_AND_INCONCLUSIVE = '''
 import pytest
-from mechcheck.claim import Source, at_least
+from mechcheck.core.claim import Source, at_least
 
 SRC = Source("doc.md", "fig 1")
 
@@ -226,8 +227,9 @@ def test_allow_inconclusive_does_not_forgive_a_failure(claims_dir):
 
 TOY_CLAIMS = '''
 import pytest
-from mechcheck import toy, toy_circuit
-from mechcheck.claim import Source, at_least, at_most, within
+from mechcheck.models import toy
+from mechcheck.studies import toy_circuit
+from mechcheck.core.claim import Source, at_least, at_most, within
 
 SRC = Source("tutorial-toy-reverse-increment.txt", "Attention Patterns")
 TOY = "mechcheck/toy-reverse-increment"
@@ -260,7 +262,8 @@ def test_a_real_toy_checkpoint_reaches_every_verdict(tmp_path):
     and inside it (the CI's midpoint, as the threshold of ">=" and as the lower edge of the band
     "within mid+0.5 ± 0.5"). The thresholds come from this checkpoint's own CI so the
     test keeps deciding each way whatever the measurement's exact value."""
-    from mechcheck import toy, toy_circuit
+    from mechcheck.models import toy
+    from mechcheck.studies import toy_circuit
 
     path = toy.find_checkpoint(toy.TrainConfig(seed=0))
     assert path is not None, "the seed-0 toy checkpoint ships in fixtures/"

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import torch
 
+from mechcheck.metrics.activations import cached
+
 SCORES = ("previous_token", "duplicate_token", "induction")
 
 
@@ -31,8 +33,6 @@ def repeated_random_tokens(batch: int, half: int, d_vocab: int, bos: int | None,
 @torch.no_grad()
 def patterns(bridge, tokens: torch.Tensor) -> torch.Tensor:
     """Attention patterns of every layer: [n_layers, batch, n_heads, q, k] (no logits computed)."""
-    from mechcheck.activations import cached
-
     names = [f"blocks.{i}.attn.hook_pattern" for i in range(bridge.cfg.n_layers)]
     cache = cached(bridge, tokens, names)
     return torch.stack([cache[n] for n in names])

@@ -24,7 +24,7 @@ def end_logits(bridge, final_resid: torch.Tensor, prompts) -> torch.Tensor:
 @torch.no_grad()
 def logit_diff_from_resid(bridge, resid: torch.Tensor, prompts) -> torch.Tensor:
     """Per prompt logit difference from the final residual stream [n, seq, d_model]
-    (mechcheck.activations.final_residual): ln_final, then only the IO and S columns of the unembedding.
+    (mechcheck.metrics.activations.final_residual): ln_final, then only the IO and S columns of the unembedding.
 
     Why: a patching sweep needs two logits per prompt; the full-vocabulary unembedding (50257
     columns) is most of the cost of each forward pass of these small models."""

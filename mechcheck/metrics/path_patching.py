@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import torch
 
-from mechcheck.activations import final_residual
+from mechcheck.metrics.activations import final_residual
 
 
 @torch.no_grad()

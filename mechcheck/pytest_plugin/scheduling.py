@@ -30,6 +30,11 @@ from pathlib import Path
 
 import pytest
 
+import torch
+
+from mechcheck.core.files import atomic_write
+from mechcheck.models import pick_device
+
 _DIR_KEY = "mechcheck_groups_dir"
 
 
@@ -37,10 +42,6 @@ def worker_device(option: str = "auto") -> str:
     """The device of this process's models: `pick_device(option)`, except that an xdist worker
     gwI on a host with G visible GPUs uses cuda:(I mod G) when the device is cuda (or auto and CUDA
     is available), so `-n N` spreads the models over the GPUs instead of stacking them on cuda:0."""
-    import torch
-
-    from mechcheck.models import pick_device
-
     device = pick_device(option)
     worker = os.environ.get("PYTEST_XDIST_WORKER", "")
     if device != "cuda" or not worker.startswith("gw") or not worker[2:].isdigit():
@@ -141,7 +142,7 @@ def _read_groups(groups_dir: Path | None) -> dict[str, str]:
 
 
 class Plugin:
-    """Registered by mechcheck.plugin; does nothing unless `--dist loadgroup` is in effect."""
+    """Registered by mechcheck.pytest_plugin.hooks; does nothing unless `--dist loadgroup` is in effect."""
 
     def __init__(self, config):
         self.config = config
@@ -178,6 +179,4 @@ class Plugin:
             return
         groups = {item.nodeid: g for item in session.items if (g := group_of(item))}
         path = Path(where) / f"{self.config.workerinput['workerid']}.json"
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(groups))
-        os.replace(tmp, path)
+        atomic_write(path, json.dumps(groups))

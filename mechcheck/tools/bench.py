@@ -12,16 +12,19 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import platform
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
+import torch
+
 from mechcheck import models
 from mechcheck.report import atomic_write
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]  # the repository (mechcheck/tools/../..)
 STANDINS = ("roneneldan/TinyStories-1M", "roneneldan/TinyStories-8M", "roneneldan/TinyStories-1Layer-21M", "gpt2")
 SCALING_NAMES = {48: "John,Mary,Tom,Sue", 224: "John,Mary,Tom,Sue,Ben,Anna,Max,Lily",
                  960: "John,Mary,Tom,Sue,Ben,Anna,Max,Lily,Sam,Tim,Lucy,Jack,Kim,Bob,Eva,Dan"}
@@ -67,7 +70,7 @@ def run_suite(args: list[str], report: Path) -> tuple[float, dict, str]:
     start = time.perf_counter()
     report.mkdir(parents=True, exist_ok=True)
     env = dict(os.environ, **{STATS_ENV: str(report / "memory.json")})
-    out = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "mechcheck.bench",
+    out = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "mechcheck.tools.bench",
                           *args, "--mc-report", str(report)], cwd=ROOT, capture_output=True, text=True, env=env)
     seconds = round(time.perf_counter() - start, 1)
     doc = json.loads((report / "results.json").read_text()) if (report / "results.json").exists() else {}
@@ -82,7 +85,7 @@ STATS_ENV = "MECHCHECK_BENCH_STATS"
 
 
 def pytest_sessionfinish(session):
-    """As a pytest plugin (-p mechcheck.bench, set by run_suite): write the session's peak memory."""
+    """As a pytest plugin (-p mechcheck.tools.bench, set by run_suite): write the session's peak memory."""
     import resource
 
     import torch
@@ -116,7 +119,7 @@ def _timed(args: list[str], report: Path) -> tuple[float, dict]:
 
 def main(argv: list[str] | None = None) -> int:
     if argv and argv[0] == "series":  # issue13: claims x checkpoints, serial vs -n 2
-        from mechcheck.bench_series import main as series_bench  # issue13
+        from mechcheck.tools.bench_series import main as series_bench  # issue13
 
         return series_bench(argv[1:])  # issue13
     parser = argparse.ArgumentParser(prog="mechcheck bench", description=__doc__)
@@ -128,8 +131,6 @@ def main(argv: list[str] | None = None) -> int:
         _, overrides = prepare("bench", [args.device], args.standins)
     except SystemExit as exc:
         return exc.code
-    from mechcheck.parity import device_name
-
     device = ["--mc-device", args.device]
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
@@ -163,3 +164,9 @@ def main(argv: list[str] | None = None) -> int:
     atomic_write(args.out / "bench.md", "\n".join(md))
     print("\n".join(md))
     return 0
+
+def device_name(device: str) -> str:
+    """The device as a benchmark names it: the GPU's name, or the CPU and its core count."""
+    if device == "cuda":
+        return f"cuda: {torch.cuda.get_device_name(0)} (torch {torch.__version__}, CUDA {torch.version.cuda})"
+    return f"{device}: {platform.processor() or platform.machine()}, {os.cpu_count()} CPU cores (torch {torch.__version__})"

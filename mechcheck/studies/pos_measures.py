@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from mechcheck.pos_heads import POSRun, ProbeResult, best_head, f1_from_counts
+from mechcheck.studies.pos_heads import POSRun, ProbeResult, best_head, f1_from_counts
 
 N_BOOT = 1000
 

@@ -4,7 +4,7 @@
 
 Why a module: the claim and its controls in tests/ (model organisms where the mechanism is present
 or absent) call the same function. Inputs are the head scores ({score: [n_layers, batch,
-n_heads]}, mechcheck.metrics.head_scores) or an IOIRun (mechcheck.ioi).
+n_heads]}, mechcheck.metrics.head_scores) or an IOIRun (mechcheck.studies.ioi).
 """
 
 from __future__ import annotations
@@ -14,10 +14,11 @@ import warnings
 import numpy as np
 import torch
 
-from mechcheck import ioi
-from mechcheck.claim import ClaimError, fmt_item
+from mechcheck.data import ioi_prompts
+from mechcheck.studies import ioi
+from mechcheck.core.claim import ClaimError, fmt_item
 from mechcheck.metrics import accuracy, attention, dla
-from mechcheck.stats import bootstrap_ci, mean_record
+from mechcheck.core.stats import bootstrap_ci, mean_record
 
 INDUCTION_HEAD = 0.3  # a head with induction score >= 0.3 counts as an induction head
 
@@ -142,7 +143,7 @@ def head_patching(run: ioi.IOIRun, heads) -> dict:
 
 def _example(run: ioi.IOIRun, head: tuple[int, int]) -> dict:
     """The head's pattern on the thesis' clean sentence (or the first prompt), for the report."""
-    i = run.prompts.texts.index(ioi.CLEAN_EXAMPLE) if ioi.CLEAN_EXAMPLE in run.prompts.texts else 0
+    i = run.prompts.texts.index(ioi_prompts.CLEAN_EXAMPLE) if ioi_prompts.CLEAN_EXAMPLE in run.prompts.texts else 0
     tokens = [run.bridge.tokenizer.decode([t]) for t in run.prompts.tokens[i].tolist()]
     pattern = run.cache[f"blocks.{head[0]}.attn.hook_pattern"][i, head[1]].cpu().numpy().round(3)
     return {"head": fmt_item(head), "tokens": tokens, "pattern": pattern}
@@ -335,7 +336,7 @@ def _position_after(run: ioi.IOIRun, anchor: torch.Tensor, word: str, rows=None)
     rows = torch.arange(len(p)) if rows is None else rows
     pos = anchor[rows] + 1
     toks = p.tokens[rows.to(p.tokens.device), pos]
-    want = ioi._encode(run.bridge.tokenizer, " " + word)
+    want = ioi_prompts._encode(run.bridge.tokenizer, " " + word)
     bad = [i for i, t in zip(rows.tolist(), toks.tolist()) if [t] != want]
     if bad:
         raise ClaimError(f"IOI prompt {p.texts[bad[0]]!r} has no {word!r} right where the claim reads it; "
@@ -393,7 +394,7 @@ def _and_to_s1(run: ioi.IOIRun, head: tuple[int, int]):
     """(rows, attention and->S1, attention and->BOS) on the prompts whose template reads
     '{S1} and {IO}' (the 'and' right after S1); no such prompt is one ClaimError line."""
     p = run.prompts
-    and_id = ioi._encode(run.bridge.tokenizer, " and")
+    and_id = ioi_prompts._encode(run.bridge.tokenizer, " and")
     nxt = p.pos_s1 + 1
     rows = torch.nonzero((p.tokens[torch.arange(len(p), device=p.tokens.device), nxt] == and_id[0])
                          if len(and_id) == 1 else torch.zeros(len(p), dtype=torch.bool)).flatten().cpu()

@@ -1,5 +1,5 @@
 """The run's report: results.json (machine form), summary.md (the table a person reads) and
-index.html (mechcheck.html).
+index.html (mechcheck.report.html).
 
 Why checked first and replaced together: a report destination that cannot be written is known
 before any claim runs (check_destination), and the three files are written to temporary names,
@@ -15,15 +15,17 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-from collections import defaultdict
 from pathlib import Path
 
-from mechcheck.inventory import coverage_markdown, for_records
+from mechcheck.core.files import atomic_write  # noqa: F401  (re-exported: the report's writer)
+from mechcheck.report import series as _series
+from mechcheck.report.html import render
+from mechcheck.report.inventory import coverage_markdown, for_records
+from mechcheck.report.text import (  # noqa: F401  (re-exported for the plugin's terminal summary)
+    DECIDED, STATUSES, counts, counts_line, fmt_measured, replication, replication_lines, _cell)
 
 SCHEMA = "mechcheck.results/2"
 SCHEMA_FILE = Path(__file__).with_name("results.schema.json")
-STATUSES = ("pass", "fail", "inconclusive", "skip", "error", "not-encoded")
-DECIDED = ("pass", "fail")  # inconclusive is not decided: its CI straddles the threshold
 FILES = ("results.json", "summary.md", "index.html")
 
 
@@ -54,20 +56,6 @@ def check_destination(directory: Path, what: str = "--mc-report", files=FILES) -
         os.unlink(probe)
     except OSError as exc:
         raise ReportError(f"{where}: cannot write in {existing} ({exc.strerror or exc})") from None
-
-
-def atomic_write(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    try:
-        with open(tmp, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
 
 
 def replace_together(directory: Path, texts: dict[str, str]) -> None:
@@ -115,68 +103,8 @@ def build(records: list[dict], run: dict) -> dict:
     return {"schema": SCHEMA, "run": run, "counts": counts(records), "claims": records}
 
 
-def counts(records: list[dict]) -> dict[str, int]:
-    """Records per status (a checkpoint series counts its last checkpoint only)."""
-    from mechcheck.series import headline  # a series counts its last checkpoint
-
-    return {s: sum(r["status"] == s for r in headline(records)) for s in STATUSES}
-
-
-def counts_line(c: dict[str, int]) -> str:
-    return (f"{c['pass']} pass, {c['fail']} fail, {c['inconclusive']} inconclusive, {c['skip']} skip, "
-            f"{c['error']} error, {c['not-encoded']} not encoded")
-
-
-def replication(records: list[dict]) -> list[tuple[str, str, int, int, int]]:
-    """Per claim id: (id, model, passed, decided, total) over its parametrizations (e.g. seeds);
-    decided counts pass and fail only (an inconclusive run is not decided)."""
-    groups: dict[tuple[str, str], list[dict]] = defaultdict(list)
-    for r in records:
-        groups[(r["id"], r["model"]["name"])].append(r)
-    out = []
-    for (cid, model), rs in sorted(groups.items()):
-        passed = sum(r["status"] == "pass" for r in rs)
-        decided = sum(r["status"] in DECIDED for r in rs)
-        out.append((cid, model, passed, decided, len(rs)))
-    return out
-
-
-def replication_lines(records: list[dict], every: bool = True) -> list[str]:
-    """"T2 on M: holds in 1 of 2 decided runs (3 in all; 1 inconclusive)" per claim id (with
-    every=False only those run more than once)."""
-    records = [r for r in records if r["status"] != "not-encoded"]
-    lines = []
-    for cid, model, passed, decided, total in replication(records):
-        if total == 1 and not every:
-            continue
-        n_inc = sum(r["status"] == "inconclusive" and r["id"] == cid and r["model"]["name"] == model
-                    for r in records)
-        inc = f"; {n_inc} inconclusive, not counted as decided" if n_inc else ""
-        if decided:
-            lines.append(f"{cid} on {model}: holds in {passed} of {decided} decided runs ({total} in all{inc})")
-        else:
-            lines.append(f"{cid} on {model}: not decided in this run ({total} in all: skipped, errored or inconclusive)")
-    return lines
-
-
-def fmt_measured(m: dict | None) -> str:
-    if not m or (m.get("value") is None and not m.get("text")):
-        return "—"
-    text = m.get("text") or str(m["value"])
-    if m.get("ci") and None not in m["ci"]:
-        lo, hi = m["ci"]
-        text += f" [{lo:.4g}, {hi:.4g}]"
-    return text
-
-
-def _cell(x) -> str:
-    return str(x).replace("|", "\\|").replace("\n", " ")
-
-
 def _series_note(records: list[dict]) -> str:
-    from mechcheck.series import headline_note
-
-    return " " + headline_note(records) if headline_note(records) else ""
+    return " " + _series.headline_note(records) if _series.headline_note(records) else ""
 
 
 def summary_markdown(doc: dict, created: str) -> str:
@@ -215,8 +143,6 @@ def summary_markdown(doc: dict, created: str) -> str:
         )
     lines += ["", "## What replicated", ""]
     lines += [f"- {line}" for line in replication_lines(recs)]
-    from mechcheck import series as _series
-
     lines += _series.series_markdown(recs)
     lines += coverage_markdown(for_records(recs), recs)
     lines += ["", "## Claims", ""]
@@ -248,8 +174,6 @@ def summary_markdown(doc: dict, created: str) -> str:
 def write(directory: Path, records: list[dict], run: dict, created: str) -> dict:
     """Render everything first (a crash while rendering leaves the previous report untouched),
     then replace results.json, summary.md and index.html together."""
-    from mechcheck.html import render
-
     doc = build(records, run)
     texts = {"results.json": json.dumps(doc, indent=2, sort_keys=True, allow_nan=False) + "\n",
              "summary.md": summary_markdown(doc, created), "index.html": render(doc, created)}

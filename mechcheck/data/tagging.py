@@ -18,6 +18,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from mechcheck.data import DataError
+
 _SENTENCE_END = re.compile(r'(?<=[.!?])\s+|(?<=[.!?]["\'])\s+')
 TAGGER = "averaged_perceptron_tagger_eng"
 QUOTE_TAGS = ("``", "''")
@@ -25,9 +27,7 @@ QUOTE_TAGS = ("``", "''")
 
 def use_data_dir(data: Path | None) -> None:
     """Point NLTK at <data>/nltk_data (offline); check the tagger is there either way."""
-    import nltk
-
-    from mechcheck.data import DataError
+    import nltk  # nltk loads its data path on import: only when tagging is asked for
 
     if data is not None and str(data / "nltk_data") not in nltk.data.path:
         nltk.data.path.insert(0, str(data / "nltk_data"))

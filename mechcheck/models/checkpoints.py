@@ -18,8 +18,6 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
-import os
-import tempfile
 import time
 from importlib import resources
 from pathlib import Path
@@ -32,6 +30,7 @@ from transformer_lens.model_bridge import TransformerBridge
 from transformer_lens.model_bridge.sources import build_bridge_from_module
 from transformer_lens.model_bridge.sources.native import NativeModel, initialize_native_model
 
+from mechcheck.core.files import atomic_write_with
 from mechcheck.data import cache_root
 from mechcheck.models import CheckpointError
 
@@ -43,7 +42,7 @@ def shipped_dir(first: str, *rest: str) -> Path:
     """A folder of the checkpoints shipped with mechcheck: package data `mechcheck.shipped` in an
     installed wheel (read through importlib.resources), the repository's top-level fixtures/
     folder in a source checkout (pyproject maps one onto the other)."""
-    here = Path(__file__).resolve().parent
+    here = Path(__file__).resolve().parents[1]  # the mechcheck package
     if (here / "shipped").is_dir():  # a namespace package: joinpath gives a real path on disk
         return Path(resources.files("mechcheck.shipped").joinpath(first)).joinpath(*rest)
     return (here.parent / "fixtures").joinpath(first, *rest)
@@ -60,27 +59,16 @@ def sha256(path: Path) -> str:
         return hashlib.file_digest(f, "sha256").hexdigest()
 
 
-def _write_atomic(path: Path, write) -> None:
-    """write(tmp_path) then rename onto path: a reader never sees half a file."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
 
 def save(model: torch.nn.Module, path: Path, meta: dict) -> Path:
     """Write path (.safetensors) and its sidecar path.json (meta + the file's sha256), each atomically."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
-    _write_atomic(path, lambda tmp: save_file(state, tmp))
+    atomic_write_with(path, lambda tmp: save_file(state, tmp))
     sidecar = {**meta, "sha256": sha256(path)}
     text = json.dumps(sidecar, indent=2, sort_keys=True) + "\n"
-    _write_atomic(path.with_suffix(".json"), lambda tmp: Path(tmp).write_text(text))
+    atomic_write_with(path.with_suffix(".json"), lambda tmp: Path(tmp).write_text(text))
     return path
 
 

@@ -22,7 +22,7 @@ import weakref
 
 import torch
 
-from mechcheck.claim import ClaimError
+from mechcheck.core.claim import ClaimError
 
 PROBE_TOKENS = 8
 

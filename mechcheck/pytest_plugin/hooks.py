@@ -1,9 +1,9 @@
-"""The pytest plugin (entry point `pytest11: mechcheck`): options, run state and the hooks.
+"""The pytest plugin's hooks (entry point `pytest11: mechcheck` = this module); options and run state: mechcheck.pytest_plugin.state.
 
-A claim test carries `@pytest.mark.claim(...)` (mechcheck.claim.Claim) and records what it
-measured with the `measure` fixture (mechcheck.fixtures); the hooks here decide it in one
-place (mechcheck.claim.decide: pass, fail, or inconclusive when a CI straddles the threshold), time the call (set-up reported apart), and at the end of the session have
-mechcheck.records / mechcheck.report write results.json, summary.md and index.html.
+A claim test carries `@pytest.mark.claim(...)` (mechcheck.core.claim.Claim) and records what it
+measured with the `measure` fixture (mechcheck.pytest_plugin.fixtures); the hooks here decide it in one
+place (mechcheck.core.claim.decide: pass, fail, or inconclusive when a CI straddles the threshold), time the call (set-up reported apart), and at the end of the session have
+mechcheck.pytest_plugin.records / mechcheck.report write results.json, summary.md and index.html.
 Every option and the report destination are checked before any claim runs: bad input is one
 line and exit != 0, never a verdict.
 """
@@ -12,113 +12,31 @@ from __future__ import annotations
 
 import datetime as _dt
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 
-from mechcheck import claim as _claim
-from mechcheck import finite
 from mechcheck import models as _models
-from mechcheck import records as _records
 from mechcheck import report as _report
+from mechcheck.core import claim as _claim
 from mechcheck.data import DataError, data_dir
-
-
-@dataclass
-class RunState:
-    """What the options resolved to, and what the session gathers. Read it with run_state(config)."""
-
-    overrides: dict[str, Path]
-    device: str
-    data: Path | None
-    ioi_names: tuple[str, ...] | None  # --mc-ioi-names, validated; None: the default set
-    report_dir: Path | None
-    records: list = field(default_factory=list)
-    deselected: int = 0
-    note: str | None = None
-
-
-_STATE = pytest.StashKey[RunState]()
-CLAIM = pytest.StashKey[_claim.Claim]()
-MEASUREMENT = pytest.StashKey[_records.Measurement]()
-_CLAIM_ERROR = pytest.StashKey[Exception]()
-_TIMES = pytest.StashKey[dict]()
-_EXTRA = pytest.StashKey[list]()
-# Errors whose message says everything: reported as one line, no traceback.
-ONE_LINE = (_models.ModelError, _claim.ClaimError, _claim.ClaimFailed, _claim.ClaimInconclusive, DataError,
-            _models.OUT_OF_MEMORY)
-_ALLOWED = pytest.StashKey[str]()  # the reason of an inconclusive verdict --mc-allow-inconclusive let pass
-
-
-def run_state(config) -> RunState:
-    """The run state of this pytest session (overrides, device, data directory, IOI names...)."""
-    return config.stash[_STATE]
+from mechcheck.models import finite
+from mechcheck.pytest_plugin import fixtures
+from mechcheck.pytest_plugin import records as _records
+from mechcheck.pytest_plugin import scheduling as _scheduling
+from mechcheck.pytest_plugin import series as _series
+from mechcheck.pytest_plugin.state import (_ALLOWED, _CLAIM_ERROR, _EXTRA, _STATE, _TIMES, CLAIM, MEASUREMENT, ONE_LINE,
+                                           RunState, _ioi_names, _report_dir, add_options, run_state)
 
 
 def pytest_addoption(parser, pluginmanager):
-    g = parser.getgroup("mechcheck", "mechcheck: executable interpretability claims")
-    g.addoption("--mc-report", metavar="DIR", default=None,
-                help="write results.json, summary.md and index.html to DIR (default: <rootdir>/reports/latest when claims ran)")
-    g.addoption("--mc-no-report", action="store_true", help="do not write a report")
-    g.addoption("--mc-device", choices=["auto", "cpu", "cuda"], default="auto",
-                help="device for the models (auto: CUDA when available, else CPU)")
-    g.addoption("--mc-model", metavar="NAME=PATH", action="append", default=[],
-                help="use the local checkpoint PATH for model NAME (repeatable, once per name)")
-    g.addoption("--mc-claims-nonfatal", action="store_true",
-                help="a claim that does not hold, or is inconclusive, is reported as xfail (FAIL or "
-                "INCONCLUSIVE in the report) instead of failing the run; errors still fail")
-    g.addoption("--mc-allow-inconclusive", action="store_true",
-                help="a claim whose CI straddles its threshold passes the test (INCONCLUSIVE in the report) "
-                "instead of failing the run")
-    g.addoption("--mc-no-shared-cache", action="store_true",
-                help="every claim computes its own forward passes instead of sharing one per model and "
-                "input set (for the benchmark; results are the same)")
-    g.addoption("--mc-share-cores", action="store_true",
-                help="with -n N, each xdist worker's torch uses cores // N threads (faster on a few cores; values "
-                "may then differ from a serial run in the last digits, as torch's reductions depend on threads)")
-    g.addoption("--mc-ioi-names", metavar="NAME,NAME,...", default=None,
-                help="names of the IOI prompt set (default: mechcheck.ioi.NAMES); at least two distinct names")
-    g.addoption("--mc-data", metavar="DIR", default=None,
-                help="offline data directory (tokenizer, NLTK tagger, TinyStories text); also $MECHCHECK_DATA")
-    from mechcheck import fixtures
-
+    add_options(parser)
     pluginmanager.register(fixtures, "mechcheck-fixtures")
-    from mechcheck import series as _series
-
-    _series.add_options(g)
-
-
-def _ioi_names(opt: str | None) -> tuple[str, ...] | None:
-    if opt is None:
-        return None
-    names = [n.strip() for n in opt.split(",")]
-    if not opt.strip():
-        raise pytest.UsageError("--mc-ioi-names is empty; give at least two names, e.g. John,Mary (or leave it out)")
-    if any(not n for n in names):
-        raise pytest.UsageError(f"--mc-ioi-names {opt!r} has an empty name; write names separated by single commas")
-    if len(names) < 2:
-        raise pytest.UsageError(f"--mc-ioi-names {opt!r}: IOI prompts need at least two distinct names (IO and S)")
-    dups = sorted({n for n in names if names.count(n) > 1})
-    if dups:
-        raise pytest.UsageError(f"--mc-ioi-names {opt!r} repeats {', '.join(dups)}; each name once")
-    return tuple(names)
-
-
-def _report_dir(config) -> Path | None:
-    if config.getoption("mc_no_report"):
-        return None
-    opt = config.getoption("mc_report")
-    if opt is not None and not opt.strip():
-        raise pytest.UsageError("--mc-report '' names no directory; give a directory or use --mc-no-report")
-    return Path(opt) if opt else Path(config.rootpath) / "reports" / "latest"
 
 
 def pytest_configure(config):
-    from mechcheck.scheduling import share_cpu_threads, worker_device
-
     if config.getoption("mc_share_cores"):
-        share_cpu_threads()
+        _scheduling.share_cpu_threads()
 
     config.addinivalue_line(
         "markers", "claim(id, statement, source, model, expect, published=None, tolerance=''): "
@@ -131,7 +49,7 @@ def pytest_configure(config):
     try:
         state = RunState(
             overrides=_models.parse_overrides(values),
-            device=worker_device(config.getoption("mc_device")),  # xdist worker gwI -> cuda:(I mod G)
+            device=_scheduling.worker_device(config.getoption("mc_device")),  # xdist worker gwI -> cuda:(I mod G)
             data=data_dir(config.getoption("mc_data")),
             ioi_names=_ioi_names(config.getoption("mc_ioi_names")),
             report_dir=_report_dir(config),
@@ -145,8 +63,6 @@ def pytest_configure(config):
             raise pytest.UsageError(str(exc)) from None
     config.stash[_STATE] = state
     config.pluginmanager.register(_records.Collector(state.records), "mechcheck-collector")
-    from mechcheck import scheduling as _scheduling, series as _series
-
     config.pluginmanager.register(_scheduling.Plugin(config), "mechcheck-scheduling")
     config.pluginmanager.register(_series.Plugin(config), "mechcheck-series")
 
@@ -201,7 +117,7 @@ def pytest_collection_modifyitems(session, config, items):
 
 def pytest_itemcollected(item):
     """xdist --dist loadgroup: all claims on one model go to one worker, which loads it once
-    (honoured through mechcheck.scheduling; a series adds the checkpoint to the group)."""  # issue13
+    (honoured through mechcheck.pytest_plugin.scheduling; a series adds the checkpoint to the group)."""  # issue13
     mark = item.get_closest_marker("claim")
     if mark is not None and isinstance(mark.kwargs.get("model"), str):
         item.add_marker(pytest.mark.xdist_group(_model_name(item, mark.kwargs["model"]).replace("/", "_")))

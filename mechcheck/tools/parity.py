@@ -16,7 +16,7 @@ import os
 import tempfile
 from pathlib import Path
 
-from mechcheck.bench import STANDINS, prepare, run_suite
+from mechcheck.tools.bench import STANDINS, device_name, prepare, run_suite
 from mechcheck.report import atomic_write
 
 RTOL = 1e-4
@@ -88,15 +88,6 @@ def markdown(rows: list[dict], devices: tuple[str, str], names: tuple[str, str],
                      f"| {r['abs_diff']:.3g} | {r['rel_diff']:.3g} | {'yes' if r['ok'] else 'NO'} |")
     return "\n".join(lines) + "\n"
 
-
-def device_name(device: str) -> str:
-    import platform
-
-    import torch
-
-    if device == "cuda":
-        return f"cuda: {torch.cuda.get_device_name(0)} (torch {torch.__version__}, CUDA {torch.version.cuda})"
-    return f"{device}: {platform.processor() or platform.machine()}, {os.cpu_count()} CPU cores (torch {torch.__version__})"
 
 
 def main(argv: list[str] | None = None) -> int:

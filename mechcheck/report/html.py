@@ -17,8 +17,9 @@ import io
 
 import numpy as np
 
-from mechcheck.inventory import coverage_html, for_records
-from mechcheck.report import counts_line, fmt_measured
+from mechcheck.report.inventory import coverage_html, for_records
+from mechcheck.report.series import headline_note, series_sections
+from mechcheck.report.text import counts_line, fmt_measured
 
 STATUS_COLOUR = {"pass": "#1a7f37", "fail": "#cf222e", "inconclusive": "#bc4c00", "skip": "#6e7781",
                  "error": "#9a6700", "not-encoded": "#6e7781"}
@@ -131,8 +132,6 @@ def render(doc: dict, created: str) -> str:
             f"<td>{e(r['model']['name'])}</td><td>{e(fmt_measured(r.get('measured')))}</td><td>{e(r['expected']['text'])}</td>"
             f"<td>{e(str(r.get('published')) if r.get('published') is not None else '—')}</td><td>{status}</td>"
             f"<td>{r['timing']['call_s']:.2f}</td></tr>")
-    from mechcheck.series import headline_note, series_sections
-
     sections = [series_sections(recs)[1]]  # one plot per claim run over a series
     for i, r in enumerate(recs):
         pid = r["id"] + (f"[{r['param']}]" if r.get("param") else "")

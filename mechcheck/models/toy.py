@@ -19,8 +19,9 @@ import torch
 import torch.nn.functional as F
 from transformer_lens.config import TransformerBridgeConfig
 
-from mechcheck import checkpoints
-from mechcheck.checkpoints import NativeModel, initialize_native_model  # noqa: F401  (re-exported)
+from mechcheck.models import checkpoints
+from mechcheck.models import TOY, LoadedModel
+from mechcheck.models.checkpoints import NativeModel, initialize_native_model  # noqa: F401  (re-exported)
 
 BOS = 4
 N_IN = 8  # x0..x7
@@ -56,7 +57,7 @@ class TrainConfig:
         blob = json.dumps({"model": MODEL_CONFIG, "train": asdict(self)}, sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
-    # ---- the recipe interface of mechcheck.checkpoints.train
+    # ---- the recipe interface of mechcheck.models.checkpoints.train
 
     def config(self) -> TransformerBridgeConfig:
         return bridge_config(self.seed)
@@ -124,7 +125,7 @@ def loss_fn(model: torch.nn.Module, batch: torch.Tensor) -> torch.Tensor:
 
 
 def train(cfg: TrainConfig, log=None) -> tuple[NativeModel, dict]:
-    """Train the toy model from scratch (mechcheck.checkpoints.train); deterministic on CPU."""
+    """Train the toy model from scratch (mechcheck.models.checkpoints.train); deterministic on CPU."""
     return checkpoints.train(cfg, log=log)
 
 
@@ -165,8 +166,6 @@ def random_bridge(seed: int, device: str = "cpu"):
 
 def load(checkpoint: Path, device: str = "cpu"):
     """A LoadedModel (bridge + sha256 + source) for a toy checkpoint file."""
-    from mechcheck.models import TOY, LoadedModel
-
     checkpoint = Path(checkpoint)
     bridge = to_bridge(load_native(checkpoint), device=device)
     return LoadedModel(TOY, bridge, str(checkpoint), checkpoints.sha256(checkpoint), device)

@@ -1,5 +1,5 @@
 """The fixtures a claim file uses: `measure`, the device, the data directory, the session-shared
-computation store, the tokenizer and the model loader (registered by mechcheck.plugin)."""
+computation store, the tokenizer and the model loader (registered by mechcheck.pytest_plugin.hooks)."""
 
 from __future__ import annotations
 
@@ -7,11 +7,12 @@ from pathlib import Path
 
 import pytest
 
-from mechcheck import finite
+from mechcheck.models import finite
 from mechcheck import models as _models
-from mechcheck.data import DataError
-from mechcheck.plugin import MEASUREMENT, run_state
-from mechcheck.records import Measurement
+from mechcheck.data import DataError, gpt2_tokenizer, ioi_prompts
+from mechcheck.pytest_plugin import series as _series
+from mechcheck.pytest_plugin.state import MEASUREMENT, run_state
+from mechcheck.pytest_plugin.records import Measurement
 
 
 @pytest.fixture
@@ -33,6 +34,12 @@ def mc_data(pytestconfig) -> Path | None:
 
 
 @pytest.fixture(scope="session")
+def mc_ioi_names(pytestconfig) -> tuple[str, ...]:
+    """The names of the IOI prompt set: `--mc-ioi-names` (validated at start) or the default set."""
+    return run_state(pytestconfig).ioi_names or ioi_prompts.NAMES
+
+
+@pytest.fixture(scope="session")
 def mc_shared(pytestconfig):
     """shared(key, build): one computation per key per session (a model's forward pass over an
     input set, read by every claim on it); with --mc-no-shared-cache, build() on every call."""
@@ -51,8 +58,6 @@ def mc_shared(pytestconfig):
 
 @pytest.fixture(scope="session")
 def mc_tokenizer(mc_data):
-    from mechcheck.data import gpt2_tokenizer
-
     return gpt2_tokenizer(mc_data)
 
 
@@ -63,8 +68,6 @@ def mc_load(pytestconfig, mc_device, request):
     centred writing weights); compat=False the raw HF weights."""
     cache: dict[str, object] = {}
     overrides = run_state(pytestconfig).overrides
-
-    from mechcheck import series as _series
 
     def load(name: str, compat: bool = True) -> _models.LoadedModel:
         step_path = _series.checkpoint_for(request, name)  # the series checkpoint of this test, if any

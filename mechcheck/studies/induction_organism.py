@@ -1,5 +1,5 @@
 """Measurements of the induction-organism claims (O1, O2: Olsson et al. 2022, the thesis' §3.3 head
-scores) on one checkpoint of mechcheck.organisms' induction organism.
+scores) on one checkpoint of mechcheck.models.organisms' induction organism.
 
 Why a module: the claim and its controls in tests/ call the same function. Each function returns
 keyword arguments for `measure.record(...)`.
@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from mechcheck.claim import fmt_item
+from mechcheck.core.claim import fmt_item
 from mechcheck.metrics import head_scores
-from mechcheck.stats import bootstrap_ci
+from mechcheck.core.stats import bootstrap_ci
 
 BATCH, HALF = 16, 24  # random sequences of 24 tokens repeated once (the organism's n_ctx is 64)
 

@@ -1,6 +1,6 @@
 """What a claim test measured and the record the report is built from.
 
-Why apart from the hooks: the plugin decides (mechcheck.plugin), this module only assembles; a
+Why apart from the hooks: the plugin decides (mechcheck.pytest_plugin.hooks), this module only assembles; a
 record is plain JSON that travels on the test report, so pytest-xdist workers' records reach the
 controller. Values are kept raw for the decision and rounded (6 significant digits, stable files)
 only here, for output; non-finite numbers become null with a reason (results.json is strict JSON).
@@ -9,12 +9,14 @@ only here, for output; non-finite numbers become null with a reason (results.jso
 from __future__ import annotations
 
 import math
+from importlib.metadata import version
 import platform
 
 import numpy as np
 
-from mechcheck import claim as _claim
-from mechcheck import finite
+from mechcheck.core import claim as _claim
+from mechcheck.data.ioi_prompts import NAMES
+from mechcheck.models import finite
 from mechcheck import models as _models
 
 PROP = "mechcheck"
@@ -99,7 +101,7 @@ def output(x, path: str = "", nulls: list | None = None):
     return x
 
 
-XFAIL_FAIL = "claim does not hold: "  # --mc-claims-nonfatal's xfail reasons (mechcheck.plugin)
+XFAIL_FAIL = "claim does not hold: "  # --mc-claims-nonfatal's xfail reasons (mechcheck.pytest_plugin.hooks)
 XFAIL_INCONCLUSIVE = "claim inconclusive: "
 
 
@@ -176,10 +178,6 @@ class Collector:
 
 def run_info(state, partial: str | None) -> dict:
     """results.json `run`: what produced these records."""
-    from importlib.metadata import version
-
-    from mechcheck.ioi import NAMES  # the prompt builder's default name set (not a metric)
-
     return {
         "device": state.device,
         "python": platform.python_version(),

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import hashlib
 import os
-import shutil
 from pathlib import Path
+
+from mechcheck.core.files import publish_dir
 
 ENV_VAR = "MECHCHECK_DATA"
 
@@ -74,10 +75,7 @@ def gpt2_tokenizer(data: Path | None, hub_name: str = "gpt2"):
             raise DataError(f"{source}: not a readable tokenizer.json ({str(exc).splitlines()[0][:120]})") from None
         tmp = target.with_name(target.name + f".tmp{os.getpid()}")
         tok.save_pretrained(str(tmp))
-        try:
-            os.replace(tmp, target)
-        except OSError:  # another worker got there first
-            shutil.rmtree(tmp, ignore_errors=True)
+        publish_dir(tmp, target)  # another worker may have got there first: keep one
     tok = AutoTokenizer.from_pretrained(str(target))
     if tok("Once upon a time")["input_ids"] != [7454, 2402, 257, 640]:
         raise DataError(f"{source} does not encode like GPT-2's BPE; the tokenizer file is wrong")

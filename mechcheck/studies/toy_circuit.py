@@ -12,10 +12,10 @@ from dataclasses import asdict
 import numpy as np
 import torch
 
-from mechcheck import toy
-from mechcheck.claim import fmt_item
+from mechcheck.models import toy
+from mechcheck.core.claim import fmt_item
 from mechcheck.metrics import ablation, accuracy, attention, logit_lens
-from mechcheck.stats import bootstrap_ci, mean_ci
+from mechcheck.core.stats import bootstrap_ci, mean_ci
 
 OUT = slice(toy.N_IN, 2 * toy.N_IN)  # positions 8..15 predict y0..y7
 QUERIES = [toy.N_IN + i for i in range(toy.N_IN)]  # position 8+i predicts y_i

@@ -20,14 +20,21 @@ import tempfile
 import time
 from pathlib import Path
 
+import torch
+
+from mechcheck import models
+from mechcheck.data import cache_root
+from mechcheck.models import organisms, series
+
 from mechcheck.report import atomic_write
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]  # the repository (mechcheck/tools/../..)
 EVERY = 25
 
 LOADLOG = '''
 import os
-from mechcheck import models, organisms
+from mechcheck import models
+from mechcheck.models import organisms
 
 def _logged(module, attr):
     orig = getattr(module, attr)
@@ -49,11 +56,6 @@ def every25() -> Path:
     trained once and cached (`complete` is written last). One thread: on this tiny model more
     threads only add synchronisation (measured 0.14 s/step with 1 thread, 1.5 s with 2 on a
     shared 2-core machine)."""
-    import torch
-
-    from mechcheck import organisms
-    from mechcheck.data import cache_root
-
     d = cache_root() / "organisms" / f"{organisms.INDUCTION.key()}-every{EVERY}"
     if not (d / "complete").exists():
         threads = torch.get_num_threads()
@@ -83,8 +85,6 @@ def machine() -> str:
 
 def run_case(source: Path, n: int, workers: int, tmp: Path) -> dict:
     """One pytest run of the organism claims over the first n checkpoints; wall time and loads."""
-    from mechcheck import models, series
-
     cps = series.discover(source)[:n]
     case = tmp / f"n{n}-w{workers}"
     case.mkdir(parents=True)

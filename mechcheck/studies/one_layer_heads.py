@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from mechcheck.claim import fmt_item
+from mechcheck.core.claim import fmt_item
 from mechcheck.metrics import activation_stats, head_roles
-from mechcheck.stats import bootstrap_ci
+from mechcheck.core.stats import bootstrap_ci
 
 STAT_TOL = 0.001  # the table has 4 decimals; 1e-3 absorbs rounding and float32/kernel differences
 

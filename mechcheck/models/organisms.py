@@ -29,8 +29,10 @@ import torch
 import torch.nn.functional as F
 from transformer_lens.config import TransformerBridgeConfig
 
-from mechcheck import checkpoints
-from mechcheck.checkpoints import NativeModel, initialize_native_model  # noqa: F401  (re-exported)
+from mechcheck.models import checkpoints
+from mechcheck.data import DataError, data_dir, gpt2_tokenizer, ioi_prompts
+from mechcheck.models import INDUCTION_ORGANISM, LoadedModel
+from mechcheck.models.checkpoints import NativeModel, initialize_native_model  # noqa: F401  (re-exported)
 from mechcheck.models import CheckpointError
 
 SHIPPED_DIR = checkpoints.shipped_dir("organisms")
@@ -69,7 +71,7 @@ class Recipe:
         return f"{self.kind}-{self.n_layers}L-" + hashlib.sha256(
             json.dumps(self.identity(), sort_keys=True).encode()).hexdigest()[:12]
 
-    # ---- the recipe interface of mechcheck.checkpoints.train
+    # ---- the recipe interface of mechcheck.models.checkpoints.train
 
     clip_norm = None  # organisms train without gradient clipping
 
@@ -79,13 +81,9 @@ class Recipe:
     def prepare(self) -> dict:
         """The training data: the TinyStories token stream (quote) or the IOI rows (name mover)."""
         if self.kind == "quote":
-            from mechcheck.data import data_dir
-
             return {"stream": quote_corpus(data_dir())[1]}
         if self.kind == "name_mover":
-            from mechcheck import ioi
-
-            prompts = ioi.build(name_mover_tokenizer(), names=NM_NAMES, templates=NM_TEMPLATES)
+            prompts = ioi_prompts.build(name_mover_tokenizer(), names=NM_NAMES, templates=NM_TEMPLATES)
             train = set(_train_pairs(False))
             rows = [i for i, t in enumerate(prompts.texts) if _pair_of(t, prompts, i) in train]
             return {"prompts": prompts, "rows": torch.tensor(rows)}
@@ -176,8 +174,6 @@ class CompactTokenizer:
 def quote_corpus(data):
     """(CompactTokenizer, token stream) from the TinyStories train sample (stories separated by
     BOS), for the quote organism."""
-    from mechcheck.data import DataError, gpt2_tokenizer
-
     if data is None:
         raise DataError("the quote organism trains on <data>/tinystories/train-head-2MiB.txt: give --mc-data or $MECHCHECK_DATA")
     gpt2 = gpt2_tokenizer(data)
@@ -227,7 +223,7 @@ def _train_pairs(held_out: bool):
 # ------------------------------------------------------------------ lifecycle
 
 def train(recipe: Recipe, log=None, save_every: int = 0, series_dir: Path | None = None) -> tuple[NativeModel, dict]:
-    """Train the organism from scratch (mechcheck.checkpoints.train; deterministic on CPU). With
+    """Train the organism from scratch (mechcheck.models.checkpoints.train; deterministic on CPU). With
     save_every, also write the checkpoint series step0000, step0250, ... into series_dir."""
 
     def snapshot(step, model):
@@ -240,10 +236,6 @@ def train(recipe: Recipe, log=None, save_every: int = 0, series_dir: Path | None
 def _pair_of(text, prompts, i):
     words = text.replace(",", " ,").split()
     return words[prompts.pos_io[i] - 1], words[prompts.pos_s1[i] - 1]
-
-
-def _sha256(path: Path) -> str:
-    return checkpoints.sha256(path)
 
 
 def save(model: NativeModel, recipe: Recipe, directory: Path, info: dict | None = None, tag: str = "") -> Path:
@@ -298,8 +290,6 @@ def series(directory: Path = SERIES_DIR) -> list[tuple[int, Path]]:
 
 def load_induction(path: Path, device: str = "cpu"):
     """A LoadedModel of an induction-organism checkpoint (2-layer attention-only)."""
-    from mechcheck.models import INDUCTION_ORGANISM, LoadedModel
-
     b = bridge(load(Path(path), INDUCTION), device=device)
     return LoadedModel(INDUCTION_ORGANISM, b, str(path), checkpoints.sha256(Path(path)), device)
 
@@ -317,8 +307,6 @@ def main(argv: list[str] | None = None) -> None:
         if which == "name-mover":
             recipe = name_mover_recipe()
         elif which == "quote":
-            from mechcheck.data import data_dir
-
             recipe = quote_recipe(quote_corpus(data_dir())[0])
         else:
             recipe = recipes[which]

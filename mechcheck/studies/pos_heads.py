@@ -19,8 +19,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from mechcheck import probes
-from mechcheck.tagging import tokenize_and_tag
+from mechcheck.metrics import probes
+from mechcheck.data.tagging import tokenize_and_tag
 
 NOUNS = ("NN", "NNS", "NNP", "NNPS")
 # Probe label set: the tags the claims are about plus the common ones; every other tag is OTHER.
