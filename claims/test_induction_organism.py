@@ -50,19 +50,13 @@ def checkpoint(mc_series_step):
     return mc_series_step.path
 
 
-@pytest.fixture(scope="module")
-def scores(checkpoint, mc_device):
-    """(LoadedModel, head scores) of one checkpoint."""
+@pytest.fixture
+def s(checkpoint, mc_load, mc_shared):
+    """The head scores of one checkpoint (computed once per checkpoint)."""
     if isinstance(checkpoint, Exception):
         raise checkpoint
-    loaded = organisms.load_induction(checkpoint, mc_device)
-    return loaded, induction_organism.scores(loaded.bridge)
-
-
-@pytest.fixture
-def s(scores, measure):
-    measure.model = scores[0]
-    return scores[1]
+    loaded = mc_load(INDUCTION_ORGANISM, checkpoint=checkpoint)
+    return mc_shared(("induction-scores", loaded.sha256), lambda: induction_organism.scores(loaded.bridge))
 
 
 @pytest.mark.claim(

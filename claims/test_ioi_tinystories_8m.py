@@ -31,27 +31,19 @@ def _src(where):
     return Source(DOC, where)
 
 
-def _model(request, mc_load, measure, name):
-    """The loaded model `name`; it is the measured model when the claim's marker names it."""
-    loaded = mc_load(name)
-    if request.node.get_closest_marker("claim").kwargs["model"] == name:
-        measure.model = loaded
-    return loaded
+@pytest.fixture
+def ts8m(mc_load):
+    return mc_load(TS8M)
 
 
 @pytest.fixture
-def ts8m(request, mc_load, measure):
-    return _model(request, mc_load, measure, TS8M)
+def ts1m(mc_load):
+    return mc_load(TS1M)
 
 
 @pytest.fixture
-def ts1m(request, mc_load, measure):
-    return _model(request, mc_load, measure, TS1M)
-
-
-@pytest.fixture
-def gpt2(request, mc_load, measure):
-    return _model(request, mc_load, measure, GPT2)
+def gpt2(mc_load):
+    return mc_load(GPT2)
 
 
 @pytest.fixture

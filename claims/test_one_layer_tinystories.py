@@ -48,17 +48,15 @@ NOT_ENCODED = [
 
 
 @pytest.fixture(scope="module", params=MODELS)
-def one_layer_model(request, mc_load):
-    """The checkpoint with raw HF weights (role scores do not depend on TL's weight processing;
-    the statistics claim needs the raw weights to derive every convention)."""
-    return mc_load(request.param, compat=False)
+def one_layer_name(request):
+    return request.param
 
 
 @pytest.fixture
-def one_layer(one_layer_model, measure):
-    """The checkpoint, as the measured model of this claim."""
-    measure.model = one_layer_model
-    return one_layer_model
+def one_layer(one_layer_name, mc_load):
+    """The checkpoint with raw HF weights (role scores do not depend on TL's weight processing;
+    the statistics claim needs the raw weights to derive every convention)."""
+    return mc_load(one_layer_name, compat=False)
 
 
 @pytest.fixture

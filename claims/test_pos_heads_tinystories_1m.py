@@ -41,7 +41,7 @@ PROBED = ("``", "''", "VBD", "PRP$", "CC", "MD")
 F1_TOL = 0.1
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def ts1m(mc_load):
     return mc_load(TS1M)
 
@@ -55,7 +55,6 @@ def run(ts1m, mc_data, mc_shared, measure):
         return POSRun(ts1m.bridge, paragraphs(tinystories_validation(mc_data)), n_train=N_TRAIN,
                       min_held_out=MIN_HELD_OUT, held_out_tags=PROBED)
 
-    measure.model = ts1m
     return mc_shared(("pos", ts1m.sha256), build)
 
 

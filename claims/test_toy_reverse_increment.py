@@ -29,20 +29,18 @@ def pytest_generate_tests(metafunc):
 
 
 @pytest.fixture(scope="module")
-def toy_run(request, mc_device):
-    """(LoadedModel, training seed or None) for a seed's checkpoint or the --mc-model one."""
+def toy_run(request):
+    """(checkpoint, training seed or None): a seed's shipped (or retrained) checkpoint or the --mc-model one."""
     if isinstance(request.param, int):
-        seed, path = request.param, toy.get_checkpoint(toy.TrainConfig(seed=request.param))
-    else:
-        seed, path = None, request.param
-    return toy.load(path, mc_device), seed
+        return toy.get_checkpoint(toy.TrainConfig(seed=request.param)), request.param
+    return request.param, None
 
 
 @pytest.fixture
-def run(toy_run, measure, mc_shared, mc_device):
+def run(toy_run, measure, mc_load, mc_shared, mc_device):
     """The holdout forward pass of this checkpoint, shared by every claim on it."""
-    loaded, seed = toy_run
-    measure.model, measure.seed = loaded, seed
+    path, measure.seed = toy_run
+    loaded = mc_load(TOY, checkpoint=path)
     return mc_shared(("toy", loaded.sha256), lambda: toy_circuit.ToyRun(loaded.bridge, mc_device))
 
 

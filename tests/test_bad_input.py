@@ -42,12 +42,10 @@ def test_m(measure):
     measure.record(1.0)
 '''
 NAN_TOY = '''
-from mechcheck.models import toy
 from mechcheck.studies import toy_circuit
 @claim(id="NAN", expect=at_least(0.4))
-def test_nan_checkpoint(measure, mc_device):
-    loaded = toy.load(r"{ckpt}", mc_device)
-    measure.model = loaded
+def test_nan_checkpoint(measure, mc_device, mc_load):
+    loaded = mc_load("mechcheck/toy-reverse-increment", checkpoint=r"{ckpt}")
     measure.record(**toy_circuit.ablation_drop(toy_circuit.ToyRun(loaded.bridge, mc_device), "mlp.W_out"))
 '''
 

@@ -129,7 +129,6 @@ from mechcheck.core.claim import Source, at_least
                    expect=at_least(0.0))
 def test_s1(mc_load, measure):
     loaded = mc_load("{model}")
-    measure.model = loaded
     measure.record(float(loaded.bridge.cfg.n_layers))
 
 @pytest.mark.claim(id="S2", statement="again, same checkpoint", source=Source("doc.md", "s"), model="{model}",

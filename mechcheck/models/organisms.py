@@ -22,7 +22,8 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
-from dataclasses import asdict, dataclass
+import dataclasses
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
@@ -30,6 +31,7 @@ import torch.nn.functional as F
 from transformer_lens.config import TransformerBridgeConfig
 
 from mechcheck.models import checkpoints
+from mechcheck.core.warning import warn
 from mechcheck.data import DataError, data_dir, gpt2_tokenizer, ioi_prompts
 from mechcheck.models import INDUCTION_ORGANISM, LoadedModel
 from mechcheck.models.checkpoints import NativeModel, initialize_native_model  # noqa: F401  (re-exported)
@@ -42,7 +44,7 @@ SHIPPED_DIR = checkpoints.shipped_dir("organisms")
 class Recipe:
     """Architecture + training set-up of one organism."""
 
-    kind: str  # "induction" or "name_mover"
+    kind: str  # the subclass's name for itself; part of the key of its checkpoints
     n_layers: int
     d_model: int = 64
     n_heads: int = 4
@@ -79,40 +81,70 @@ class Recipe:
         return torch.optim.AdamW(params, lr=self.lr, weight_decay=0.01), None
 
     def prepare(self) -> dict:
-        """The training data: the TinyStories token stream (quote) or the IOI rows (name mover)."""
-        if self.kind == "quote":
-            return {"stream": quote_corpus(data_dir())[1]}
-        if self.kind == "name_mover":
-            prompts = ioi_prompts.build(name_mover_tokenizer(), names=NM_NAMES, templates=NM_TEMPLATES)
-            train = set(_train_pairs(False))
-            rows = [i for i, t in enumerate(prompts.texts) if _pair_of(t, prompts, i) in train]
-            return {"prompts": prompts, "rows": torch.tensor(rows)}
+        """The training data, built once before training (none by default)."""
         return {}
 
     def batch(self, state: dict, step: int, gen: torch.Generator):
-        if self.kind == "induction":
-            return induction_batch(self, gen)
-        if self.kind == "quote":  # random windows of the TinyStories token stream
-            stream = state["stream"]
-            starts = torch.randint(0, len(stream) - self.n_ctx - 1, (self.batch_size,), generator=gen)
-            return torch.stack([stream[s : s + self.n_ctx + 1] for s in starts.tolist()])
-        return state["rows"][torch.randint(0, len(state["rows"]), (self.batch_size,), generator=gen)]
+        raise NotImplementedError
 
     def loss(self, model, batch, state: dict) -> torch.Tensor:
-        """Next-token cross-entropy (induction, quote); cross-entropy of IO at END (name mover)."""
-        if self.kind in ("induction", "quote"):
-            logits = model(batch[:, :-1])
-            return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), batch[:, 1:].reshape(-1))
-        p = state["prompts"]
-        logits = model(p.tokens[batch])[torch.arange(self.batch_size), p.pos_end[batch]]
-        return F.cross_entropy(logits, p.io[batch])
+        """Next-token cross-entropy over the batch (the language-model organisms)."""
+        logits = model(batch[:, :-1])
+        return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), batch[:, 1:].reshape(-1))
 
     def log_line(self, step: int, loss: torch.Tensor) -> str | None:
         return f"{self.key()} step {step} loss {loss.item():.3f}" if step % 200 == 0 else None
 
 
-INDUCTION = Recipe("induction", n_layers=2, steps=2000, batch_size=64)
-INDUCTION_CONTROL = Recipe("induction", n_layers=1, steps=2000, batch_size=64)
+@dataclass(frozen=True)
+class InductionRecipe(Recipe):
+    """Random tokens with a segment copied later (mechcheck.models.organisms.induction_batch)."""
+
+    kind: str = field(default="induction", init=False)
+
+    def batch(self, state: dict, step: int, gen: torch.Generator):
+        return induction_batch(self, gen)
+
+
+@dataclass(frozen=True)
+class QuoteRecipe(Recipe):
+    """Random windows of the TinyStories token stream (a quotation head forms)."""
+
+    kind: str = field(default="quote", init=False)
+
+    def prepare(self) -> dict:
+        return {"stream": quote_corpus(data_dir())[1]}
+
+    def batch(self, state: dict, step: int, gen: torch.Generator):
+        stream = state["stream"]
+        starts = torch.randint(0, len(stream) - self.n_ctx - 1, (self.batch_size,), generator=gen)
+        return torch.stack([stream[s : s + self.n_ctx + 1] for s in starts.tolist()])
+
+
+@dataclass(frozen=True)
+class NameMoverRecipe(Recipe):
+    """IOI rows of held-in (IO, S) pairs, trained on the IO logit at END only (a name mover forms)."""
+
+    kind: str = field(default="name_mover", init=False)
+
+    def prepare(self) -> dict:
+        prompts = ioi_prompts.build(name_mover_tokenizer(), names=NM_NAMES, templates=NM_TEMPLATES)
+        train = set(_train_pairs(False))
+        rows = [i for i, t in enumerate(prompts.texts) if _pair_of(t, prompts, i) in train]
+        return {"prompts": prompts, "rows": torch.tensor(rows)}
+
+    def batch(self, state: dict, step: int, gen: torch.Generator):
+        return state["rows"][torch.randint(0, len(state["rows"]), (self.batch_size,), generator=gen)]
+
+    def loss(self, model, batch, state: dict) -> torch.Tensor:
+        """Cross-entropy of IO at END."""
+        p = state["prompts"]
+        logits = model(p.tokens[batch])[torch.arange(self.batch_size), p.pos_end[batch]]
+        return F.cross_entropy(logits, p.io[batch])
+
+
+INDUCTION = InductionRecipe(n_layers=2, steps=2000, batch_size=64)
+INDUCTION_CONTROL = InductionRecipe(n_layers=1, steps=2000, batch_size=64)
 
 
 # ------------------------------------------------------------------ data
@@ -185,12 +217,12 @@ def quote_corpus(data):
     return tok, torch.tensor(tok._map(ids))
 
 
-QUOTE = Recipe("quote", n_layers=3, d_model=64, n_heads=4, d_vocab=0, n_ctx=128, attn_only=False,
+QUOTE = QuoteRecipe(n_layers=3, d_model=64, n_heads=4, d_vocab=0, n_ctx=128, attn_only=False,
                steps=1200, batch_size=16)
 
 
 def quote_recipe(tok: "CompactTokenizer") -> Recipe:
-    return Recipe(**{**asdict(QUOTE), "d_vocab": tok.unk + 1})
+    return dataclasses.replace(QUOTE, d_vocab=tok.unk + 1)
 
 
 NM_NAMES = ("John", "Mary", "Tom", "Sue", "Ben", "Anna", "Max", "Lily", "Sam", "Tim", "Lucy", "Jack",
@@ -200,7 +232,7 @@ NM_TEMPLATES = (
     "When {S1} and {IO} went to the shops, {S2} gave the bag to",
     "When {IO} and {S1} went to the shops, {S2} gave the bag to",
 )
-NAME_MOVER = Recipe("name_mover", n_layers=2, attn_only=True, d_vocab=0, n_ctx=16, steps=800)
+NAME_MOVER = NameMoverRecipe(n_layers=2, attn_only=True, d_vocab=0, n_ctx=16, steps=800)
 
 
 def name_mover_tokenizer() -> WordTokenizer:
@@ -209,7 +241,7 @@ def name_mover_tokenizer() -> WordTokenizer:
 
 
 def name_mover_recipe() -> Recipe:
-    return Recipe(**{**asdict(NAME_MOVER), "d_vocab": len(name_mover_tokenizer().vocab)})
+    return dataclasses.replace(NAME_MOVER, d_vocab=len(name_mover_tokenizer().vocab))
 
 
 def _train_pairs(held_out: bool):
@@ -253,6 +285,7 @@ def get(recipe: Recipe, log=None) -> NativeModel:
     path = checkpoints.find(f"{recipe.key()}.safetensors", "organisms", SHIPPED_DIR)
     if path is not None:
         return load(path, recipe)
+    warn(f"{recipe.kind} organism {recipe.key()}: none shipped or cached, training it now (cached after)")
     model, info = train(recipe, log=log)
     save(model, recipe, checkpoints.cache_dir("organisms"), info)
     return model

@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from transformer_lens.config import TransformerBridgeConfig
 
 from mechcheck.models import checkpoints
+from mechcheck.core.warning import warn
 from mechcheck.models import TOY, LoadedModel
 from mechcheck.models.checkpoints import NativeModel, initialize_native_model  # noqa: F401  (re-exported)
 
@@ -149,6 +150,7 @@ def get_checkpoint(cfg: TrainConfig, log=None) -> Path:
     """The trained checkpoint for cfg: shipped fixture, cache, or train now and cache."""
     path = find_checkpoint(cfg)
     if path is None:
+        warn(f"toy checkpoint seed {cfg.seed}: none shipped or cached, training it now (about a minute; cached after)")
         model, info = train(cfg, log=log)
         path = save(model, cfg, checkpoints.cache_dir("toy"), info)
     return path

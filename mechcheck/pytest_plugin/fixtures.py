@@ -7,12 +7,12 @@ from pathlib import Path
 
 import pytest
 
-from mechcheck.models import finite
 from mechcheck import models as _models
 from mechcheck.data import DataError, gpt2_tokenizer, ioi_prompts
+from mechcheck.models import finite, organisms, toy
 from mechcheck.pytest_plugin import series as _series
-from mechcheck.pytest_plugin.state import MEASUREMENT, run_state
 from mechcheck.pytest_plugin.records import Measurement
+from mechcheck.pytest_plugin.state import LOADED, MEASUREMENT, claim_of, model_name, run_state
 
 
 @pytest.fixture
@@ -63,31 +63,49 @@ def mc_tokenizer(mc_data):
 
 @pytest.fixture(scope="session")
 def mc_load(pytestconfig, mc_device, request):
-    """load(name, compat=True) -> LoadedModel, once per session, name and mode; skips when the
-    checkpoint is unreachable. compat=True gives HookedTransformer numerics (folded LayerNorm,
-    centred writing weights); compat=False the raw HF weights."""
-    cache: dict[str, object] = {}
-    overrides = run_state(pytestconfig).overrides
+    """load(name, compat=True, checkpoint=None) -> LoadedModel, once per session, name, mode and
+    checkpoint. The checkpoint is `checkpoint`, else the series step this test runs on, else the
+    `--mc-model` override, else (hub models) the hub/HF cache; unreachable: the test skips with one
+    reason. When `name` is the model the running claim measures, the loaded model is that claim's
+    measured model (its identity goes into the record; no claim file sets it). compat=True gives
+    HookedTransformer numerics (folded LayerNorm, centred writing weights); compat=False the raw
+    HF weights. NaN/inf in any activation of a loaded model is watched from here on."""
+    cache: dict[tuple, object] = {}
+    state = run_state(pytestconfig)
 
-    def load(name: str, compat: bool = True) -> _models.LoadedModel:
+    def resolve(name: str, compat: bool, checkpoint, step_path):
+        kind = _models.spec(name).kind
+        path = checkpoint or step_path or state.overrides.get(name)
+        if kind == "hf":
+            path = _models.resolve_hf(name, path)
+            return _models.load_hf(name, path, mc_device, request.getfixturevalue("mc_tokenizer"), compat=compat)
+        if path is None:
+            raise _models.CheckpointError(f"{name}: give its checkpoint (mc_load({name!r}, checkpoint=...) or --mc-model)")
+        if kind == "toy":
+            return toy.load(path, mc_device)
+        return organisms.load_induction(path, mc_device)
+
+    def load(name: str, compat: bool = True, checkpoint: Path | None = None) -> _models.LoadedModel:
         step_path = _series.checkpoint_for(request, name)  # the series checkpoint of this test, if any
-        key = (name, compat, step_path)
+        key = (name, compat, step_path, None if checkpoint is None else str(checkpoint))
         if key not in cache:
             for old in [k for k in cache if step_path and k[0] == name and k[2]]:
                 del cache[old]  # one checkpoint of a series in memory at a time
             try:
-                path = _models.resolve_hf(name, step_path or overrides.get(name))
-                tok = request.getfixturevalue("mc_tokenizer")
-                cache[key] = _models.load_hf(name, path, mc_device, tok, compat=compat)
+                cache[key] = resolve(name, compat, checkpoint, step_path)
             except (_models.ModelError, DataError) as exc:
                 cache[key] = exc
             else:
-                finite.watch(cache[key].bridge, name)
+                finite.watch(cache[key].bridge, name)  # the one place a model is watched
         got = cache[key]
         if isinstance(got, _models.CheckpointUnavailable):
             pytest.skip(str(got))
         if isinstance(got, Exception):
             raise got
+        item = state.current
+        c = claim_of(item) if item is not None else None
+        if c is not None and model_name(item, c) == name:
+            item.stash[LOADED] = got
         return got
 
     return load

@@ -19,14 +19,16 @@ import pytest
 from mechcheck import models as _models
 from mechcheck import report as _report
 from mechcheck.core import claim as _claim
+from mechcheck.core.warning import MechcheckWarning
 from mechcheck.data import DataError, data_dir
 from mechcheck.models import finite
 from mechcheck.pytest_plugin import fixtures
 from mechcheck.pytest_plugin import records as _records
 from mechcheck.pytest_plugin import scheduling as _scheduling
 from mechcheck.pytest_plugin import series as _series
-from mechcheck.pytest_plugin.state import (_ALLOWED, _CLAIM_ERROR, _EXTRA, _STATE, _TIMES, CLAIM, MEASUREMENT, ONE_LINE,
-                                           RunState, _ioi_names, _report_dir, add_options, run_state)
+from mechcheck.pytest_plugin.state import (_ALLOWED, _CLAIM_ERROR, _EXTRA, _STATE, _TIMES, CLAIM, LOADED, MEASUREMENT,
+                                           ONE_LINE, RunState, _ioi_names, _report_dir, add_options, claim_of, is_claim,
+                                           model_name, run_state)
 
 
 def pytest_addoption(parser, pluginmanager):
@@ -37,6 +39,10 @@ def pytest_addoption(parser, pluginmanager):
 def pytest_configure(config):
     if config.getoption("mc_share_cores"):
         _scheduling.share_cpu_threads()
+        if not hasattr(config, "workerinput"):
+            config.issue_config_time_warning(MechcheckWarning(
+                "--mc-share-cores: each xdist worker's torch uses cores // workers threads, so values may differ "
+                "from a serial run in the last digits"), stacklevel=2)
 
     config.addinivalue_line(
         "markers", "claim(id, statement, source, model, expect, published=None, tolerance=''): "
@@ -67,18 +73,10 @@ def pytest_configure(config):
     config.pluginmanager.register(_series.Plugin(config), "mechcheck-series")
 
 
-def _model_name(item, model: str) -> str:
-    """The claim's model, or the model a parametrization picks (a registry name among its params)."""
-    for value in getattr(getattr(item, "callspec", None), "params", {}).values():
-        if isinstance(value, str) and value in _models.REGISTRY:
-            return value
-    return model
-
-
 def pytest_deselected(items):
     if items:
         config = items[0].config
-        run_state(config).deselected += sum(item.get_closest_marker("claim") is not None for item in items)
+        run_state(config).deselected += sum(is_claim(item) for item in items)
 
 
 @pytest.hookimpl(trylast=True)  # after -k / -m deselection
@@ -93,18 +91,12 @@ def pytest_collection_modifyitems(session, config, items):
             extra = [n.record(item.nodeid.split("::")[0]) for n in getattr(module, "NOT_ENCODED", [])]
             if extra:
                 item.stash[_EXTRA] = extra
-        mark = item.get_closest_marker("claim")
-        if mark is None:
+        any_claim = any_claim or is_claim(item)
+        c = claim_of(item)
+        if c is None:
             continue
-        any_claim = True
         try:
-            c = _claim.Claim.from_marker(mark, item.nodeid)
-        except _claim.ClaimError as exc:  # this test's error, at set-up; the session goes on
-            item.stash[_CLAIM_ERROR] = exc
-            continue
-        item.stash[CLAIM] = c
-        try:
-            _models.spec(_model_name(item, c.model))
+            _models.spec(model_name(item, c))
         except _models.UnknownModelError as exc:
             item.stash[_CLAIM_ERROR] = _claim.ClaimError(f"@pytest.mark.claim(model=...): {exc}")
     state = run_state(config)
@@ -118,9 +110,14 @@ def pytest_collection_modifyitems(session, config, items):
 def pytest_itemcollected(item):
     """xdist --dist loadgroup: all claims on one model go to one worker, which loads it once
     (honoured through mechcheck.pytest_plugin.scheduling; a series adds the checkpoint to the group)."""  # issue13
-    mark = item.get_closest_marker("claim")
-    if mark is not None and isinstance(mark.kwargs.get("model"), str):
-        item.add_marker(pytest.mark.xdist_group(_model_name(item, mark.kwargs["model"]).replace("/", "_")))
+    c = claim_of(item)  # the one parse of the claim marker, kept on the item
+    if c is not None:
+        item.add_marker(pytest.mark.xdist_group(model_name(item, c).replace("/", "_")))
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_protocol(item, nextitem):
+    run_state(item.config).current = item  # session-scoped fixtures (mc_load) ask which test runs
 
 
 @pytest.hookimpl(wrapper=True)
@@ -134,7 +131,7 @@ def pytest_runtest_setup(item):
         except Exception:  # a fixture computed from NaN activations: say so, not its traceback
             c = item.stash.get(CLAIM, None)
             if c is not None:
-                finite.check(None, _model_name(item, c.model))
+                finite.check(None, model_name(item, c))
             raise
     finally:
         item.stash.setdefault(_TIMES, {})["setup_s"] = time.perf_counter() - t0
@@ -142,6 +139,46 @@ def pytest_runtest_setup(item):
 
 def _bridge(m):
     return getattr(getattr(m, "model", None), "bridge", None)
+
+
+def _measured_model(item, m) -> None:
+    """The measurement's model: the one mc_load loaded for this claim's model (attached here, so
+    claim files never set it), unless the test set one itself."""
+    if m is not None and m.model is None and LOADED in item.stash:
+        m.model = item.stash[LOADED]
+
+
+def _check_finite(item, c, m) -> None:
+    """Non-finite activations decide before anything computed from them (a value or an exception),
+    and values computed from them are not reported."""
+    try:
+        if m is not None and m.model is not None:
+            finite.check(_bridge(m), m.model.name)
+        else:
+            finite.check(None, model_name(item, c))
+    except finite.NonFiniteError:
+        if m is not None:
+            m.value, m.ci, m.details = None, None, {}
+        raise
+
+
+def _decide(item, c, m) -> None:
+    """The verdict (mechcheck.core.claim.decide), turned into pytest's outcome: a pass returns, a
+    fail or inconclusive raises, or is an xfail with --mc-claims-nonfatal (the record's status
+    comes from the xfail reason: mechcheck.pytest_plugin.records.status)."""
+    try:
+        _claim.decide(c, None if m is None else m.value, None if m is None else m.ci)
+    except _claim.ClaimInconclusive as exc:
+        if item.config.getoption("mc_allow_inconclusive"):
+            item.stash[_ALLOWED] = str(exc)
+        elif item.config.getoption("mc_claims_nonfatal"):
+            pytest.xfail(f"{_records.XFAIL_INCONCLUSIVE}{exc}")
+        else:
+            raise
+    except _claim.ClaimFailed as exc:
+        if item.config.getoption("mc_claims_nonfatal"):
+            pytest.xfail(f"{_records.XFAIL_FAIL}{exc}")
+        raise
 
 
 @pytest.hookimpl(wrapper=True)
@@ -157,33 +194,12 @@ def pytest_runtest_call(item):
     c = item.stash.get(CLAIM, None)
     m = item.stash.get(MEASUREMENT, None)
     if c is not None:
-        # non-finite activations decide before anything computed from them (value or exception),
-        # and values computed from them are not reported
-        try:
-            if m is not None and m.model is not None:
-                finite.check(_bridge(m), m.model.name)
-            else:
-                finite.check(None, _model_name(item, c.model))
-        except finite.NonFiniteError:
-            if m is not None:
-                m.value, m.ci, m.details = None, None, {}
-            raise
+        _measured_model(item, m)
+        _check_finite(item, c, m)
     if failure is not None:
         raise failure
     if c is not None:
-        try:
-            _claim.decide(c, None if m is None else m.value, None if m is None else m.ci)
-        except _claim.ClaimInconclusive as exc:
-            if item.config.getoption("mc_allow_inconclusive"):
-                item.stash[_ALLOWED] = str(exc)
-            elif item.config.getoption("mc_claims_nonfatal"):
-                pytest.xfail(f"{_records.XFAIL_INCONCLUSIVE}{exc}")
-            else:
-                raise
-        except _claim.ClaimFailed as exc:
-            if item.config.getoption("mc_claims_nonfatal"):
-                pytest.xfail(f"{_records.XFAIL_FAIL}{exc}")
-            raise
+        _decide(item, c, m)
     return result
 
 
@@ -208,7 +224,7 @@ def pytest_runtest_makereport(item, call):
         if rep.outcome == "failed" and state.get("status") in (None, "pass"):
             state["status"], state["message"] = "error", f"teardown: {call.excinfo.value}"
         rep.user_properties.append((_records.PROP, _records.record(
-            item, c, item.stash.get(MEASUREMENT, None), state, _model_name(item, c.model))))
+            item, c, item.stash.get(MEASUREMENT, None), state, model_name(item, c))))
     return rep
 
 

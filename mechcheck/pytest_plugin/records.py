@@ -16,32 +16,23 @@ import numpy as np
 
 from mechcheck.core import claim as _claim
 from mechcheck.data.ioi_prompts import NAMES
-from mechcheck.models import finite
 from mechcheck import models as _models
 
 PROP = "mechcheck"
 
 
 class Measurement:
-    """What a claim test measured. `record(value, ci=..., n=..., **details)`; set `.model`
-    (a LoadedModel: its activations are then watched for NaN/inf) and `.seed`."""
+    """What a claim test measured: `record(value, ci=..., n=..., **details)`. `.model` is the
+    measured LoadedModel (set by the plugin from mc_load; a test may set it itself) and `.seed`
+    the training seed where the claim file knows it."""
 
     def __init__(self):
         self.value = None
         self.ci = None
         self.n = None
         self.details: dict = {}
-        self._model = None
+        self.model = None
         self.seed: int | None = None
-
-    @property
-    def model(self):
-        return self._model
-
-    @model.setter
-    def model(self, loaded) -> None:
-        self._model = loaded
-        finite.watch(getattr(loaded, "bridge", None))
 
     def record(self, value, *, ci=None, n=None, **details):
         value = _raw(value)

@@ -33,6 +33,7 @@ import pytest
 import torch
 
 from mechcheck.core.files import atomic_write
+from mechcheck.core.warning import warn
 from mechcheck.models import pick_device
 
 _DIR_KEY = "mechcheck_groups_dir"
@@ -59,8 +60,6 @@ def share_cpu_threads() -> int | None:
     count = os.environ.get("PYTEST_XDIST_WORKER_COUNT", "")
     if not os.environ.get("PYTEST_XDIST_WORKER") or not count.isdigit():
         return None
-    import torch
-
     threads = max(1, (os.cpu_count() or 1) // max(int(count), 1))
     torch.set_num_threads(threads)
     return threads
@@ -75,9 +74,12 @@ def group_of(item) -> str | None:
 def _durations(config) -> dict[str, float]:
     """pytest-split's stored durations (its --durations-path, else <rootdir>/.test_durations)."""
     path = Path(config.getoption("durations_path", None) or Path(config.rootpath) / ".test_durations")
+    if not path.exists():
+        return {}
     try:
         data = json.loads(path.read_text())
-    except (OSError, ValueError):
+    except (OSError, ValueError) as exc:
+        warn(f"{path}: stored durations cannot be read ({type(exc).__name__}); every test counts the same")
         return {}
     return {str(k): float(v) for k, v in data.items()} if isinstance(data, dict) else {}
 
@@ -136,7 +138,8 @@ def _read_groups(groups_dir: Path | None) -> dict[str, str]:
     for path in sorted(Path(groups_dir).glob("*.json")):
         try:
             groups.update(json.loads(path.read_text()))
-        except (OSError, ValueError):
+        except (OSError, ValueError) as exc:
+            warn(f"{path}: a worker's group file cannot be read ({type(exc).__name__}); its tests keep xdist's order")
             continue
     return groups
 

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from mechcheck.models.series import Checkpoint, SeriesError, parse
+from mechcheck.pytest_plugin.state import claim_of, run_state
 
 ARG = "mc_series_step"  # the (indirect) parametrization a series adds to a claim test
 
@@ -20,8 +21,7 @@ def checkpoint_for(where, name: str) -> Path | None:
     (the test now running is used)."""
     node = getattr(where, "node", where)
     if getattr(node, "callspec", None) is None:
-        plugin = node.config.pluginmanager.get_plugin("mechcheck-series")
-        node = getattr(plugin, "current", None)
+        node = run_state(node.config).current
     cp = _step_of(node)
     return cp.path if cp is not None and cp.name == name else None
 
@@ -40,12 +40,11 @@ class Plugin:
             self.series = parse(config.getoption("mc_series", None) or [])
         except SeriesError as exc:
             raise pytest.UsageError(str(exc)) from None
-        self.current = None
         self.unreachable: set[str] = set()
 
     def pytest_generate_tests(self, metafunc):
-        mark = metafunc.definition.get_closest_marker("claim")
-        cps = self.series.get(mark.kwargs.get("model")) if mark is not None else None
+        c = claim_of(metafunc.definition)
+        cps = self.series.get(c.model) if c is not None else None
         if cps:
             if "mc_load" not in metafunc.fixturenames and ARG not in metafunc.fixturenames:
                 self.unreachable.add(metafunc.definition.nodeid)  # fails at set-up, one line
@@ -62,10 +61,6 @@ class Plugin:
         cp = _step_of(item)
         if cp is not None:  # one xdist group per (model, checkpoint): mechcheck.pytest_plugin.scheduling
             item.add_marker(pytest.mark.xdist_group(f"{cp.name.replace('/', '_')}:{cp.id}"))
-
-    @pytest.hookimpl(tryfirst=True)
-    def pytest_runtest_protocol(self, item, nextitem):
-        self.current = item
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_runtest_setup(self, item):

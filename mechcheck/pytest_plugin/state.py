@@ -1,5 +1,6 @@
 """The plugin's state: its options, what they resolved to (RunState, one per session, on the
-config's stash) and the stash keys the hooks and fixtures share.
+config's stash), the stash keys the hooks and fixtures share, and the one reading of a test's
+claim marker (`claim_of`) and of its measured model's name (`model_name`).
 
 Why apart from the hooks: the fixtures read the run state and the hooks register the fixtures;
 both import this module, neither imports the other.
@@ -12,10 +13,11 @@ from pathlib import Path
 
 import pytest
 
-from mechcheck.core import claim as _claim
 from mechcheck import models as _models
+from mechcheck.core import claim as _claim
 from mechcheck.data import DataError
 from mechcheck.pytest_plugin import records as _records
+
 
 @dataclass
 class RunState:
@@ -29,32 +31,54 @@ class RunState:
     records: list = field(default_factory=list)
     deselected: int = 0
     note: str | None = None
+    current: pytest.Item | None = None  # the test now running (session fixtures ask which it is)
 
 
 _STATE = pytest.StashKey[RunState]()
-
-
-CLAIM = pytest.StashKey[_claim.Claim]()
-
-
+CLAIM = pytest.StashKey[_claim.Claim]()  # the parsed claim of a test (claim_of)
+_CLAIM_ERROR = pytest.StashKey[Exception]()  # why a test's claim marker cannot be read
 MEASUREMENT = pytest.StashKey[_records.Measurement]()
-
-
-_CLAIM_ERROR = pytest.StashKey[Exception]()
-
-
+LOADED = pytest.StashKey[object]()  # the measured model, as mc_load loaded it for this test
 _TIMES = pytest.StashKey[dict]()
-
-
 _EXTRA = pytest.StashKey[list]()
-
-
+_ALLOWED = pytest.StashKey[str]()  # the reason of an inconclusive verdict --mc-allow-inconclusive let pass
 # Errors whose message says everything: reported as one line, no traceback.
 ONE_LINE = (_models.ModelError, _claim.ClaimError, _claim.ClaimFailed, _claim.ClaimInconclusive, DataError,
             _models.OUT_OF_MEMORY)
 
 
-_ALLOWED = pytest.StashKey[str]()  # the reason of an inconclusive verdict --mc-allow-inconclusive let pass
+def claim_of(node) -> _claim.Claim | None:
+    """The claim of a test item (or of the function definition pytest_generate_tests sees), parsed
+    once (Claim.from_marker) and kept on the node's stash; None when the test is not a claim or its
+    marker cannot be read (the error is kept for set-up: claim_error)."""
+    if CLAIM in node.stash:
+        return node.stash[CLAIM]
+    if _CLAIM_ERROR in node.stash:
+        return None
+    mark = node.get_closest_marker("claim")
+    if mark is None:
+        return None
+    try:
+        c = _claim.Claim.from_marker(mark, node.nodeid)
+    except _claim.ClaimError as exc:  # this test's error, at set-up; the session goes on
+        node.stash[_CLAIM_ERROR] = exc
+        return None
+    node.stash[CLAIM] = c
+    return c
+
+
+def is_claim(node) -> bool:
+    """Whether the test carries a claim marker (readable or not)."""
+    return claim_of(node) is not None or _CLAIM_ERROR in node.stash
+
+
+def model_name(item, c: _claim.Claim) -> str:
+    """The model a claim test measures: the claim's model, or the registry name a parametrization
+    picks (a claim over several models, e.g. the two one-layer checkpoints)."""
+    for value in getattr(getattr(item, "callspec", None), "params", {}).values():
+        if isinstance(value, str) and value in _models.REGISTRY:
+            return value
+    return c.model
 
 
 def run_state(config) -> RunState:
