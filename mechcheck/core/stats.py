@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from mechcheck.core.result import Result
+
 
 def bootstrap_ci(samples, stat=np.mean, n_boot: int = 1000, level: float = 0.95, seed: int = 0):
     """Percentile bootstrap CI of `stat` over the first axis of `samples`: (low, high)."""
@@ -32,13 +34,13 @@ def mean_ci(samples, **kw) -> tuple[float, tuple[float, float]]:
 PER_ITEM_MAX = 1000
 
 
-def mean_record(samples, **kw) -> dict:
+def mean_record(samples, **kw) -> Result:
     """`value`, `ci`, `n` of a mean over items, and the items themselves (`per_item`, when at most
     PER_ITEM_MAX) so that `mechcheck diff` can compare two runs on the same prompts with a paired
     bootstrap rather than by CI overlap (a shared-prompt change is detectable far below the CI width)."""
     x = np.asarray(samples, dtype=float)
     value, ci = mean_ci(x, **kw)
-    out = dict(value=value, ci=ci, n=int(x.shape[0]))
+    out = Result(value, ci, int(x.shape[0]))
     if x.ndim == 1 and x.shape[0] <= PER_ITEM_MAX:
-        out["per_item"] = x
+        out.details["per_item"] = x
     return out

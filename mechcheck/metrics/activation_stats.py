@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import torch
 
+from mechcheck.metrics.activations import cached
+
 STATS = ("mean", "std", "max", "min", "q25", "median", "q75")
 
 
@@ -47,9 +49,9 @@ def attention_output_conventions(bridge, text: str, layer: int = 0) -> dict[str,
     for bos in (True, False):
         tokens = bridge.to_tokens(text, prepend_bos=bos)
         names = (f"blocks.{layer}.hook_attn_out", f"blocks.{layer}.hook_resid_mid")
+        cache = cached(bridge, tokens, names)
+        attn_out, resid_mid = cache[names[0]][0], cache[names[1]][0]
         with torch.no_grad():
-            _, cache = bridge.run_with_cache(tokens, names_filter=lambda n: n in names)
-            attn_out, resid_mid = cache[names[0]][0], cache[names[1]][0]
             after_raw = ln2(resid_mid)
         tag = "BOS" if bos else "no BOS"
         out[f"{tag}, raw HF weights"] = {

@@ -40,20 +40,30 @@ def final_residual(bridge, tokens, fwd_hooks=()) -> torch.Tensor:
 @torch.no_grad()
 def cached(bridge, tokens: torch.Tensor, names, chunk: int = CHUNK) -> ActivationCache:
     """TransformerLens ActivationCache of the hooks `names` for all `tokens` (on the model's
-    device), `chunk` sequences at a time. ln_final's hook_in and hook_scale may be asked for (the
-    run then stops after ln_final's scale, still before the unembedding), so that the cache's
-    logit_attrs / accumulated_resid read the residual stream through the final LayerNorm."""
-    names = tuple(names)
-    stop_at = "ln_final.hook_normalized" if "ln_final.hook_scale" in names else "ln_final.hook_in"
+    device), `chunk` sequences at a time, each forward pass stopped as soon as every hook asked for
+    has fired (a layer-0 pattern costs one block, never the unembedding). ln_final's hook_in and
+    hook_scale may be asked for, so that the cache's logit_attrs / accumulated_resid read the
+    residual stream through the final LayerNorm. The one activation capture of mechcheck (IOI,
+    head scores, head roles, activation statistics, POS)."""
+    names = tuple(dict.fromkeys(names))
     parts: dict[str, list] = {n: [] for n in names}
     device = bridge.cfg.device
     for start in range(0, tokens.shape[0], chunk):
         batch = tokens[start : start + chunk].to(device)
+        fired: set[str] = set()
 
         def keeper(name):  # keyed by the name asked for: in compatibility mode hook.name may be an alias
             def keep(act, hook):
                 parts[name].append(act.detach())
+                fired.add(name)
+                if len(fired) == len(names):
+                    raise _Stop(None)
             return keep
 
-        _run_to(bridge, batch, [(n, keeper(n)) for n in names], stop_at)
+        try:
+            bridge.run_with_hooks(batch, fwd_hooks=[(n, keeper(n)) for n in names])
+        except _Stop:
+            continue
+        missing = [n for n in names if n not in fired]
+        raise RuntimeError(f"hooks {missing} did not fire in a forward pass of {getattr(bridge.cfg, 'model_name', 'this model')}")
     return ActivationCache({n: torch.cat(v) for n, v in parts.items()}, bridge)

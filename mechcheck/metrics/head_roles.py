@@ -22,6 +22,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from mechcheck.metrics.activations import cached
+
 SENTENCE_ENDS = (".", "!", "?", ":", '"')
 
 
@@ -283,14 +285,11 @@ ROLES = {
 def patterns(bridge, text: str, layer: int = 0, max_tokens: int | None = None):
     """(pattern [head, q, k] as numpy, string tokens, token ids) of one text, BOS prepended
     (TransformerLens's default, which the post used)."""
-    import torch
-
     tokens = bridge.to_tokens(text)  # prepends BOS
     if max_tokens:
         tokens = tokens[:, :max_tokens]
     name = f"blocks.{layer}.attn.hook_pattern"
-    with torch.no_grad():
-        _, cache = bridge.run_with_cache(tokens, names_filter=lambda n: n == name)
+    cache = cached(bridge, tokens, [name])
     str_tokens = [bridge.tokenizer.decode([t]) for t in tokens[0].tolist()]
     return cache[name][0].float().cpu().numpy(), str_tokens, tokens[0].tolist()
 

@@ -40,6 +40,14 @@ def mc_ioi_names(pytestconfig) -> tuple[str, ...]:
 
 
 @pytest.fixture(scope="session")
+def mc_series_step(request):
+    """The checkpoint (mechcheck.models.series.Checkpoint) of a series this test runs on: the
+    parametrization `--mc-series` or a claim file adds (indirect, session scope: one checkpoint
+    loaded at a time). A module-level fixture: pytest deprecates session fixtures on plugin objects."""
+    return request.param
+
+
+@pytest.fixture(scope="session")
 def mc_shared(pytestconfig):
     """shared(key, build): one computation per key per session (a model's forward pass over an
     input set, read by every claim on it); with --mc-no-shared-cache, build() on every call."""

@@ -280,7 +280,7 @@ def pytest_terminal_summary(terminalreporter, config):
         tr.section("mechcheck claims")
         width = max(len(r["status"]) for r in state.records)
         for r in sorted(state.records, key=lambda r: r["nodeid"]):
-            pid = r["id"] + (f"[{r['param']}]" if r.get("param") else "")
+            pid = _report.record_id(r)
             tr.write_line(f"{r['status'].upper():{width}} {pid:28} {r['model']['name']:40} "
                           f"measured {_report.fmt_measured(r.get('measured')):28} expected {r['expected']['text']}")
         for line in _report.replication_lines(state.records, every=False):

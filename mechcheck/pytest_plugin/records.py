@@ -15,6 +15,7 @@ import platform
 import numpy as np
 
 from mechcheck.core import claim as _claim
+from mechcheck.core.result import Result
 from mechcheck.data.ioi_prompts import NAMES
 from mechcheck import models as _models
 
@@ -35,6 +36,8 @@ class Measurement:
         self.seed: int | None = None
 
     def record(self, value, *, ci=None, n=None, **details):
+        if isinstance(value, Result):  # a measurement's typed result (mechcheck.core.result)
+            value, ci, n, details = value.value, value.ci, value.n, {**value.details, **details}
         value = _raw(value)
         _claim.check_measured(value)
         if ci is not None:

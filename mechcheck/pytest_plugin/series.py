@@ -53,10 +53,6 @@ class Plugin:
             metafunc.fixturenames.append(ARG)
             metafunc.parametrize(ARG, cps, ids=[c.id for c in cps], indirect=True, scope="session")
 
-    @pytest.fixture(scope="session")
-    def mc_series_step(self, request) -> Checkpoint:
-        return request.param
-
     def pytest_itemcollected(self, item):
         cp = _step_of(item)
         if cp is not None:  # one xdist group per (model, checkpoint): mechcheck.pytest_plugin.scheduling

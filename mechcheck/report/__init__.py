@@ -22,7 +22,7 @@ from mechcheck.report import series as _series
 from mechcheck.report.html import render
 from mechcheck.report.inventory import coverage_markdown, for_records
 from mechcheck.report.text import (  # noqa: F401  (re-exported for the plugin's terminal summary)
-    DECIDED, STATUSES, counts, counts_line, fmt_measured, replication, replication_lines, _cell)
+    DECIDED, STATUSES, _cell, counts, counts_line, fmt_measured, record_id, replication, replication_lines)
 
 SCHEMA = "mechcheck.results/2"
 SCHEMA_FILE = Path(__file__).with_name("results.schema.json")
@@ -131,7 +131,7 @@ def summary_markdown(doc: dict, created: str) -> str:
         model = r["model"]["name"] + (f" ({sha[:8]})" if sha else "")
         lines.append(
             "| " + " | ".join(_cell(x) for x in (
-                r["id"] + (f"[{r['param']}]" if r.get("param") else ""),
+                record_id(r),
                 f"{r['source']['document']}: {r['source']['where']}",
                 model,
                 fmt_measured(r.get("measured")),

@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from mechcheck.report import SCHEMA
+from mechcheck.report.text import record_id
 
 RANK = {"pass": 0, "not-encoded": 0, "inconclusive": 1, "skip": 1, "fail": 2, "error": 3}
 BAD = ("fail", "error")
@@ -108,7 +109,7 @@ def drift(ra: dict, rb: dict, rtol: float = 0.05, atol: float = 1e-3) -> str | N
 
 
 def _pid(r: dict) -> str:
-    return r.get("id", r["nodeid"]) + (f"[{r['param']}]" if r.get("param") else "")
+    return record_id(r)
 
 
 def compare(base: dict, new: dict, rtol: float = 0.05, atol: float = 1e-3) -> dict:

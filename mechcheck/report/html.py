@@ -19,7 +19,7 @@ import numpy as np
 
 from mechcheck.report.inventory import coverage_html, for_records
 from mechcheck.report.series import headline_note, series_sections
-from mechcheck.report.text import counts_line, fmt_measured
+from mechcheck.report.text import counts_line, fmt_measured, record_id
 
 STATUS_COLOUR = {"pass": "#1a7f37", "fail": "#cf222e", "inconclusive": "#bc4c00", "skip": "#6e7781",
                  "error": "#9a6700", "not-encoded": "#6e7781"}
@@ -125,7 +125,7 @@ def render(doc: dict, created: str) -> str:
     c = doc["counts"]
     rows = []
     for i, r in enumerate(recs):
-        pid = r["id"] + (f"[{r['param']}]" if r.get("param") else "")
+        pid = record_id(r)
         status = f"<span class='s' style='background:{STATUS_COLOUR[r['status']]}'>{r['status'].upper()}</span>"
         rows.append(
             f"<tr><td><a href='#c{i}'>{e(pid)}</a></td><td>{e(r['source']['document'])}<br><small>{e(r['source']['where'])}</small></td>"
@@ -134,7 +134,7 @@ def render(doc: dict, created: str) -> str:
             f"<td>{r['timing']['call_s']:.2f}</td></tr>")
     sections = [series_sections(recs)[1]]  # one plot per claim run over a series
     for i, r in enumerate(recs):
-        pid = r["id"] + (f"[{r['param']}]" if r.get("param") else "")
+        pid = record_id(r)
         imgs = "".join(f"<img src='{src}' alt='{e(pid)} figure'>" for src in figures(r))
         sha = r["model"].get("sha256")
         sections.append(

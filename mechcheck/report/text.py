@@ -68,3 +68,7 @@ def fmt_measured(m: dict | None) -> str:
 def _cell(x) -> str:
     return str(x).replace("|", "\\|").replace("\n", " ")
 
+
+def record_id(r: dict) -> str:
+    """A record's name in every table: its claim id and its parametrization, `T2[seed0]`."""
+    return r.get("id", r.get("nodeid", "?")) + (f"[{r['param']}]" if r.get("param") else "")

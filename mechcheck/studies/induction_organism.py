@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from mechcheck.core.claim import fmt_item
+from mechcheck.core.result import Result
 from mechcheck.metrics import head_scores
 from mechcheck.core.stats import bootstrap_ci
 
@@ -21,9 +22,9 @@ def scores(bridge) -> dict[str, np.ndarray]:
     return {k: v.cpu().numpy() for k, v in head_scores.head_scores(bridge, batch=BATCH, half=HALF).items()}
 
 
-def best_in_layer(s: dict[str, np.ndarray], score: str, layer: int) -> dict:
+def best_in_layer(s: dict[str, np.ndarray], score: str, layer: int) -> Result:
     """O1/O2: the best head of `layer` for `score`, with its CI over the random sequences."""
     per_seq = s[score][layer]  # [batch, heads]
     head = int(per_seq.mean(0).argmax())
-    return dict(value=per_seq.mean(0).max(), ci=bootstrap_ci(per_seq[:, head]), n=per_seq.shape[0],
+    return Result.of(value=per_seq.mean(0).max(), ci=bootstrap_ci(per_seq[:, head]), n=per_seq.shape[0],
                 head=fmt_item((layer, head)), head_map=s[score].mean(1))

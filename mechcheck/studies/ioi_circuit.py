@@ -17,6 +17,7 @@ import torch
 from mechcheck.data import ioi_prompts
 from mechcheck.studies import ioi
 from mechcheck.core.claim import ClaimError, fmt_item
+from mechcheck.core.result import Result
 from mechcheck.metrics import accuracy, attention, dla
 from mechcheck.core.stats import bootstrap_ci, mean_record
 
@@ -25,54 +26,54 @@ INDUCTION_HEAD = 0.3  # a head with induction score >= 0.3 counts as an inductio
 
 # ---------------------------------------------------------------- §3.3 head scores
 
-def top_head_score(scores: dict, score: str) -> dict:
+def top_head_score(scores: dict, score: str) -> Result:
     """I1.8m: the highest mean `score` over all heads, with its CI over the sequences."""
     s = scores[score]
     mean = s.mean(1)
     top = np.unravel_index(mean.argmax(), mean.shape)
-    return dict(value=mean.max(), ci=bootstrap_ci(s[top[0], :, top[1]]), n=s.shape[1],
+    return Result.of(value=mean.max(), ci=bootstrap_ci(s[top[0], :, top[1]]), n=s.shape[1],
                 top_head=fmt_item(tuple(int(t) for t in top)), head_map=mean)
 
 
-def heads_at_least(scores: dict, score: str, threshold: float = INDUCTION_HEAD) -> dict:
+def heads_at_least(scores: dict, score: str, threshold: float = INDUCTION_HEAD) -> Result:
     """I1.gpt2: how many heads have a mean `score` >= threshold."""
     mean = scores[score].mean(1)
     heads = [fmt_item((int(l), int(h))) for l, h in zip(*np.nonzero(mean >= threshold))]
-    return dict(value=len(heads), heads=heads, head_map=mean)
+    return Result.of(value=len(heads), heads=heads, head_map=mean)
 
 
-def top_score_difference(scores_a: dict, scores_b: dict, score: str, models: list[str]) -> dict:
+def top_score_difference(scores_a: dict, scores_b: dict, score: str, models: list[str]) -> Result:
     """I2.weaker: max mean `score` of model a minus that of model b."""
     a, b = scores_a[score].mean(1), scores_b[score].mean(1)
-    return dict(value=a.max() - b.max(), max_8m=a.max(), max_gpt2=b.max(), models=models)
+    return Result.of(value=a.max() - b.max(), max_8m=a.max(), max_gpt2=b.max(), models=models)
 
 
-def head_score(scores: dict, score: str, head: tuple[int, int]) -> dict:
+def head_score(scores: dict, score: str, head: tuple[int, int]) -> Result:
     """I2.gpt2_L4H11, I3.8m_weak: one head's mean score with its CI over the random sequences."""
     per_seq = scores[score]
     layer, h = head
-    return dict(value=per_seq[layer, :, h].mean(), ci=bootstrap_ci(per_seq[layer, :, h]), n=per_seq.shape[1],
+    return Result.of(value=per_seq[layer, :, h].mean(), ci=bootstrap_ci(per_seq[layer, :, h]), n=per_seq.shape[1],
                 head_map=per_seq.mean(1), claimed_heads=[head])
 
 
-def head_score_map(scores: dict, score: str, heads) -> dict:
+def head_score_map(scores: dict, score: str, heads) -> Result:
     """I3: every head's mean score (the claim checks which heads lead), with CIs of the named heads."""
     s = scores[score]
-    return dict(value=s.mean(1), n=s.shape[1], ci_per_head={fmt_item(h): bootstrap_ci(s[h[0], :, h[1]]) for h in heads})
+    return Result.of(value=s.mean(1), n=s.shape[1], ci_per_head={fmt_item(h): bootstrap_ci(s[h[0], :, h[1]]) for h in heads})
 
 
 # ---------------------------------------------------------------- §3.4.1 performance
 
-def mean_logit_diff(run: ioi.IOIRun, with_tokens: bool = False) -> dict:
+def mean_logit_diff(run: ioi.IOIRun, with_tokens: bool = False) -> Result:
     """I4: mean logit difference IO - S at END over the prompt set."""
     extra = {"prompt_token_ids": run.prompts.tokens[0]} if with_tokens else {}
-    return dict(mean_record(run.ld.cpu().numpy()), **extra)
+    return Result.of(mean_record(run.ld.cpu().numpy()), **extra)
 
 
-def paired_logit_diff(run_a: ioi.IOIRun, run_b: ioi.IOIRun, models: list[str]) -> dict:
+def paired_logit_diff(run_a: ioi.IOIRun, run_b: ioi.IOIRun, models: list[str]) -> Result:
     """I4.compare: mean paired difference of the logit differences of two models, same prompts."""
     diff = (run_a.ld - run_b.ld).cpu().numpy()
-    return dict(mean_record(diff), models=models)
+    return Result.of(mean_record(diff), models=models)
 
 
 def correct_probability(run: ioi.IOIRun) -> dict:
@@ -84,7 +85,7 @@ def correct_probability(run: ioi.IOIRun) -> dict:
 
 # ---------------------------------------------------------------- §3.4.2 the circuit
 
-def largest_drop(run: ioi.IOIRun) -> dict:
+def largest_drop(run: ioi.IOIRun) -> Result:
     """I5: the largest drop of the logit-difference curve through the residual stream. The CI is
     the bootstrap over prompts of the drop at the step where the full set drops most (a bootstrap
     of the maximum itself would be biased upward)."""
@@ -93,7 +94,7 @@ def largest_drop(run: ioi.IOIRun) -> dict:
     mean = curves.mean(0)
     step = int(np.argmax(mean[:-1] - mean[1:]))
     drop_at = lambda c: float(c.mean(0)[step] - c.mean(0)[step + 1])  # noqa: E731
-    return dict(value=drop_at(curves), ci=bootstrap_ci(curves, stat=drop_at), curve=mean, labels=labels,
+    return Result.of(value=drop_at(curves), ci=bootstrap_ci(curves, stat=drop_at), curve=mean, labels=labels,
                 drop_after=labels[step])
 
 
@@ -101,27 +102,27 @@ def _head_dla(run: ioi.IOIRun) -> np.ndarray:
     return dla.head_dla(run.bridge, run.cache, run.prompts).cpu().numpy()  # [L, H, n]
 
 
-def dla_share(run: ioi.IOIRun, head: tuple[int, int]) -> dict:
+def dla_share(run: ioi.IOIRun, head: tuple[int, int]) -> Result:
     """I6: every head's share of the total |mean DLA| (the claim checks which heads lead)."""
     d = _head_dla(run)
     mean = d.mean(-1)
-    return dict(value=np.abs(mean) / np.abs(mean).sum(), n=d.shape[-1], dla_mean=mean,
+    return Result.of(value=np.abs(mean) / np.abs(mean).sum(), n=d.shape[-1], dla_mean=mean,
                 **{f"ci_{fmt_item(head)}_dla": bootstrap_ci(d[head])})
 
 
-def negative_movers(run: ioi.IOIRun, heads) -> dict:
+def negative_movers(run: ioi.IOIRun, heads) -> Result:
     """I7.gpt2: the larger (less negative) mean DLA of the named heads."""
     d = _head_dla(run)
     pair = np.stack([d[h] for h in heads])
-    return dict(value=pair.mean(-1).max(), n=d.shape[-1], **{fmt_item(h): bootstrap_ci(d[h]) for h in heads},
+    return Result.of(value=pair.mean(-1).max(), n=d.shape[-1], **{fmt_item(h): bootstrap_ci(d[h]) for h in heads},
                 head_map=d.mean(-1), claimed_heads=list(heads))
 
 
-def most_negative_dla(run: ioi.IOIRun) -> dict:
+def most_negative_dla(run: ioi.IOIRun) -> Result:
     """I7.8m: the most negative head DLA as a fraction of |mean logit difference|."""
     mean = _head_dla(run).mean(-1)
     l, h = np.unravel_index(mean.argmin(), mean.shape)
-    return dict(value=mean.min() / abs(run.ld.mean().item()), most_negative=fmt_item((int(l), int(h))),
+    return Result.of(value=mean.min() / abs(run.ld.mean().item()), most_negative=fmt_item((int(l), int(h))),
                 dla=mean[l, h], head_map=mean)
 
 
@@ -133,12 +134,12 @@ def head_recovery(run: ioi.IOIRun) -> np.ndarray:
     return ((values - corrupt) / (clean - corrupt)).numpy()
 
 
-def head_patching(run: ioi.IOIRun, heads) -> dict:
+def head_patching(run: ioi.IOIRun, heads) -> Result:
     """I8: normalised recovery of the logit difference when each head's output is patched
     corrupt-to-clean, with per-prompt CIs of the named heads."""
     recovery, _ = run.head_patching()
     per_prompt = head_recovery(run)  # [L, H, n]
-    return dict(value=recovery, n=len(run.prompts), ci_per_head={fmt_item(h): bootstrap_ci(per_prompt[h]) for h in heads})
+    return Result.of(value=recovery, n=len(run.prompts), ci_per_head={fmt_item(h): bootstrap_ci(per_prompt[h]) for h in heads})
 
 
 def _example(run: ioi.IOIRun, head: tuple[int, int]) -> dict:
@@ -153,25 +154,25 @@ def _from_end(run, head):
     return {k: v.cpu().numpy() for k, v in attention.from_end(run.cache, run.prompts, *head).items()}
 
 
-def attention_io_over_s(run: ioi.IOIRun, head: tuple[int, int], example: bool = True) -> dict:
+def attention_io_over_s(run: ioi.IOIRun, head: tuple[int, int], example: bool = True) -> Result:
     """I9: attention END->IO minus END->(S1+S2) of one head."""
     a = _from_end(run, head)
     extra = {"example_pattern": _example(run, head)} if example else {}
-    return dict(mean_record(a["IO"] - a["S1"] - a["S2"]), **extra, **{f"mean_{k}": v.mean() for k, v in a.items()})
+    return Result.of(mean_record(a["IO"] - a["S1"] - a["S2"]), **extra, **{f"mean_{k}": v.mean() for k, v in a.items()})
 
 
-def attention_s2_over_rest(run: ioi.IOIRun, head: tuple[int, int], example: bool = True) -> dict:
+def attention_s2_over_rest(run: ioi.IOIRun, head: tuple[int, int], example: bool = True) -> Result:
     """I10: attention END->S2 minus max(END->IO, END->S1) of one head."""
     a = _from_end(run, head)
     extra = {"example_pattern": _example(run, head)} if example else {}
-    return dict(mean_record(a["S2"] - np.maximum(a["IO"], a["S1"])), **extra, **{f"mean_{k}": v.mean() for k, v in a.items()})
+    return Result.of(mean_record(a["S2"] - np.maximum(a["IO"], a["S1"])), **extra, **{f"mean_{k}": v.mean() for k, v in a.items()})
 
 
-def edge_recovery(run: ioi.IOIRun, receiver: tuple[int, int], component: str, sender: tuple[int, int]) -> dict:
+def edge_recovery(run: ioi.IOIRun, receiver: tuple[int, int], component: str, sender: tuple[int, int]) -> Result:
     """I11: path-patching recovery of every earlier head into receiver's q or v input, with the
     claimed sender's CI over prompts."""
     per_prompt = run.edges(receiver, component).numpy()  # [layer, heads, n]
-    return dict(value=per_prompt.mean(-1), n=per_prompt.shape[-1], **{f"ci_{fmt_item(sender)}": bootstrap_ci(per_prompt[sender])})
+    return Result.of(value=per_prompt.mean(-1), n=per_prompt.shape[-1], **{f"ci_{fmt_item(sender)}": bootstrap_ci(per_prompt[sender])})
 
 
 # ---------------------------------------------------------------- absence claims with power (issue #11 item 2)
@@ -223,12 +224,12 @@ def detectable_mix(per_seq: np.ndarray, threshold: float, grid=np.round(np.arang
     return _smallest_detected(grid, fails), (int(l), int(h))  # the planted score rises with a
 
 
-def _absence_summary(scores: dict, score: str, threshold: float) -> dict:
+def _absence_summary(scores: dict, score: str, threshold: float) -> Result:
     s = scores[score]  # [n_layers, n, n_heads]
     mean = s.mean(1)
     top = tuple(int(t) for t in np.unravel_index(mean.argmax(), mean.shape))
     effect, planted_at = detectable_mix(s, threshold)
-    return dict(value=float(mean.max()), ci=max_ci(s, axis=1), n=s.shape[1], top_head=fmt_item(top),
+    return Result.of(value=float(mean.max()), ci=max_ci(s, axis=1), n=s.shape[1], top_head=fmt_item(top),
                 detectable_effect=effect, detectable_effect_head=fmt_item(planted_at), head_map=mean)
 
 
@@ -264,7 +265,7 @@ def detectable_shift(per_item: np.ndarray, axis: int, decides_fail, grid) -> tup
     return _smallest_detected(grid, fails), tuple(int(i) for i in head)
 
 
-def no_negative_movers(run: ioi.IOIRun, threshold: float) -> dict:
+def no_negative_movers(run: ioi.IOIRun, threshold: float) -> Result:
     """I7.8m: the most negative mean head DLA (logits), with the bootstrap CI of the minimum over
     heads (simultaneous), its fraction of |mean logit difference| beside, and detectable_effect:
     the smallest DLA -a of a negative mover planted at the least active head that the check
@@ -274,12 +275,12 @@ def no_negative_movers(run: ioi.IOIRun, threshold: float) -> dict:
     mean = d.mean(-1)
     l, h = np.unravel_index(mean.argmin(), mean.shape)
     effect, at = detectable_shift(d, -1, lambda ci: ci[1] < threshold, np.round(np.arange(0.01, 5.001, 0.01), 2))
-    return dict(value=float(mean.min()), ci=max_ci(d, axis=-1, sign=-1.0), n=d.shape[-1],
+    return Result.of(value=float(mean.min()), ci=max_ci(d, axis=-1, sign=-1.0), n=d.shape[-1],
                 most_negative=fmt_item((int(l), int(h))), fraction_of_logit_diff=float(mean.min() / abs(run.ld.mean().item())),
                 detectable_effect=effect, detectable_effect_head=fmt_item(at), head_map=mean)
 
 
-def never_decreases(run: ioi.IOIRun, threshold: float) -> dict:
+def never_decreases(run: ioi.IOIRun, threshold: float) -> Result:
     """I5.8m: the largest mean drop between consecutive points of the logit-lens curve (embed,
     L0 attn, L0 MLP, ...), with the bootstrap CI of that maximum over all steps (simultaneous, so
     the step is not chosen after looking), and detectable_effect: the smallest drop a added at
@@ -291,14 +292,14 @@ def never_decreases(run: ioi.IOIRun, threshold: float) -> dict:
     mean = drops.mean(0)
     step = int(np.argmax(mean))
     effect, at = detectable_shift(-drops, 0, lambda ci: -ci[1] > threshold, np.round(np.arange(0.01, 5.001, 0.01), 2))
-    return dict(value=float(mean.max()), ci=max_ci(drops, axis=0), n=drops.shape[0], curve=curves.mean(0),
+    return Result.of(value=float(mean.max()), ci=max_ci(drops, axis=0), n=drops.shape[0], curve=curves.mean(0),
                 labels=labels, drop_after=labels[step], detectable_effect=effect,
                 detectable_effect_at=labels[at[0] + 1])
 
 
 # ---------------------------------------------------------------- issue #14 item 2 (thesis)
 
-def layer_share(run: ioi.IOIRun, layer: int) -> dict:
+def layer_share(run: ioi.IOIRun, layer: int) -> Result:
     """figs 3.7/3.8: the share of the total rise of the logit-lens curve (embed to the last layer)
     written by one layer (its attention and MLP), with a bootstrap CI over prompts of that ratio
     of means; every layer's share beside."""
@@ -313,18 +314,18 @@ def layer_share(run: ioi.IOIRun, layer: int) -> dict:
         return float((m[after[l]] - m[before[l]]) / (m[-1] - m[0]))
 
     shares = [share(curves, l) for l in range(run.bridge.cfg.n_layers)]
-    return dict(value=shares[layer], ci=bootstrap_ci(curves, stat=share), n=curves.shape[0],
+    return Result.of(value=shares[layer], ci=bootstrap_ci(curves, stat=share), n=curves.shape[0],
                 layer_shares=np.array(shares), largest_layer=int(np.argmax(shares)))
 
 
-def attention_s2_to_s1(run: ioi.IOIRun, head: tuple[int, int]) -> dict:
+def attention_s2_to_s1(run: ioi.IOIRun, head: tuple[int, int]) -> Result:
     """§3.4.2 hypothesis 1 (H4.0 copies duplicate-name information from S1 to S2): the head's
     attention from S2 to S1 minus from S2 to IO on the IOI prompts, with its CI over prompts."""
     p = run.prompts
     pattern = run.cache[f"blocks.{head[0]}.attn.hook_pattern"][:, head[1]]  # [n, q, k]
     rows = torch.arange(len(p), device=pattern.device)
     s1, io = pattern[rows, p.pos_s2, p.pos_s1].cpu().numpy(), pattern[rows, p.pos_s2, p.pos_io].cpu().numpy()
-    return dict(mean_record(s1 - io), mean_S2_to_S1=s1.mean(), mean_S2_to_IO=io.mean())
+    return Result.of(mean_record(s1 - io), mean_S2_to_S1=s1.mean(), mean_S2_to_IO=io.mean())
 
 
 # ---------------------------------------------------------------- issue #14 item 2 (thesis, §3.4.2 / §3.5.1)
@@ -369,7 +370,7 @@ def previous_token_baseline(run: ioi.IOIRun, head: tuple[int, int], rows=None) -
     return np.array(out)
 
 
-def gave_attention(run: ioi.IOIRun, head: tuple[int, int], target: str, example: bool = True) -> dict:
+def gave_attention(run: ioi.IOIRun, head: tuple[int, int], target: str, example: bool = True) -> Result:
     """Attention of one head from the 'gave' position (right after S2) to `target` minus to the
     other names: target "IO" (fig 3.17: H7.7 moves IO into 'gave'; minus S1) or "S2" (fig 3.19:
     H5.7 moves S2 into 'gave'; minus max(S1, IO) and minus the head's previous-token baseline, as
@@ -387,7 +388,7 @@ def gave_attention(run: ioi.IOIRun, head: tuple[int, int], target: str, example:
     else:
         raise ClaimError(f"gave_attention: target must be 'IO' or 'S2', not {target!r}")
     extra = {"example_pattern": _example(run, head)} if example else {}
-    return dict(mean_record(per), **extra, **{f"mean_gave_to_{k}": v.mean() for k, v in a.items()})
+    return Result.of(mean_record(per), **extra, **{f"mean_gave_to_{k}": v.mean() for k, v in a.items()})
 
 
 def _and_to_s1(run: ioi.IOIRun, head: tuple[int, int]):
@@ -406,7 +407,7 @@ def _and_to_s1(run: ioi.IOIRun, head: tuple[int, int]):
     return rows.numpy(), s1, bos
 
 
-def and_attention(run: ioi.IOIRun, head: tuple[int, int], example: bool = True) -> dict:
+def and_attention(run: ioi.IOIRun, head: tuple[int, int], example: bool = True) -> Result:
     """fig 3.19 (H5.7 'sends information from S1 to the following "and" position'): the head's
     attention from the 'and' right after S1 to S1, less the larger of its attention to BOS and its
     previous-token baseline (S1 is the token before 'and': a previous-token head must not pass),
@@ -415,40 +416,40 @@ def and_attention(run: ioi.IOIRun, head: tuple[int, int], example: bool = True) 
     rows, s1, bos = _and_to_s1(run, head)
     base = previous_token_baseline(run, head, torch.as_tensor(rows))
     extra = {"example_pattern": _example(run, head)} if example else {}
-    return dict(mean_record(s1 - np.maximum(bos, base)), **extra, mean_and_to_S1=s1.mean(), mean_and_to_BOS=bos.mean(),
+    return Result.of(mean_record(s1 - np.maximum(bos, base)), **extra, mean_and_to_S1=s1.mean(), mean_and_to_BOS=bos.mean(),
                 previous_token_baseline=base.mean())
 
 
-def attention_io_over_s_heads(run: ioi.IOIRun, heads) -> dict:
+def attention_io_over_s_heads(run: ioi.IOIRun, heads) -> Result:
     """figs 3.15/3.16: I9's measure (END->IO minus END->(S1+S2)) for several heads; the value is
     the smallest head's mean, with the bootstrap CI over prompts of that minimum (resampled jointly)."""
     per = np.stack([(lambda a: a["IO"] - a["S1"] - a["S2"])(_from_end(run, h)) for h in heads], 1)  # [n, heads]
-    return dict(value=float(per.mean(0).min()), ci=bootstrap_ci(per, stat=lambda x: x.mean(0).min()), n=per.shape[0],
+    return Result.of(value=float(per.mean(0).min()), ci=bootstrap_ci(per, stat=lambda x: x.mean(0).min()), n=per.shape[0],
                 **{f"mean_{fmt_item(h)}": float(per[:, i].mean()) for i, h in enumerate(heads)},
                 example_pattern=_example(run, heads[0]))
 
 
-def end_attention_both(run: ioi.IOIRun, head: tuple[int, int]) -> dict:
+def end_attention_both(run: ioi.IOIRun, head: tuple[int, int]) -> Result:
     """§3.5.1 ('H6.11 moves both the subject and the indirect object into the final "to"
     position'): the smaller of the head's mean attention END->IO and END->(S1+S2), with the
     bootstrap CI over prompts of that minimum; both means and their ratio beside."""
     a = _from_end(run, head)
     per = np.stack([a["IO"], a["S1"] + a["S2"]], 1)  # [n, 2]
     io, s = per.mean(0)
-    return dict(value=float(min(io, s)), ci=bootstrap_ci(per, stat=lambda x: x.mean(0).min()), n=per.shape[0],
+    return Result.of(value=float(min(io, s)), ci=bootstrap_ci(per, stat=lambda x: x.mean(0).min()), n=per.shape[0],
                 mean_IO=float(io), mean_S=float(s), ratio_S_over_IO=float(s / io) if io > 0 else float("inf"),
                 example_pattern=_example(run, head))
 
 
-def end_attention_to_names(run: ioi.IOIRun, head: tuple[int, int]) -> dict:
+def end_attention_to_names(run: ioi.IOIRun, head: tuple[int, int]) -> Result:
     """§3.5.1 (H6.11 'is also a name mover head'): the head's attention from END to the names
     (IO + S1 + S2), with its CI over prompts."""
     a = _from_end(run, head)
-    return dict(mean_record(a["IO"] + a["S1"] + a["S2"]), **{f"mean_{k}": v.mean() for k, v in a.items()},
+    return Result.of(mean_record(a["IO"] + a["S1"] + a["S2"]), **{f"mean_{k}": v.mean() for k, v in a.items()},
                 example_pattern=_example(run, head))
 
 
-def dla_concentration_gap(run_a: ioi.IOIRun, run_b: ioi.IOIRun, models: list[str]) -> dict:
+def dla_concentration_gap(run_a: ioi.IOIRun, run_b: ioi.IOIRun, models: list[str]) -> Result:
     """fig 3.9 vs 3.10 ('in GPT2-small the impact is more distributed'): the share of the total
     |mean head DLA| held by model a's top head minus that held by model b's top head, with a
     bootstrap CI over prompts (the same prompts resampled for both models); both shares, the top
@@ -469,12 +470,12 @@ def dla_concentration_gap(run_a: ioi.IOIRun, run_b: ioi.IOIRun, models: list[str
     k = da.shape[0] * da.shape[1]
     gap = lambda x: top_share(x[:, :k].T) - top_share(x[:, k:].T)  # noqa: E731
     top = lambda d: fmt_item(tuple(int(i) for i in np.unravel_index(np.abs(d.mean(-1)).argmax(), d.shape[:2])))  # noqa: E731
-    return dict(value=float(gap(both)), ci=bootstrap_ci(both, stat=gap), n=both.shape[0], models=models,
+    return Result.of(value=float(gap(both)), ci=bootstrap_ci(both, stat=gap), n=both.shape[0], models=models,
                 top_share_a=float(top_share(da)), top_share_b=float(top_share(db)), top_head_a=top(da),
                 top_head_b=top(db), heads_for_half_a=half(da), heads_for_half_b=half(db))
 
 
-def top_positive_dla(run: ioi.IOIRun, heads) -> dict:
+def top_positive_dla(run: ioi.IOIRun, heads) -> Result:
     """§3.4.2 (GPT-2's H9.9, H9.6, H10.0 'have the largest logit difference attribution'): the
     smallest mean DLA of the named heads minus the largest mean DLA of every other head (> 0: they
     are the top len(heads)), with the bootstrap CI over prompts of that margin."""
@@ -489,12 +490,12 @@ def top_positive_dla(run: ioi.IOIRun, heads) -> dict:
 
     mean = d.mean(-1)
     runner = np.unravel_index(rest[mean.ravel()[rest].argmax()], mean.shape)
-    return dict(value=float(margin(flat)), ci=bootstrap_ci(flat, stat=margin), n=flat.shape[0], head_map=mean,
+    return Result.of(value=float(margin(flat)), ci=bootstrap_ci(flat, stat=margin), n=flat.shape[0], head_map=mean,
                 claimed_heads=list(heads), runner_up=fmt_item(tuple(int(i) for i in runner)),
                 **{f"dla_{fmt_item(h)}": float(mean[h]) for h in heads})
 
 
-def resid_handover(run: ioi.IOIRun) -> dict:
+def resid_handover(run: ioi.IOIRun) -> Result:
     """figs 3.11/3.12 ('using some information stored in the S2 position in one of the later
     layers to get the performance relevant information into the END position'): corrupt-to-clean
     patching of resid_pre by layer x position (S2 ... END); the value is the hand-over layer, the
@@ -514,7 +515,7 @@ def resid_handover(run: ioi.IOIRun) -> dict:
         return float(later[0]) if len(later) else float(m.shape[0])
 
     mean = x.mean(0)
-    return dict(value=handover(x), ci=bootstrap_ci(x, stat=handover), n=x.shape[0], positions=labels,
+    return Result.of(value=handover(x), ci=bootstrap_ci(x, stat=handover), n=x.shape[0], positions=labels,
                 recovery_map=mean, S2_curve=mean[:, 0], END_curve=mean[:, -1])
 
 
@@ -523,7 +524,7 @@ def _sender_stack(scores: dict) -> tuple[list[str], np.ndarray]:
     return names, np.stack([scores[s].numpy() for s in names], 1)  # [n, senders]
 
 
-def top_senders(run: ioi.IOIRun, receiver: tuple[int, int], component: str, claimed: list[str]) -> dict:
+def top_senders(run: ioi.IOIRun, receiver: tuple[int, int], component: str, claimed: list[str]) -> Result:
     """fig 3.20 ('H7.7's value matrix reads from the output of MLP0 and Embed'): path patching of
     every earlier component (embedding, heads, MLPs) into the receiver's q or v input; the value
     is the smallest |recovery| of the claimed senders minus the largest |recovery| of any other
@@ -542,12 +543,12 @@ def top_senders(run: ioi.IOIRun, receiver: tuple[int, int], component: str, clai
 
     mean = x.mean(0)
     order = np.argsort(-np.abs(mean))[:5]
-    return dict(value=float(margin(x)), ci=bootstrap_ci(x, stat=margin), n=x.shape[0],
+    return Result.of(value=float(margin(x)), ci=bootstrap_ci(x, stat=margin), n=x.shape[0],
                 strongest=[f"{names[i]} {mean[i]:+.3f}" for i in order],
                 **{f"recovery_{c}": float(mean[names.index(c)]) for c in claimed})
 
 
-def strongest_sender(run: ioi.IOIRun, receivers, component: str, senders: list[str], claimed: str) -> dict:
+def strongest_sender(run: ioi.IOIRun, receivers, component: str, senders: list[str], claimed: str) -> Result:
     """fig 3.18 ('H8.6 ... which is the strongest S-inhibition head'): path patching of each
     sender into the `component` input of all `receivers` at once (the name movers' queries); the
     value is the claimed sender's mean recovery minus the largest other sender's, with the
@@ -557,11 +558,11 @@ def strongest_sender(run: ioi.IOIRun, receivers, component: str, senders: list[s
     rest = [j for j in range(len(names)) if j != i]
     margin = lambda c: c.mean(0)[i] - c.mean(0)[rest].max()  # noqa: E731
     mean = x.mean(0)
-    return dict(value=float(margin(x)), ci=bootstrap_ci(x, stat=margin), n=x.shape[0],
+    return Result.of(value=float(margin(x)), ci=bootstrap_ci(x, stat=margin), n=x.shape[0],
                 recovery={s: float(v) for s, v in zip(names, mean)}, runner_up=names[rest[int(mean[rest].argmax())]])
 
 
-def patching_top_k(run: ioi.IOIRun, heads, k: int = 5) -> dict:
+def patching_top_k(run: ioi.IOIRun, heads, k: int = 5) -> Result:
     """fig 3.14 (GPT-2 small head-output patching, no sentence of its own): how many of the named
     heads (Wang et al.'s name movers and S-inhibition heads) are among the k heads with the
     largest recovery (I8's measurement), with the bootstrap CI over prompts of that count; the
@@ -576,11 +577,11 @@ def patching_top_k(run: ioi.IOIRun, heads, k: int = 5) -> dict:
 
     mean = per.mean(-1)
     top = [fmt_item(tuple(int(i) for i in np.unravel_index(j, mean.shape))) for j in np.argsort(-mean.ravel())[:k]]
-    return dict(value=count(flat), ci=bootstrap_ci(flat, stat=count), n=flat.shape[0], top_heads=top,
+    return Result.of(value=count(flat), ci=bootstrap_ci(flat, stat=count), n=flat.shape[0], top_heads=top,
                 largest_share=float(np.abs(mean).max() / np.abs(mean).sum()), head_map=mean)
 
 
-def weaker_mover(run: ioi.IOIRun, head: tuple[int, int], reference: tuple[int, int]) -> dict:
+def weaker_mover(run: ioi.IOIRun, head: tuple[int, int], reference: tuple[int, int]) -> Result:
     """§3.5.1 (H6.11 is a name mover 'consistent with the head patching in 3.13, although a
     weaker one than H7.7'): with r = head-patching recovery (I8's measurement, a fraction of the
     clean - corrupted logit difference, mean over prompts), the smaller of r(head) (it visibly
@@ -593,12 +594,12 @@ def weaker_mover(run: ioi.IOIRun, head: tuple[int, int], reference: tuple[int, i
     stat = lambda c: min(c[:, 0].mean(), c[:, 1].mean() - c[:, 0].mean())  # noqa: E731
     ref_ci = bootstrap_ci(x[:, 1])
     ratio = float(x[:, 0].mean() / x[:, 1].mean()) if ref_ci[0] > 0 else None
-    return dict(value=float(stat(x)), ci=bootstrap_ci(x, stat=stat), n=x.shape[0], ratio=ratio,
+    return Result.of(value=float(stat(x)), ci=bootstrap_ci(x, stat=stat), n=x.shape[0], ratio=ratio,
                 **{f"recovery_{fmt_item(head)}": float(x[:, 0].mean()), f"recovery_{fmt_item(reference)}": float(x[:, 1].mean()),
                    f"recovery_{fmt_item(reference)}_ci": ref_ci})
 
 
-def s_inhibition_pattern(run: ioi.IOIRun, head: tuple[int, int]) -> dict:
+def s_inhibition_pattern(run: ioi.IOIRun, head: tuple[int, int]) -> Result:
     """fig 3.18 (GPT-2's H8.6 'sends information from S2 into the END position and into the "gave"
     position, but also from S1 into the following "and" position'): the smallest of the head's mean
     attention END->S2, gave->S2 and and->S1 (the last on the '{S1} and {IO}' prompts only), with the
@@ -617,11 +618,11 @@ def s_inhibition_pattern(run: ioi.IOIRun, head: tuple[int, int]) -> dict:
             m = np.nanmean(x, 0)
         return float(np.where(np.isnan(m), means, m).min())
 
-    return dict(value=stat(per), ci=bootstrap_ci(per, stat=stat), n=len(p), mean_END_to_S2=means[0],
+    return Result.of(value=stat(per), ci=bootstrap_ci(per, stat=stat), n=len(p), mean_END_to_S2=means[0],
                 mean_gave_to_S2=means[1], mean_and_to_S1=means[2], example_pattern=_example(run, head))
 
 
-def pattern_similarity(run_a: ioi.IOIRun, head_a: tuple[int, int], run_b: ioi.IOIRun, heads_b) -> dict:
+def pattern_similarity(run_a: ioi.IOIRun, head_a: tuple[int, int], run_b: ioi.IOIRun, heads_b) -> Result:
     """fig 3.17 vs 3.15/3.16 ('the attention pattern of TinyStories-8M's H7.7 is quite similar to those
     of GPT2-small's H9.9 and H9.6'): per prompt, the correlation (cosine after subtracting each row's
     mean) of head_a's END row (model a) and each of heads_b's END rows (model b) on the same prompt
@@ -643,11 +644,11 @@ def pattern_similarity(run_a: ioi.IOIRun, head_a: tuple[int, int], run_b: ioi.IO
     a = end_rows(run_a, head_a)
     cos = np.stack([torch.nn.functional.cosine_similarity(a, end_rows(run_b, h), dim=-1).numpy() for h in heads_b], 1)
     stat = lambda x: float(x.mean(0).min())  # noqa: E731
-    return dict(value=stat(cos), ci=bootstrap_ci(cos, stat=stat), n=cos.shape[0],
+    return Result.of(value=stat(cos), ci=bootstrap_ci(cos, stat=stat), n=cos.shape[0],
                 **{f"mean_correlation_{fmt_item(h)}": float(cos[:, i].mean()) for i, h in enumerate(heads_b)})
 
 
-def fewer_heads(run_a: ioi.IOIRun, run_b: ioi.IOIRun, models: list[str], threshold: float = 0.05) -> dict:
+def fewer_heads(run_a: ioi.IOIRun, run_b: ioi.IOIRun, models: list[str], threshold: float = 0.05) -> Result:
     """§3.4.2 ('There's a smaller amount of heads used to perform the task'): the number of heads
     whose head-patching recovery (I8's measurement) is >= threshold in model a minus that in model
     b, with the bootstrap CI over the shared prompts (resampled jointly for both models); both counts
@@ -658,5 +659,5 @@ def fewer_heads(run_a: ioi.IOIRun, run_b: ioi.IOIRun, models: list[str], thresho
     k = a.shape[1]
     both = np.concatenate([a, b], 1)
     diff = lambda x: float((x[:, :k].mean(0) >= threshold).sum() - (x[:, k:].mean(0) >= threshold).sum())  # noqa: E731
-    return dict(value=diff(both), ci=bootstrap_ci(both, stat=diff), n=both.shape[0], models=models,
+    return Result.of(value=diff(both), ci=bootstrap_ci(both, stat=diff), n=both.shape[0], models=models,
                 count_a=int((a.mean(0) >= threshold).sum()), count_b=int((b.mean(0) >= threshold).sum()))

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from mechcheck.core.result import Result
 from mechcheck.studies.pos_heads import POSRun, ProbeResult, best_head, f1_from_counts
 
 N_BOOT = 1000
@@ -33,21 +34,21 @@ def probe_f1_ci(result: ProbeResult, tags, head: tuple[int, int], seed: int = 0)
     return _bootstrap(counts[0].shape[0], lowest_f1, seed=seed)
 
 
-def _probe_record(run: POSRun, kind: str, tags, head) -> dict:
+def _probe_record(run: POSRun, kind: str, tags, head) -> Result:
     result = run.probe(kind)
     f1 = {t: result.f1(t) for t in tags}
     lowest = np.min(np.stack(list(f1.values())), axis=0)
     base = run.probe(kind, heads=[head], shuffled=True)
-    return dict(value=lowest[head], ci=probe_f1_ci(result, tags, head), n=len(np.unique(result.paragraph)),
+    return Result.of(value=lowest[head], ci=probe_f1_ci(result, tags, head), n=len(np.unique(result.paragraph)),
                 held_out_tokens=run.held_out_counts(tags), shuffled_label_f1={t: base.f1(t)[head] for t in tags},
                 best_head=best_head(lowest), head_map=lowest, claimed_heads=[head], f1=f1)
 
 
-def quote_key_probe(run: POSRun, head=(2, 0)) -> dict:
+def quote_key_probe(run: POSRun, head=(2, 0)) -> Result:
     """P1: the lower of the `` and '' key-probe F1s of `head` (CI over held-out paragraphs)."""
     rec = _probe_record(run, "key", ("``", "''"), head)
     f1 = rec.pop("f1")
-    return dict(rec, f1_open=f1["``"][head], f1_close=f1["''"][head])
+    return Result.of(rec, f1_open=f1["``"][head], f1_close=f1["''"][head])
 
 
 def f1_map_ci(result: ProbeResult, tag: str, stat, seed: int = 0) -> tuple[float, float]:
@@ -74,7 +75,7 @@ def late_others(f1: np.ndarray, head, late=LATE) -> np.ndarray:
     return np.array([f1[l, h] for l in late for h in range(f1.shape[1]) if (l, h) != tuple(head)])
 
 
-def past_tense_key_probe(run: POSRun, head=(6, 4), late=LATE, margin: float = 0.1, floor: float | None = None) -> dict:
+def past_tense_key_probe(run: POSRun, head=(6, 4), late=LATE, margin: float = 0.1, floor: float | None = None) -> Result:
     """P4: `head`'s VBD key-probe F1 stands out in the late layers (late_layer_exception) and, with
     `floor` (the published F1 less the tolerance), is itself at least `floor`: the value is the
     smaller of the two margins, with a bootstrap CI over held-out paragraphs; the map of all heads
@@ -88,7 +89,7 @@ def past_tense_key_probe(run: POSRun, head=(6, 4), late=LATE, margin: float = 0.
 
     others = late_others(f1, head, late)
     late_f1 = f1[list(late)]
-    return dict(value=stat(f1), ci=f1_map_ci(result, "VBD", stat), stands_out_by=late_layer_exception(f1, head, late, margin),
+    return Result.of(value=stat(f1), ci=f1_map_ci(result, "VBD", stat), stands_out_by=late_layer_exception(f1, head, late, margin),
                 **{f"L{head[0]}H{head[1]}": f1[tuple(head)]}, late_layers=list(late), late_runner_up=float(others.max()),
                 late_mean_others=float(others.mean()), rank_in_late_layers=int((late_f1 > f1[tuple(head)]).sum()) + 1,
                 rank_all_heads=int((f1 > f1[tuple(head)]).sum()) + 1, layer_means=f1.mean(1), best_head=best_head(f1),
@@ -113,12 +114,12 @@ def depth_trend(f1: np.ndarray, exception=None) -> float:
     return float(spearmanr(np.arange(len(means)), means).statistic)
 
 
-def past_tense_depth_trend(run: POSRun, exception=(6, 4)) -> dict:
+def past_tense_depth_trend(run: POSRun, exception=(6, 4)) -> Result:
     """P4.trend: Spearman correlation of layer and mean VBD key-probe F1 per layer, `exception` left
     out of its layer's mean; bootstrap CI over held-out paragraphs."""
     result = run.probe("key")
     f1 = result.f1("VBD")
-    return dict(value=depth_trend(f1, exception), ci=f1_map_ci(result, "VBD", lambda m: depth_trend(m, exception)),
+    return Result.of(value=depth_trend(f1, exception), ci=f1_map_ci(result, "VBD", lambda m: depth_trend(m, exception)),
                 layer_means=layer_means_without(f1, exception), layer_means_with_exception=f1.mean(1),
                 best_head=best_head(f1), head_map=f1, held_out_tokens=run.held_out_counts(("VBD",)))
 
@@ -140,24 +141,24 @@ def many_mostly_early(f1: np.ndarray, threshold: float, many: int) -> int:
     return min(good_heads(f1, threshold) - many, early_minus_late(f1, threshold) - 1)
 
 
-def conjunction_key_probe(run: POSRun, threshold: float = 0.8, many: int = 16) -> dict:
+def conjunction_key_probe(run: POSRun, threshold: float = 0.8, many: int = 16) -> Result:
     """P10.cc: CC key-probe F1 of all heads; value: many_mostly_early (at least `many` heads reach
     `threshold`, and more of them in the early layers 0-3 than in the late layers 4-7)."""
     result = run.probe("key")
     f1 = result.f1("CC")
     stat = lambda m: many_mostly_early(m, threshold, many)  # noqa: E731
-    return dict(value=stat(f1), ci=f1_map_ci(result, "CC", stat), good_heads=good_heads(f1, threshold),
+    return Result.of(value=stat(f1), ci=f1_map_ci(result, "CC", stat), good_heads=good_heads(f1, threshold),
                 good_early=good_heads(f1, threshold, EARLY), good_late=good_heads(f1, threshold, LATE),
                 good_per_layer=(f1 >= threshold).sum(1), best_head=best_head(f1), head_map=f1,
                 held_out_tokens=run.held_out_counts(("CC",)))
 
 
-def modal_key_probe(run: POSRun, threshold: float = 0.8) -> dict:
+def modal_key_probe(run: POSRun, threshold: float = 0.8) -> Result:
     """P10.md: MD key-probe F1 of all heads; value: the number of heads reaching `threshold`."""
     result = run.probe("key")
     f1 = result.f1("MD")
     good = np.argwhere(f1 >= threshold)
-    return dict(value=good_heads(f1, threshold), ci=f1_map_ci(result, "MD", lambda m: good_heads(m, threshold)),
+    return Result.of(value=good_heads(f1, threshold), ci=f1_map_ci(result, "MD", lambda m: good_heads(m, threshold)),
                 good=[f"L{l}H{h}" for l, h in good], best_head=best_head(f1), head_map=f1,
                 held_out_tokens=run.held_out_counts(("MD",)))
 
@@ -170,12 +171,12 @@ def possessive_query_probe(run: POSRun, head=(5, 5)) -> dict:
     return rec
 
 
-def activity(run: POSRun, mask: np.ndarray, head) -> dict:
+def activity(run: POSRun, mask: np.ndarray, head) -> Result:
     """P2/P5/P8: activity ratio (mask tokens / other word tokens) of `head`, its CI over paragraphs."""
     ratio = run.activity_ratio(mask)
     n = run.tags.shape[0]
     ci = _bootstrap(n, lambda seqs: run.activity_ratio(mask, seqs)[head], n_boot=200)
-    return dict(value=ratio[head], ci=ci, n=n, best_head=best_head(ratio), head_map=ratio, claimed_heads=[head])
+    return Result.of(value=ratio[head], ci=ci, n=n, best_head=best_head(ratio), head_map=ratio, claimed_heads=[head])
 
 
 def quote_activity(run: POSRun, head=(2, 0)) -> dict:
@@ -188,47 +189,47 @@ def past_tense_activity(run: POSRun, head=(6, 4)) -> dict:
     return activity(run, run.before_vbd(), head)
 
 
-def definite_noun_activity(run: POSRun, head=(5, 5)) -> dict:
+def definite_noun_activity(run: POSRun, head=(5, 5)) -> Result:
     """P8: activity on PRP$ and the definite article ("the"/"The") right before a noun / elsewhere;
     the ratio on every DT + PRP$ before a noun (the earlier reading) is recorded beside it."""
     rec = activity(run, run.prp_the_before_noun(), head)
-    return dict(rec, n_tokens=int(run.prp_the_before_noun().sum()),
+    return Result.of(rec, n_tokens=int(run.prp_the_before_noun().sum()),
                 every_dt_ratio=run.activity_ratio(run.prp_dt_before_noun())[tuple(head)])
 
 
-def quote_attention(run: POSRun, head=(2, 0)) -> dict:
+def quote_attention(run: POSRun, head=(2, 0)) -> Result:
     """P3: mean attention from in-quote tokens to their opening quote; closing-quote row recorded."""
     att = run.attention_to_opening_quote()
     closing = run.closing_quote_attention()
-    return dict(value=att[head], n=int(run.in_quote.sum()), best_head=best_head(att), head_map=att,
+    return Result.of(value=att[head], n=int(run.in_quote.sum()), best_head=best_head(att), head_map=att,
                 claimed_heads=[head], closing_quote_row={k: v[head] for k, v in closing.items()},
                 example_pattern=run.example_pattern(*head))
 
 
-def quote_closing_shift(run: POSRun, head=(2, 0)) -> dict:
+def quote_closing_shift(run: POSRun, head=(2, 0)) -> Result:
     """P3.closing: the shift to the end mark (POSRun.closing_shift): at the closing quote, `head`'s
     attention on the end mark (the closing-quote token itself) minus its attention on the opening
     quote, less its own self-attention inside quotations; bootstrap CI over paragraphs."""
     shift = run.closing_shift()
     closing = run.closing_quote_attention()
-    return dict(value=shift[tuple(head)], ci=_bootstrap(run.tags.shape[0], lambda s: run.closing_shift(s)[tuple(head)]),
+    return Result.of(value=shift[tuple(head)], ci=_bootstrap(run.tags.shape[0], lambda s: run.closing_shift(s)[tuple(head)]),
                 n=int(run.classes["closing"].sum()), best_head=best_head(shift), head_map=shift, claimed_heads=[head],
                 closing_quote_row={k: v[tuple(head)] for k, v in closing.items()})
 
 
-def past_tense_attention(run: POSRun, head=(6, 4)) -> dict:
+def past_tense_attention(run: POSRun, head=(6, 4)) -> Result:
     """P6: from the token before a VBD, share of the attention on keys other than BOS and self that
     goes to earlier VBD tokens; the raw mass (BOS and self included) is recorded beside it."""
     att = run.attention_to_earlier_vbd("excluded")
     by_tag = run.attention_by_tag("before_vbd", *head)
-    return dict(value=att[tuple(head)], n=run.earlier_vbd_queries(),
+    return Result.of(value=att[tuple(head)], n=run.earlier_vbd_queries(),
                 included_convention=run.attention_to_earlier_vbd("included")[tuple(head)], best_head=best_head(att),
                 attention_by_tag=dict(list(by_tag.items())[:8]), head_map=att, claimed_heads=[head])
 
 
-def _noun_share_record(run: POSRun, query_class: str, head) -> dict:
+def _noun_share_record(run: POSRun, query_class: str, head) -> Result:
     share = run.noun_share(query_class, "excluded")
-    return dict(value=share[tuple(head)], n=int(run.classes[query_class][:, 2:].sum()),
+    return Result.of(value=share[tuple(head)], n=int(run.classes[query_class][:, 2:].sum()),
                 included_convention=run.noun_share(query_class, "included")[tuple(head)], best_head=best_head(share),
                 head_map=share, claimed_heads=[head],
                 attention_by_tag=dict(list(run.attention_by_tag(query_class, *head).items())[:8]))
@@ -240,19 +241,19 @@ def possessive_noun_attention(run: POSRun, head=(5, 5)) -> dict:
     return _noun_share_record(run, "prp$", head)
 
 
-def past_tense_noun_attention(run: POSRun, head=(6, 4)) -> dict:
+def past_tense_noun_attention(run: POSRun, head=(6, 4)) -> Result:
     """P6.nouns (§5.2 body text): from the token before a VBD, share of the attention (BOS and self
     excluded) on nouns, as P9 measures it; the past-tense reading (P6's value) recorded beside it."""
-    return dict(_noun_share_record(run, "before_vbd", head),
+    return Result.of(_noun_share_record(run, "before_vbd", head),
                 vbd_reading=run.attention_to_earlier_vbd("excluded")[tuple(head)])
 
 
-def recent_noun_attention(run: POSRun, head=(5, 5)) -> dict:
+def recent_noun_attention(run: POSRun, head=(5, 5)) -> Result:
     """P9.recent (fig 4c): from "the"/PRP$ right before a noun, with >= 2 earlier nouns, the fraction
     of positions where `head`'s most attended earlier noun is the most recent one; CI over paragraphs."""
     frac, n, chance = run.most_recent_noun()
     ci = _bootstrap(run.tags.shape[0], lambda s: run.most_recent_noun(s)[0][tuple(head)]) if n else (np.nan, np.nan)
-    return dict(value=frac[tuple(head)], ci=ci, n=n, chance=chance, best_head=best_head(frac) if n else "none",
+    return Result.of(value=frac[tuple(head)], ci=ci, n=n, chance=chance, best_head=best_head(frac) if n else "none",
                 head_map=frac, claimed_heads=[head])
 
 
@@ -268,7 +269,7 @@ def nn_attention_lead(sums: np.ndarray, rows: np.ndarray, tag_names, leaders=("D
     return float(np.nan_to_num(min(lead), nan=0.0) - (max(other) if other else 0.0))
 
 
-def noun_attended_by(run: POSRun, head=(5, 5), leaders=("DT", "PRP$")) -> dict:
+def noun_attended_by(run: POSRun, head=(5, 5), leaders=("DT", "PRP$")) -> Result:
     """P9.by_tag (appendix D, fig 8): `head`'s mean attention on NN tokens by the tag of the
     attending token (BOS and self excluded, renormalised); value: how far DT and PRP$ lead every
     other tag; bootstrap CI over paragraphs. The raw-pattern bars are recorded beside it."""
@@ -280,7 +281,7 @@ def noun_attended_by(run: POSRun, head=(5, 5), leaders=("DT", "PRP$")) -> dict:
     top = sorted(bars, key=lambda t: -bars[t][tuple(head)])
     lead_map = np.min([bars[t] for t in leaders if t in bars], axis=0) - np.max(
         [bars[t] for t in bars if t not in leaders], axis=0) if all(t in bars for t in leaders) else None
-    return dict(value=stat(np.arange(len(sums))), ci=_bootstrap(len(sums), stat),
+    return Result.of(value=stat(np.arange(len(sums))), ci=_bootstrap(len(sums), stat),
                 n=sum(counts.get(t, 0) for t in leaders),
                 query_tokens=counts,
                 bars={t: bars[t][tuple(head)] for t in top[:8]}, included_convention={t: raw[t][tuple(head)] for t in top[:8]},

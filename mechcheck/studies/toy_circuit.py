@@ -14,6 +14,7 @@ import torch
 
 from mechcheck.models import toy
 from mechcheck.core.claim import fmt_item
+from mechcheck.core.result import Result
 from mechcheck.metrics import ablation, accuracy, attention, logit_lens
 from mechcheck.core.stats import bootstrap_ci, mean_ci
 
@@ -39,13 +40,13 @@ class ToyRun:
         return accuracy.per_sequence_accuracy(logits[:, OUT], self.targets).cpu().numpy()
 
 
-def holdout_accuracy(run: ToyRun, seed: int | None = None) -> dict:
+def holdout_accuracy(run: ToyRun, seed: int | None = None) -> Result:
     """T1: per-token accuracy on y0..y7 over the 5536 holdout sequences (with the training set-up
     of `seed`'s checkpoint, None for a --mc-model one)."""
     per_seq = run.accuracy()
     value, ci = mean_ci(per_seq)
     train = asdict(toy.TrainConfig(seed=seed)) if seed is not None else None
-    return dict(value=value, ci=ci, n=len(per_seq), sequence_accuracy=float((per_seq == 1).mean()), train=train)
+    return Result.of(value=value, ci=ci, n=len(per_seq), sequence_accuracy=float((per_seq == 1).mean()), train=train)
 
 
 # The tutorial's printed attention matrix (one holdout sample of its own checkpoint): the weight of
@@ -54,7 +55,7 @@ PUBLISHED_ROWS = (0.953, 0.935, 0.633, 0.904, 0.00213, 0.0652, 0.904, 0.897)
 ROUTED = slice(1, toy.N_IN)  # y1..y7: y0 is predicted at x7's own position, so x7 is read without attention
 
 
-def reversed_attention(run: ToyRun) -> dict:
+def reversed_attention(run: ToyRun) -> Result:
     """T2: mean attention from the position predicting y_i to x_{7-i}, over y1..y7.
 
     Why y0 is left out: y0 is predicted at position 8, which holds x7 itself; the model reads it from
@@ -66,11 +67,11 @@ def reversed_attention(run: ToyRun) -> dict:
     value, ci = mean_ci(per_seq)
     tokens = ["BOS"] + [f"x{i}" for i in range(8)] + [f"y{i}" for i in range(7)]
     example = {"head": fmt_item((0, 0)), "tokens": tokens, "pattern": pattern[0, 0].cpu().numpy().round(3)}
-    return dict(value=value, ci=ci, n=len(per_seq), per_output=att.mean(0), y0_on_x7=float(att[:, 0].mean()),
+    return Result.of(value=value, ci=ci, n=len(per_seq), per_output=att.mean(0), y0_on_x7=float(att[:, 0].mean()),
                 mean_with_y0=float(att.mean()), example_pattern=example)
 
 
-def routed_argmax(run: ToyRun) -> dict:
+def routed_argmax(run: ToyRun) -> Result:
     """T6: each output y_i (i = 1..7) routes exactly one input: the share of holdout sequences whose
     attention argmax over x0..x7 is x_{7-i}, per output; the value is the worst output (min), so
     every position must route, not only the average. y0 (read without attention) is in details."""
@@ -78,30 +79,30 @@ def routed_argmax(run: ToyRun) -> dict:
     hit = (pattern.argmax(-1) + 1 == torch.tensor(KEYS, device=pattern.device)).float().cpu().numpy()
     per_output = hit.mean(0)
     ci = bootstrap_ci(hit[:, ROUTED], stat=lambda h: h.mean(0).min())
-    return dict(value=float(per_output[ROUTED].min()), ci=ci, n=len(hit), per_output=per_output,
+    return Result.of(value=float(per_output[ROUTED].min()), ci=ci, n=len(hit), per_output=per_output,
                 worst_output=f"y{1 + int(per_output[ROUTED].argmin())}", y0_hit=float(per_output[0]))
 
 
-def ablation_drop(run: ToyRun, component: str, index: int | None = None) -> dict:
+def ablation_drop(run: ToyRun, component: str, index: int | None = None) -> Result:
     """T3/T4: holdout accuracy lost when `component` (attn.W_O, mlp.W_out) is zeroed."""
     clean = run.accuracy()
     ablated = run.accuracy([ablation.zero_hook(component, 0, index)])
     value, ci = mean_ci(clean - ablated)
-    return dict(value=value, ci=ci, n=len(clean), clean_accuracy=clean.mean(), ablated_accuracy=ablated.mean())
+    return Result.of(value=value, ci=ci, n=len(clean), clean_accuracy=clean.mean(), ablated_accuracy=ablated.mean())
 
 
-def ablation_order(run: ToyRun) -> dict:
+def ablation_order(run: ToyRun) -> Result:
     """T7: the MLP ablation costs more accuracy than the attention ablation (the tutorial's numbers,
     17.67% vs 29.19% left), paired over holdout sequences: drop(mlp.W_out) - drop(attn.W_O)."""
     clean = run.accuracy()
     mlp = run.accuracy([ablation.zero_hook("mlp.W_out", 0)])
     attn = run.accuracy([ablation.zero_hook("attn.W_O", 0)])
     value, ci = mean_ci((clean - mlp) - (clean - attn))
-    return dict(value=value, ci=ci, n=len(clean), clean_accuracy=clean.mean(), mlp_drop=(clean - mlp).mean(),
+    return Result.of(value=value, ci=ci, n=len(clean), clean_accuracy=clean.mean(), mlp_drop=(clean - mlp).mean(),
                 attention_drop=(clean - attn).mean())
 
 
-def routed_input_before_mlp(run: ToyRun) -> dict:
+def routed_input_before_mlp(run: ToyRun) -> Result:
     """T5: before the MLP, the residual stream at the position predicting y_i (i = 1..7) carries
     the routed input x_{7-i}: held-out accuracy of one linear probe per position (scikit-learn's
     LogisticRegression on hook_resid_mid, fitted on the first half of the holdout sequences, tested
@@ -124,13 +125,13 @@ def routed_input_before_mlp(run: ToyRun) -> dict:
     per_seq = np.stack(correct, 1).mean(1)
     value, ci = mean_ci(per_seq)
     lens = logit_lens.lens_logits(run.bridge, run.cache["blocks.0.hook_resid_mid"][:, OUT]).argmax(-1).cpu().numpy()
-    return dict(value=value, ci=ci, n=len(per_seq), per_output={f"y{i}": float(c.mean())
+    return Result.of(value=value, ci=ci, n=len(per_seq), per_output={f"y{i}": float(c.mean())
                 for i, c in zip(range(ROUTED.start, toy.N_IN), correct)},
                 pre_mlp_lens_reads_input=float((lens[:, ROUTED] == routed[:, ROUTED]).mean()),
                 chance=0.25)
 
 
-def mlp_increment(run: ToyRun) -> dict:
+def mlp_increment(run: ToyRun) -> Result:
     """T5.plus1: share of output positions whose logit-lens argmax is the target x_{7-i}+1 only
     after the MLP (wrong before it, right after it)."""
     pre_resid = run.cache["blocks.0.hook_resid_mid"][:, OUT]
@@ -140,6 +141,6 @@ def mlp_increment(run: ToyRun) -> dict:
     t = run.targets
     only_after = ((pre != t) & (post == t)).float().mean(-1).cpu().numpy()
     value, ci = mean_ci(only_after)
-    return dict(value=value, ci=ci, n=len(only_after),
+    return Result.of(value=value, ci=ci, n=len(only_after),
                 pre_mlp_accuracy=(pre == t).float().mean(), post_mlp_accuracy=(post == t).float().mean(),
                 pre_mlp_accuracy_raw_WU=(raw_pre == t).float().mean())

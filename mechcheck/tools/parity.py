@@ -18,6 +18,7 @@ from pathlib import Path
 
 from mechcheck.tools.bench import STANDINS, device_name, prepare, run_suite
 from mechcheck.report import atomic_write
+from mechcheck.report.text import record_id
 
 RTOL = 1e-4
 # Relative difference |a-b| / max(|a|, |b|, FLOOR): values within 1e-6 of 0 on both sides (the
@@ -67,7 +68,7 @@ def compare(a: list[dict], b: list[dict], rtol: float = RTOL) -> tuple[list[dict
         abs_d, rel_d = _differences(_measured(ra), _measured(rb)) if ra and rb else (math.inf, math.inf)
         same = sa == sb and rel_d <= rtol
         ok &= same
-        claim = (ra or rb)["id"] + (f"[{(ra or rb)['param']}]" if (ra or rb).get("param") else "")
+        claim = record_id(ra or rb)
         rows.append({"claim": claim, "nodeid": nodeid, "status": (sa, sb), "status_equal": sa == sb,
                      "abs_diff": abs_d, "rel_diff": rel_d, "ok": same})
     return rows, ok
