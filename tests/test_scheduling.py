@@ -129,3 +129,20 @@ def test_workers_share_the_cpu_cores(monkeypatch, worker, count, cores, want):
         assert torch.get_num_threads() == (want or before)
     finally:
         torch.set_num_threads(before)
+
+
+def test_unreadable_durations_file_is_a_warning_not_silence(tmp_path):
+    """A damaged pytest-split durations file no longer drops out silently: MechcheckWarning says
+    which file and that every test then counts the same."""
+    from types import SimpleNamespace
+
+    from mechcheck.core.warning import MechcheckWarning
+    from mechcheck.pytest_plugin.scheduling import _durations
+
+    bad = tmp_path / ".test_durations"
+    bad.write_text("{not json")
+    config = SimpleNamespace(getoption=lambda name, default=None: str(bad), rootpath=tmp_path)
+    with pytest.warns(MechcheckWarning, match="stored durations cannot be read"):
+        assert _durations(config) == {}
+    missing = SimpleNamespace(getoption=lambda name, default=None: str(tmp_path / "none"), rootpath=tmp_path)
+    assert _durations(missing) == {}  # no file is the normal case: no warning

@@ -184,8 +184,10 @@ def _run(pytester, name, *args):
 
 def test_standin_series_one_record_per_step_and_load(pytester, standin_series):
     good, _ = standin_series
-    proc, doc, loads = _run(pytester, "rep", "--mc-series", f"{TS1M}={good}")
+    # -W error: the series fixture raised pytest's PytestRemovedIn10Warning on every series run
+    proc, doc, loads = _run(pytester, "rep", "--mc-series", f"{TS1M}={good}", "-W", "error::pytest.PytestRemovedIn10Warning")
     assert proc.returncode == 0, proc.stdout[-2000:]
+    assert "PytestRemovedIn10Warning" not in proc.stdout
     got = [(r["id"], r["param"], r["step"], r["status"]) for r in doc["claims"]]
     assert got == [(c, f"step{s:04d}", s, "pass") for c in ("S1", "S2") for s in (0, 1000, 2000)]
     assert sorted(p.rsplit("/", 1)[1] for p in (line.split()[1] for line in loads)) == \

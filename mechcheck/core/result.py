@@ -51,6 +51,17 @@ class Result:
     def get(self, key: str, default=None):
         return self[key] if key in self else default
 
+    def update(self, other: Mapping = (), **more) -> None:
+        for key, value in {**dict(other), **more}.items():
+            self[key] = value
+
+    def pop(self, key: str, *default):
+        if key in FIELDS:
+            value = getattr(self, key)
+            setattr(self, key, None)
+            return value
+        return self.details.pop(key, *default)
+
     def items(self) -> list[tuple[str, Any]]:
         return [(k, self[k]) for k in self.keys()]
 
