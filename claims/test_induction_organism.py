@@ -13,13 +13,16 @@ or at one checkpoint file with --mc-model mechcheck/induction-organism=FILE.
 
 from __future__ import annotations
 
+from functools import partial
+
 import pytest
 
 from mechcheck.studies import induction_organism
+from mechcheck.studies.induction_organism import ONE_LAYER, RANDOM, TRAINED
 from mechcheck.models import organisms
 from mechcheck.models import series
 from mechcheck.pytest_plugin import SERIES_ARG, checkpoint_override, series_given
-from mechcheck.core.claim import Source, at_least
+from mechcheck.core.claim import OBSERVATIONAL, Claim, Measure, Source, at_least
 from mechcheck.models import INDUCTION_ORGANISM
 
 SRC = Source("Olsson et al. 2022, In-context Learning and Induction Heads (Transformer Circuits Thread)",
@@ -51,30 +54,40 @@ def checkpoint(mc_series_step):
 
 
 @pytest.fixture
-def s(checkpoint, mc_load, mc_shared):
-    """The head scores of one checkpoint (computed once per checkpoint)."""
+def model(checkpoint, mc_load):
+    """One checkpoint (its head scores are computed once and read by both claims: Measure.on)."""
     if isinstance(checkpoint, Exception):
         raise checkpoint
-    loaded = mc_load(INDUCTION_ORGANISM, checkpoint=checkpoint)
-    return mc_shared(("induction-scores", loaded.sha256), lambda: induction_organism.scores(loaded.bridge))
+    return mc_load(INDUCTION_ORGANISM, checkpoint=checkpoint)
 
 
-@pytest.mark.claim(
+O1 = Claim(
     id="O1", model=INDUCTION_ORGANISM,
     statement="A 2-layer attention-only model trained on repeated segments has an induction head in layer 1",
     source=SRC, published="induction heads form (phase change)", expect=at_least(0.3),
     tolerance="Olsson et al. give no score threshold; max induction score in layer 1 >= 0.3 (the thesis' "
     "induction-head threshold, used by the IOI claims)",
+    measure=Measure(partial(induction_organism.best_in_layer, score="induction", layer=1), on=induction_organism.scores),
+    evidence=OBSERVATIONAL, controls=[TRAINED, RANDOM],
 )
-def test_o1_induction_head(s, measure):
-    measure.record(**induction_organism.best_in_layer(s, "induction", layer=1))
 
 
-@pytest.mark.claim(
+@pytest.mark.claim(O1)
+def test_o1_induction_head(model, measure):
+    measure.run(model)
+
+
+O2 = Claim(
     id="O2", model=INDUCTION_ORGANISM,
     statement="... and a previous-token head in layer 0 (the K-composition partner)",
     source=SRC, published="previous-token head in layer 0", expect=at_least(0.5),
     tolerance="max previous-token score in layer 0 >= 0.5",
+    measure=Measure(partial(induction_organism.best_in_layer, score="previous_token", layer=0),
+                    on=induction_organism.scores),
+    evidence=OBSERVATIONAL, controls=[TRAINED, ONE_LAYER, RANDOM],
 )
-def test_o2_previous_token_head(s, measure):
-    measure.record(**induction_organism.best_in_layer(s, "previous_token", layer=0))
+
+
+@pytest.mark.claim(O2)
+def test_o2_previous_token_head(model, measure):
+    measure.run(model)

@@ -15,6 +15,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 PKG = ROOT / "mechcheck"
 FLOORS = {"core": 0, "data": 1, "models": 2, "metrics": 3, "studies": 4, "report": 5, "pytest_plugin": 5,
+          "testing": 5,  # claims' controls, run by the plugin and by tests/ (issue #19)
           "tools": 6, "__main__": 7}
 ALLOWED_IN_REPORT = {"core", "report"}
 PUBLIC_FOR_CLAIMS = {"mechcheck.pytest_plugin"}  # of the plugin, claim files import only its package API

@@ -72,7 +72,7 @@ def _changed(src: Path, dst: Path, change) -> Path:
 @pytest.mark.parametrize("case,line", [
     ("overlap", "*::test_* is in both *shard1/results.json and *shard3/results.json (overlapping shards)"),
     ("twice", "*shard1/results.json is given twice"),
-    ("schema", "*schema 'mechcheck.results/0', expected 'mechcheck.results/2' (reports of different schema versions)"),
+    ("schema", "*schema 'mechcheck.results/0', expected 'mechcheck.results/3' of * (reports of different schema versions)"),
     ("settings", "* come from runs with different settings (device 'cpu' vs 'cuda')"),
     ("missing", "*nowhere/results.json: cannot be read (No such file or directory)"),
     ("garbage", "*bad.json: not valid JSON *"),

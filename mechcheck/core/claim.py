@@ -1,15 +1,50 @@
-"""A claim: what a document says, where it says it, and the named comparison that decides it.
+"""A claim: what a document says, where it says it, the measurement that checks it with every
+setting bound, the named comparison that decides it, and the controls that show the check can decide.
 
 Why: pass/fail must come from one comparison between the measurement and a stated expectation
 (published value + tolerance, written next to the citation), never from asserts scattered per
-test, so the report can always show measured vs expected vs published.
+test, so the report can always show measured vs expected vs published. And a reader must be able
+to believe a verdict: the same bound measurement, run on a model where the mechanism is built in
+(positive control) and on one of the same shape without it (negative control), must decide as
+expected. One declaration binds all of it, so a control can never drift from its claim.
+
+Declaring a claim (the API other claim files use)::
+
+    T3 = Claim(
+        id="T3", model=TOY, statement="...", source=Source(DOC, "section"), expect=at_least(0.4),
+        published="drop 0.8233", tolerance="why 0.4",
+        measure=Measure(partial(toy_circuit.ablation_drop, component="mlp.W_out"), on=toy_circuit.ToyRun),
+        evidence=INTERVENTIONAL,                      # or OBSERVATIONAL (attention, scores, probes, lenses)
+        controls=[toy_circuit.TRAINED, toy_circuit.RANDOM],   # Control(name, kind, build, description)
+    )
+
+    @pytest.mark.claim(T3)          # the marker carries the declaration (keyword form still works)
+    def test_t3(toy_model, measure):
+        measure.run(toy_model)       # claim.measure on the claim's model (a LoadedModel or a bridge)
+
+- `measure` is a callable of the measured model (a TransformerBridge) returning the keyword
+  arguments of `Measurement.record` (value=, ci=, n=, **details); every setting (prompt set,
+  sequence length, BOS handling, vocabulary, heads) is bound in it (functools.partial). `Measure(fn,
+  on=prepare)` adds a shared preparation: `prepare(model)` (e.g. one forward pass) is computed once
+  per model and read by every claim whose measure has the same `on`. Its `identity()` (function
+  names, bound arguments, source digests) keys the controls' cache.
+- `controls`: `Control(name, kind, build, description, effect=None)`; `kind` is POSITIVE (the
+  mechanism built or trained in) or NEGATIVE (the same shape without it); `build()` returns the
+  model the measure takes, at the claim's own settings. The plugin runs `measure` on each and
+  decides it with the claim's own rule (`verdict`); a presence claim expects PASS on a positive
+  control and FAIL on a negative one; an absence claim (`absence=True`) the other way round, and its
+  positive control carries `effect`, the planted strength the report gives as the detectable effect.
 """
 
 from __future__ import annotations
 
+import functools
+import hashlib
+import inspect
 import math
+import re
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
@@ -272,9 +307,108 @@ def leads(items, minimum: float, margin: float = 0.0) -> Leads:
     return Leads(tuple(items), float(minimum), float(margin))
 
 
+POSITIVE, NEGATIVE = "positive", "negative"  # a control's kind: the mechanism built in, or not
+OBSERVATIONAL, INTERVENTIONAL = "observational", "interventional"  # the evidence rung of a measurement
+EVIDENCE = (OBSERVATIONAL, INTERVENTIONAL)
+
+
+def identity(obj) -> str:
+    """A stable text of a callable with its bound settings: a functools.partial is its function,
+    arguments and keywords; a function or class is module.qualname plus a digest of its module's
+    source (an edited measurement is a new one); other values their repr without memory addresses.
+    Why: the controls of a claim are cached under it, and two runs must agree on it."""
+    if isinstance(obj, functools.partial):
+        args = ", ".join([identity(a) for a in obj.args] + [f"{k}={identity(v)}" for k, v in sorted(obj.keywords.items())])
+        return f"{identity(obj.func)}({args})"
+    if isinstance(obj, Measure):
+        return obj.identity()
+    if inspect.isfunction(obj) or inspect.isclass(obj) or inspect.ismethod(obj):
+        return f"{obj.__module__}.{obj.__qualname__}@{_source_digest(obj)}"
+    if isinstance(obj, (list, tuple)):
+        inner = ", ".join(identity(v) for v in obj)
+        return f"[{inner}]" if isinstance(obj, list) else f"({inner})"
+    if isinstance(obj, dict):
+        return "{" + ", ".join(f"{k!r}: {identity(v)}" for k, v in sorted(obj.items(), key=lambda kv: repr(kv[0]))) + "}"
+    return re.sub(r" at 0x[0-9a-f]+", "", repr(obj))
+
+
+@functools.lru_cache(maxsize=None)
+def _file_digest(path: str) -> str:
+    with open(path, "rb") as f:
+        return hashlib.sha256(f.read()).hexdigest()[:12]
+
+
+def _source_digest(obj) -> str:
+    try:
+        return _file_digest(inspect.getsourcefile(obj))
+    except (TypeError, OSError):
+        return "builtin"
+
+
+@dataclass(frozen=True)
+class Measure:
+    """A measurement with every setting bound. `fn(prepared)` returns the keyword arguments of
+    `Measurement.record`; `on(model)` prepares what it reads (None: `fn` reads the model itself).
+
+    Why `on`: the claims on one model share one preparation (e.g. one forward pass over the
+    holdout set); the plugin computes it once per model and `on`, for the claim's model and for
+    each control model alike."""
+
+    fn: Callable
+    on: Callable | None = None
+
+    def __call__(self, model, shared=None, key=None) -> dict:
+        """Measure `model`; `shared(key, build)` (the session's store) shares the preparation
+        under `key` (which model it is: a checkpoint's sha256; default the object itself)."""
+        if self.on is None:
+            return self.fn(model)
+        if shared is None:
+            return self.fn(self.on(model))
+        which = key if key is not None else ("object", id(model))
+        return self.fn(shared(("measure-on", identity(self.on), which), lambda: self.on(model)))
+
+    def identity(self) -> str:
+        return f"Measure({identity(self.fn)}, on={identity(self.on)})"
+
+
+@dataclass(frozen=True)
+class Control:
+    """A model on which the claim's own bound measurement must decide a known way.
+
+    kind POSITIVE: the mechanism built or trained in (a planted head, an organism, a constructed or
+    trained model); NEGATIVE: the same shape without it (ablated, swapped, random). `build()`
+    returns the model `Claim.measure` takes; `description` says in one line what it is; `effect`
+    is the planted strength, for an absence claim's positive control (its detectable effect)."""
+
+    name: str
+    kind: str
+    build: Callable[[], Any]
+    description: str
+    effect: float | None = None
+
+    def expected(self, claim: "Claim") -> str:
+        """The verdict this control must get: a presence claim passes where the mechanism is and
+        fails where it is not; an absence claim the other way round."""
+        present = self.kind == POSITIVE
+        return ("fail" if present else "pass") if claim.absence else ("pass" if present else "fail")
+
+    def identity(self) -> str:
+        return f"Control({self.name!r}, {self.kind}, {identity(self.build)}, effect={self.effect!r})"
+
+
+def positive(name: str, build: Callable, description: str, effect: float | None = None) -> Control:
+    return Control(name, POSITIVE, build, description, effect)
+
+
+def negative(name: str, build: Callable, description: str) -> Control:
+    return Control(name, NEGATIVE, build, description)
+
+
 @dataclass(frozen=True)
 class Claim:
-    """The declaration a test carries (`@pytest.mark.claim(...)`)."""
+    """The declaration a test carries (`@pytest.mark.claim(T1)` with a Claim, or
+    `@pytest.mark.claim(id=..., ...)`): the statement and its source, the expectation that decides
+    it, and (new claims) the bound measurement, its evidence rung and its controls."""
 
     id: str
     statement: str
@@ -283,6 +417,13 @@ class Claim:
     expect: Expectation
     published: Any = None
     tolerance: str = ""  # why the threshold is where it is, next to the citation
+    measure: Callable | None = None  # the measured model -> Measurement.record kwargs, every setting bound
+    controls: tuple = ()  # Control(...): at least one POSITIVE and one NEGATIVE
+    evidence: str | None = None  # OBSERVATIONAL or INTERVENTIONAL
+    absence: bool = False  # the claim says a mechanism is absent (its positive control must make it FAIL)
+
+    def __post_init__(self):
+        object.__setattr__(self, "controls", tuple(self.controls or ()))
 
     @classmethod
     def from_marker(cls, mark, where: str = "") -> "Claim":
@@ -290,16 +431,43 @@ class Claim:
         is one ClaimError line naming `where`."""
         prefix = f"{where}: " if where else ""
         if mark.args:
-            raise ClaimError(f"{prefix}@pytest.mark.claim takes keyword arguments only (id=..., statement=..., ...)")
-        try:
-            c = cls(**mark.kwargs)
-        except TypeError as exc:
-            raise ClaimError(f"{prefix}bad @pytest.mark.claim ({exc})") from None
-        if not isinstance(c.expect, Expectation) or not isinstance(c.source, Source):
-            raise ClaimError(f"{prefix}@pytest.mark.claim needs expect=<Expectation> and source=Source(...)")
-        if not isinstance(c.id, str) or not c.id or not isinstance(c.model, str):
-            raise ClaimError(f"{prefix}@pytest.mark.claim needs a non-empty id and a model name (strings)")
+            if len(mark.args) == 1 and isinstance(mark.args[0], Claim) and not mark.kwargs:
+                c = mark.args[0]
+            else:
+                raise ClaimError(f"{prefix}@pytest.mark.claim takes one Claim declaration or keyword arguments only "
+                                 f"(id=..., statement=..., ...)")
+        else:
+            try:
+                c = cls(**mark.kwargs)
+            except TypeError as exc:
+                raise ClaimError(f"{prefix}bad @pytest.mark.claim ({exc})") from None
+        c.validate(prefix)
         return c
+
+    def validate(self, prefix: str = "") -> None:
+        """One ClaimError line for a declaration that cannot be run or decided."""
+        if not isinstance(self.expect, Expectation) or not isinstance(self.source, Source):
+            raise ClaimError(f"{prefix}@pytest.mark.claim needs expect=<Expectation> and source=Source(...)")
+        if not isinstance(self.id, str) or not self.id or not isinstance(self.model, str):
+            raise ClaimError(f"{prefix}@pytest.mark.claim needs a non-empty id and a model name (strings)")
+        if self.measure is not None and not callable(self.measure):
+            raise ClaimError(f"{prefix}{self.id}: measure= must be a callable of the model (functools.partial or Measure)")
+        if self.evidence is not None and self.evidence not in EVIDENCE:
+            raise ClaimError(f"{prefix}{self.id}: evidence={self.evidence!r}; use one of {', '.join(EVIDENCE)}")
+        for ctl in self.controls:
+            if not isinstance(ctl, Control) or ctl.kind not in (POSITIVE, NEGATIVE) or not callable(ctl.build):
+                raise ClaimError(f"{prefix}{self.id}: controls= takes Control(name, kind positive|negative, build, "
+                                 f"description), got {ctl!r:.80}")
+            if self.measure is None:
+                raise ClaimError(f"{prefix}{self.id}: controls need measure= (they run the claim's bound measurement)")
+        names = [ctl.name for ctl in self.controls]
+        dup = next((n for n in names if names.count(n) > 1), None)
+        if dup is not None:
+            raise ClaimError(f"{prefix}{self.id}: two controls are named {dup!r}")
+
+    def settings(self) -> str:
+        """The bound measurement's identity (part of the controls' cache key)."""
+        return identity(self.measure)
 
     def to_json(self) -> dict:
         return {
@@ -310,6 +478,7 @@ class Claim:
             "expected": self.expect.to_json(),
             "published": self.published,
             "tolerance": self.tolerance,
+            "evidence": self.evidence,
         }
 
 
@@ -460,6 +629,17 @@ def claim_of(test_function) -> Claim:
         if mark.name == "claim":
             return Claim.from_marker(mark, test_function.__name__)
     raise ValueError(f"{test_function.__name__} carries no @pytest.mark.claim")
+
+
+def outcome(claim: Claim, value, ci=None) -> tuple[str, str]:
+    """(verdict, one-line reason) by `decide`: "pass" | "fail" | "inconclusive"; an undecidable
+    measurement raises ClaimError. The plugin's decision as a value, for controls."""
+    try:
+        return decide(claim, value, ci), ""
+    except ClaimFailed as exc:
+        return "fail", str(exc)
+    except ClaimInconclusive as exc:
+        return "inconclusive", str(exc)
 
 
 def satisfies(expect: Expectation, value) -> bool:

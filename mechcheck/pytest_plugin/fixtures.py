@@ -19,6 +19,9 @@ from mechcheck.pytest_plugin.state import LOADED, MEASUREMENT, claim_of, model_n
 def measure(request) -> Measurement:
     """Record the measured value(s) of this claim; pass/fail is decided by the plugin."""
     m = Measurement()
+    m.claim = claim_of(request.node)
+    if m.claim is not None and m.claim.measure is not None:
+        m.shared = request.getfixturevalue("mc_shared")
     request.node.stash[MEASUREMENT] = m
     return m
 

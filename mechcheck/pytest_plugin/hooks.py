@@ -26,9 +26,10 @@ from mechcheck.pytest_plugin import fixtures
 from mechcheck.pytest_plugin import records as _records
 from mechcheck.pytest_plugin import scheduling as _scheduling
 from mechcheck.pytest_plugin import series as _series
-from mechcheck.pytest_plugin.state import (_ALLOWED, _CLAIM_ERROR, _EXTRA, _STATE, _TIMES, CLAIM, LOADED, MEASUREMENT,
-                                           ONE_LINE, RunState, _ioi_names, _report_dir, add_options, claim_of, is_claim,
-                                           model_name, run_state)
+from mechcheck.pytest_plugin.state import (_ALLOWED, _CLAIM_ERROR, _EXTRA, _STATE, _TIMES, CLAIM, CONTROLS, LOADED,
+                                           MEASUREMENT, ONE_LINE, RunState, _ioi_names, _report_dir, add_options,
+                                           claim_of, is_claim, model_name, run_state)
+from mechcheck.testing import ControlRunner
 
 
 def pytest_addoption(parser, pluginmanager):
@@ -45,8 +46,8 @@ def pytest_configure(config):
                 "from a serial run in the last digits"), stacklevel=2)
 
     config.addinivalue_line(
-        "markers", "claim(id, statement, source, model, expect, published=None, tolerance=''): "
-        "a published claim this test checks (mechcheck)")
+        "markers", "claim(CLAIM) or claim(id, statement, source, model, expect, published=None, tolerance='', "
+        "measure=None, controls=(), evidence=None, absence=False): a published claim this test checks (mechcheck)")
     values = config.getoption("mc_model")
     names = [v.partition("=")[0] for v in values]
     dup = next((n for n in names if names.count(n) > 1), None)
@@ -59,6 +60,7 @@ def pytest_configure(config):
             data=data_dir(config.getoption("mc_data")),
             ioi_names=_ioi_names(config.getoption("mc_ioi_names")),
             report_dir=_report_dir(config),
+            controls=ControlRunner(config.getoption("mc_controls")),
         )
     except (_models.ModelError, DataError) as exc:
         raise pytest.UsageError(str(exc)) from None
@@ -162,6 +164,19 @@ def _check_finite(item, c, m) -> None:
         raise
 
 
+def _run_controls(item, c) -> None:
+    """The claim's controls, with its own bound measure (mechcheck.testing.ControlRunner: once per
+    claim and settings, cached across runs); their time is reported apart from the claim's."""
+    runner = run_state(item.config).controls
+    if not c.controls or runner.mode == "skip":
+        return
+    t0 = time.perf_counter()
+    try:
+        item.stash[CONTROLS] = runner.run(c)
+    finally:
+        item.stash.setdefault(_TIMES, {})["controls_s"] = time.perf_counter() - t0
+
+
 def _decide(item, c, m) -> None:
     """The verdict (mechcheck.core.claim.decide), turned into pytest's outcome: a pass returns, a
     fail or inconclusive raises, or is an xfail with --mc-claims-nonfatal (the record's status
@@ -199,6 +214,7 @@ def pytest_runtest_call(item):
     if failure is not None:
         raise failure
     if c is not None:
+        _run_controls(item, c)
         _decide(item, c, m)
     return result
 
@@ -224,7 +240,8 @@ def pytest_runtest_makereport(item, call):
         if rep.outcome == "failed" and state.get("status") in (None, "pass"):
             state["status"], state["message"] = "error", f"teardown: {call.excinfo.value}"
         rep.user_properties.append((_records.PROP, _records.record(
-            item, c, item.stash.get(MEASUREMENT, None), state, model_name(item, c))))
+            item, c, item.stash.get(MEASUREMENT, None), state, model_name(item, c),
+            item.stash.get(CONTROLS, None), run_state(item.config).controls.mode)))
     return rep
 
 
@@ -286,5 +303,8 @@ def pytest_terminal_summary(terminalreporter, config):
         for line in _report.replication_lines(state.records, every=False):
             tr.write_line(line)
         tr.write_line(_report.counts_line(_report.counts(state.records)))
+        controls = _report.calibration_line(_report.calibration_counts(state.records))
+        if controls:
+            tr.write_line(controls)
     if state.note:
         tr.write_line(state.note)

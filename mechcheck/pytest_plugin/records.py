@@ -18,6 +18,7 @@ from mechcheck.core import claim as _claim
 from mechcheck.core.result import Result
 from mechcheck.data.ioi_prompts import NAMES
 from mechcheck import models as _models
+from mechcheck import testing as _testing
 
 PROP = "mechcheck"
 
@@ -34,6 +35,25 @@ class Measurement:
         self.details: dict = {}
         self.model = None
         self.seed: int | None = None
+        self.claim: _claim.Claim | None = None  # set by the `measure` fixture
+        self.shared = None  # the session's shared store (mc_shared), for Measure.on
+
+    def run(self, model, **details) -> dict:
+        """Run this claim's bound measure (`Claim.measure`) on `model` (a LoadedModel, which then
+        is the measured model of the record, or a bridge) and record it; `details` are added."""
+        if self.claim is None or self.claim.measure is None:
+            raise _claim.ClaimError("measure.run(model) needs a claim declared with measure=...")
+        if hasattr(model, "bridge"):
+            self.model = model
+        bridge = getattr(model, "bridge", model)
+        measure = self.claim.measure
+        if isinstance(measure, _claim.Measure):  # a checkpoint's sha256 keys the preparation the claims on it share
+            sha = getattr(model, "sha256", None)
+            out = measure(bridge, self.shared, key=("sha256", sha) if sha else None)
+        else:
+            out = measure(bridge)
+        self.record(**{**out, **details})
+        return out
 
     def record(self, value, *, ci=None, n=None, **details):
         if isinstance(value, Result):  # a measurement's typed result (mechcheck.core.result)
@@ -120,7 +140,24 @@ def status(rep, call, allowed: str | None = None) -> tuple[str, str]:
     return "error", msg
 
 
-def record(item, c: _claim.Claim, m: Measurement | None, state: dict, model_name: str) -> dict:
+def control_fields(c: _claim.Claim, results: list[dict] | None, mode: str, decided: bool = True) -> dict:
+    """The record's evidence for its verdict: `controls` (each run with the claim's bound measure),
+    `calibration` ({state, reason}), `detectable_effect` (absence claims), `controls_mode`."""
+    if not decided and c.controls:
+        results = None
+        calibration = {"state": "not-run", "reason": "the claim was not decided here (skip or error); controls not run"}
+    else:
+        calibration = _testing.calibration(c, results, mode)
+    shown = []
+    for r in results or []:
+        nulls: list = []
+        shown.append({k: output(v, k, nulls) for k, v in r.items()})
+    return {"controls": shown, "calibration": calibration,
+            "detectable_effect": _testing.detectable_effect(c, results), "controls_mode": mode}
+
+
+def record(item, c: _claim.Claim, m: Measurement | None, state: dict, model_name: str,
+           controls: list[dict] | None = None, mode: str = "reuse") -> dict:
     """The JSON record of one claim test."""
     model = m.model.info() if m is not None and m.model is not None else {"name": model_name}
     param = getattr(getattr(item, "callspec", None), "id", None)
@@ -137,8 +174,10 @@ def record(item, c: _claim.Claim, m: Measurement | None, state: dict, model_name
         "measured": measured,
         "status": state.get("status", "error"),
         "message": state.get("message", ""),
-        "timing": {"setup_s": round(state.get("setup_s", 0.0), 3), "call_s": round(state.get("call_s", 0.0), 3)},
+        "timing": {"setup_s": round(state.get("setup_s", 0.0), 3), "call_s": round(state.get("call_s", 0.0), 3),
+                   **({"controls_s": round(state["controls_s"], 3)} if "controls_s" in state else {})},
         "seed": m.seed if m is not None else None,
+        **control_fields(c, controls, mode, decided=state.get("status") in ("pass", "fail", "inconclusive")),
     }
 
 
@@ -181,4 +220,5 @@ def run_info(state, partial: str | None) -> dict:
         "data_dir": str(state.data) if state.data else None,
         "ioi_names": list(state.ioi_names or NAMES),
         "partial": partial,
+        "controls": state.controls.mode if state.controls is not None else "skip",  # --mc-controls
     }

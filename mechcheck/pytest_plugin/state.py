@@ -17,6 +17,8 @@ from mechcheck import models as _models
 from mechcheck.core import claim as _claim
 from mechcheck.data import DataError
 from mechcheck.pytest_plugin import records as _records
+from mechcheck.testing import MODES as CONTROL_MODES
+from mechcheck.testing import ControlRunner
 
 
 @dataclass
@@ -32,6 +34,7 @@ class RunState:
     deselected: int = 0
     note: str | None = None
     current: pytest.Item | None = None  # the test now running (session fixtures ask which it is)
+    controls: ControlRunner | None = None  # --mc-controls: runs (or reuses, or skips) claims' controls
 
 
 _STATE = pytest.StashKey[RunState]()
@@ -41,6 +44,7 @@ MEASUREMENT = pytest.StashKey[_records.Measurement]()
 LOADED = pytest.StashKey[object]()  # the measured model, as mc_load loaded it for this test
 _TIMES = pytest.StashKey[dict]()
 _EXTRA = pytest.StashKey[list]()
+CONTROLS = pytest.StashKey[list]()  # the claim's control results (mechcheck.testing.ControlRunner.run)
 _ALLOWED = pytest.StashKey[str]()  # the reason of an inconclusive verdict --mc-allow-inconclusive let pass
 # Errors whose message says everything: reported as one line, no traceback.
 ONE_LINE = (_models.ModelError, _claim.ClaimError, _claim.ClaimFailed, _claim.ClaimInconclusive, DataError,
@@ -112,6 +116,9 @@ def add_options(parser) -> None:
                 help="names of the IOI prompt set (default: mechcheck.data.ioi_prompts.NAMES); at least two distinct names")
     g.addoption("--mc-data", metavar="DIR", default=None,
                 help="offline data directory (tokenizer, NLTK tagger, TinyStories text); also $MECHCHECK_DATA")
+    g.addoption("--mc-controls", choices=list(CONTROL_MODES), default="reuse",
+                help="each claim's positive and negative controls: run (measure them again), reuse (the cached "
+                "measurements of the same claim, settings and mechcheck code; default), skip (not run)")
     g.addoption("--mc-series", metavar="NAME=DIR", action="append", default=[],
                 help="run every claim on model NAME once per checkpoint in DIR (step1000/, checkpoint-1000/, "
                 "global_step1000/, *-step1000.safetensors, or series.json); repeatable")

@@ -22,9 +22,12 @@ from mechcheck.report import series as _series
 from mechcheck.report.html import render
 from mechcheck.report.inventory import coverage_markdown, for_records
 from mechcheck.report.text import (  # noqa: F401  (re-exported for the plugin's terminal summary)
-    DECIDED, STATUSES, _cell, counts, counts_line, fmt_measured, record_id, replication, replication_lines)
+    DECIDED, STATUSES, _cell, calibration_counts, calibration_line, calibration_state, counts, counts_line,
+    fmt_controls, fmt_measured, record_id, replication, replication_lines)
+from mechcheck.report.why import why_markdown
 
-SCHEMA = "mechcheck.results/2"
+SCHEMA = "mechcheck.results/3"  # /3 (issue #19): controls, calibration, detectable_effect, evidence
+READABLE = ("mechcheck.results/2", SCHEMA)  # what `mechcheck diff` and `merge` read
 SCHEMA_FILE = Path(__file__).with_name("results.schema.json")
 FILES = ("results.json", "summary.md", "index.html")
 
@@ -100,7 +103,8 @@ def replace_together(directory: Path, texts: dict[str, str]) -> None:
 def build(records: list[dict], run: dict) -> dict:
     """The results document; records sorted by test id so serial and xdist runs agree."""
     records = sorted(records, key=lambda r: r["nodeid"])
-    return {"schema": SCHEMA, "run": run, "counts": counts(records), "claims": records}
+    return {"schema": SCHEMA, "run": run, "counts": counts(records), "calibration": calibration_counts(records),
+            "claims": records}
 
 
 def _series_note(records: list[dict]) -> str:
@@ -114,7 +118,8 @@ def summary_markdown(doc: dict, created: str) -> str:
         "# mechcheck report",
         "",
         f"Created {created}. Device: {doc['run'].get('device')}. "
-        f"{len(recs)} claims: {counts_line(c)}." + _series_note(recs),
+        f"{len(recs)} claims: {counts_line(c)}." + _series_note(recs)
+        + (f" {calibration_line(doc.get('calibration'))}" if calibration_line(doc.get("calibration")) else ""),
         "",
         *([f"**PARTIAL RUN** ({doc['run']['partial']}): claims that did not run are not in this report.", ""]
           if doc["run"].get("partial") else []),
@@ -123,8 +128,8 @@ def summary_markdown(doc: dict, created: str) -> str:
         "such a claim passes when its whole CI satisfies the expectation, fails when the whole CI violates it, "
         "and is INCONCLUSIVE when the CI straddles the threshold.",
         "",
-        "| claim | source | model | measured | expected | published | status | time (s) |",
-        "|---|---|---|---|---|---|---|---|",
+        "| claim | source | model | measured | expected | published | status | controls | time (s) |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for r in recs:
         sha = r["model"].get("sha256")
@@ -138,9 +143,11 @@ def summary_markdown(doc: dict, created: str) -> str:
                 r["expected"]["text"],
                 r.get("published") if r.get("published") is not None else "—",
                 r["status"].upper(),
+                fmt_controls(r),
                 f"{r['timing']['call_s']:.2f}",
             )) + " |"
         )
+    lines += why_markdown(doc)
     lines += ["", "## What replicated", ""]
     lines += [f"- {line}" for line in replication_lines(recs)]
     lines += _series.series_markdown(recs)

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mechcheck.report import SCHEMA
+from mechcheck.report import READABLE, SCHEMA
 from mechcheck.report.text import record_id
 
 RANK = {"pass": 0, "not-encoded": 0, "inconclusive": 1, "skip": 1, "fail": 2, "error": 3}
@@ -35,8 +35,8 @@ def check(doc, label: str = "results") -> dict:
     """`doc` if it is a results.json of this schema version with known statuses, else DiffError."""
     if not isinstance(doc, dict) or "schema" not in doc:
         raise DiffError(f"{label}: not a mechcheck results.json (no 'schema' field)")
-    if doc["schema"] != SCHEMA:
-        raise DiffError(f"{label}: schema {doc['schema']!r}, but this mechcheck reads {SCHEMA!r}; "
+    if doc["schema"] not in READABLE:  # /2 records are /3 records without controls: comparable
+        raise DiffError(f"{label}: schema {doc['schema']!r}, but this mechcheck reads {', '.join(map(repr, READABLE))}; "
                         "rerun the older suite or compare reports of the same version")
     claims = doc.get("claims")
     if not isinstance(claims, list) or not all(isinstance(r, dict) and "nodeid" in r for r in claims):

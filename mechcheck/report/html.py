@@ -19,7 +19,8 @@ import numpy as np
 
 from mechcheck.report.inventory import coverage_html, for_records
 from mechcheck.report.series import headline_note, series_sections
-from mechcheck.report.text import counts_line, fmt_measured, record_id
+from mechcheck.report.text import calibration_line, counts_line, fmt_controls, fmt_measured, record_id
+from mechcheck.report.why import why_html
 
 STATUS_COLOUR = {"pass": "#1a7f37", "fail": "#cf222e", "inconclusive": "#bc4c00", "skip": "#6e7781",
                  "error": "#9a6700", "not-encoded": "#6e7781"}
@@ -118,6 +119,27 @@ td,th{border:1px solid #d0d7de;padding:4px 6px;vertical-align:top}th{background:
 img{margin:4px 8px 4px 0;border:1px solid #eee}small{color:#57606a}"""
 
 
+def _controls_html(r: dict) -> str:
+    """A claim's controls as a small table (the same bound measurement on each control model)."""
+    e = html.escape
+    ctl = r.get("controls") or []
+    cal = r.get("calibration") or {}
+    head = ""
+    if cal.get("state") == "uncalibrated":
+        head = f"<p><b>UNCALIBRATED</b>: {e(cal.get('reason', ''))}</p>"
+    elif cal.get("state") in ("no-controls", "skipped", "not-run"):
+        head = f"<p><small>{e(cal.get('reason', ''))}</small></p>"
+    if not ctl:
+        return head
+    rows = "".join(
+        f"<tr><td>{'+' if c['kind'] == 'positive' else '−'} {e(c['name'])}</td><td>{e(c['model'])}</td>"
+        f"<td>{e(fmt_measured({'value': c.get('value'), 'ci': c.get('ci')}))}</td>"
+        f"<td><span class='s' style='background:{STATUS_COLOUR.get(c['status'], '#6e7781')}'>{c['status'].upper()}</span>"
+        f" {'✔' if c.get('ok') else '✘ expected ' + c['expected'].upper()}</td></tr>" for c in ctl)
+    return (f"{head}<table><tr><th>control</th><th>model</th><th>measured</th><th>verdict</th></tr>{rows}</table>"
+            f"<small>evidence: {e(r.get('evidence') or '—')}</small>")
+
+
 def render(doc: dict, created: str) -> str:
     """The whole page."""
     e = html.escape
@@ -130,7 +152,8 @@ def render(doc: dict, created: str) -> str:
         rows.append(
             f"<tr><td><a href='#c{i}'>{e(pid)}</a></td><td>{e(r['source']['document'])}<br><small>{e(r['source']['where'])}</small></td>"
             f"<td>{e(r['model']['name'])}</td><td>{e(fmt_measured(r.get('measured')))}</td><td>{e(r['expected']['text'])}</td>"
-            f"<td>{e(str(r.get('published')) if r.get('published') is not None else '—')}</td><td>{status}</td>"
+            f"<td>{e(str(r.get('published')) if r.get('published') is not None else '—')}</td>"
+            f"<td>{status}</td><td>{e(fmt_controls(r))}</td>"
             f"<td>{r['timing']['call_s']:.2f}</td></tr>")
     sections = [series_sections(recs)[1]]  # one plot per claim run over a series
     for i, r in enumerate(recs):
@@ -143,14 +166,16 @@ def render(doc: dict, created: str) -> str:
             f"{e(r['source']['where'])}. Threshold: {e(r.get('tolerance') or '—')}</small></p>"
             f"<p>Model {e(r['model']['name'])}{' sha256 ' + e(sha[:16]) + '…' if sha else ''}; measured "
             f"<b>{e(fmt_measured(r.get('measured')))}</b>; expected {e(r['expected']['text'])}"
-            f"{'; ' + e(r['message']) if r.get('message') else ''}</p>{imgs}</section>")
+            f"{'; ' + e(r['message']) if r.get('message') else ''}</p>{_controls_html(r)}{imgs}</section>")
     sections.insert(0, coverage_html(for_records(recs), recs))
+    sections.insert(0, why_html(doc))
     return (
         "<!doctype html><html><head><meta charset='utf-8'><title>mechcheck report</title>"
         f"<style>{CSS}</style></head><body><h1>mechcheck report</h1>"
         f"<p>Created {e(created)} on {e(str(doc['run'].get('device')))}; torch {e(str(doc['run'].get('torch')))}, "
         f"TransformerLens {e(str(doc['run'].get('transformer_lens')))}. {len(recs)} claims: "
         f"{e(counts_line(c))}. "
+        + (f"<b>{e(calibration_line(doc.get('calibration')))}</b> " if calibration_line(doc.get("calibration")) else "") +
         f"{e(headline_note(recs)) + ' ' if headline_note(recs) else ''}"
         "Heads are LxHy (layer x, head y; the thesis' H7.7 is L7H7); brackets are 95% bootstrap CIs: a claim "
         "with one passes when the whole CI satisfies the expectation, fails when the whole CI violates it, and is "
@@ -158,4 +183,4 @@ def render(doc: dict, created: str) -> str:
         + (f"<p><b>PARTIAL RUN</b> ({e(str(doc['run']['partial']))}): claims that did not run are not in this "
            "report.</p>" if doc["run"].get("partial") else "") +
         "<table><tr><th>claim</th><th>source</th><th>model</th><th>measured</th><th>expected</th><th>published</th>"
-        f"<th>status</th><th>time (s)</th></tr>{''.join(rows)}</table>{''.join(sections)}</body></html>")
+        f"<th>status</th><th><a href='#why'>controls</a></th><th>time (s)</th></tr>{''.join(rows)}</table>{''.join(sections)}</body></html>")

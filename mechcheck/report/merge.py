@@ -50,9 +50,9 @@ def merge(paths) -> tuple[list[dict], dict]:
     records: list[dict] = []
     seen: dict[str, Path] = {}
     for path, doc in shards:
-        if doc.get("schema") != report.SCHEMA:
-            raise MergeError(f"{path}: schema {doc.get('schema')!r}, expected {report.SCHEMA!r} "
-                             f"(reports of different schema versions)")
+        if doc.get("schema") not in report.READABLE or doc.get("schema") != doc0.get("schema"):
+            raise MergeError(f"{path}: schema {doc.get('schema')!r}, expected {doc0.get('schema')!r} of "
+                             f"{', '.join(map(repr, report.READABLE))} (reports of different schema versions)")
         settings, settings0 = _settings(doc["run"]), _settings(doc0["run"])
         if settings != settings0:
             keys = sorted(k for k in set(settings) | set(settings0) if settings.get(k) != settings0.get(k))
@@ -69,7 +69,7 @@ def merge(paths) -> tuple[list[dict], dict]:
 
 def _settings(run: dict) -> dict:
     """The run settings that must agree between shards (not why each one is partial)."""
-    return {k: v for k, v in run.items() if k != "partial"}
+    return {k: v for k, v in run.items() if k not in ("partial", "controls")}  # controls: run/reuse give the same numbers
 
 
 def _partial(reasons: list) -> str | None:

@@ -23,6 +23,67 @@ def counts_line(c: dict[str, int]) -> str:
             f"{c['error']} error, {c['not-encoded']} not encoded")
 
 
+CALIBRATION = ("calibrated", "uncalibrated", "no-controls", "skipped", "not-run")
+
+
+def calibration_counts(records: list[dict]) -> dict[str, int]:
+    """Claim records per calibration state (results.json `calibration`; headline records only, as
+    `counts`): uncalibrated = a control did not decide as it must, or a kind of control is missing."""
+    heads = [r for r in headline(records) if calibration_state(r)]
+    return {s: sum(calibration_state(r) == s for r in heads) for s in CALIBRATION}
+
+
+def calibration_line(c: dict[str, int] | None) -> str:
+    """The headline's controls sentence ("" for a report without controls: results/2)."""
+    if not c or not any(c.values()):
+        return ""
+    extra = "".join(f", {c[k]} {label}" for k, label in (("no-controls", "without declared controls"),
+                    ("skipped", "with controls skipped"), ("not-run", "not decided (controls not run)")) if c.get(k))
+    return f"Controls: {c['uncalibrated']} uncalibrated, {c['calibrated']} calibrated{extra}."
+
+
+def calibration_state(r: dict) -> str | None:
+    """calibrated | uncalibrated | no-controls | skipped | not-run, or None (a record without the
+    field: not a claim test, or a results/2 record)."""
+    return (r.get("calibration") or {}).get("state")
+
+
+def _short(v) -> str:
+    if isinstance(v, (int, float)) and not isinstance(v, bool):
+        text = f"{v:.2g}" if abs(v) < 0.01 and v != 0 else f"{v:.2f}".rstrip("0").rstrip(".")
+        return text.replace("-", "−")
+    return "array" if isinstance(v, list) else "—"
+
+
+def fmt_controls(r: dict) -> str:
+    """The compact controls column: `+0.91 ✔ / −0.02 ✔ · interventional` (sign: the control's kind,
+    then its measured value; ✔ it decided as it must, ✘ it did not), the detectable effect of an
+    absence claim, and UNCALIBRATED when a control did not decide as it must."""
+    state = calibration_state(r)
+    if state is None or r.get("status") == "not-encoded":
+        return "—"
+    if state == "no-controls":
+        return "no controls declared"
+    evidence = f" · {r['evidence']}" if r.get("evidence") else ""
+    if state == "skipped":
+        return "controls skipped" + evidence
+    if state == "not-run":
+        return "controls not run" + evidence
+    parts = []
+    for c in r.get("controls") or []:
+        value = _short(c.get("value"))
+        value = f"({value})" if value.startswith("−") else value  # the sign in front is the control's kind
+        parts.append(("+" if c["kind"] == "positive" else "−") + value + (" ✔" if c.get("ok") else " ✘"))
+    text = " / ".join(parts)
+    effect = r.get("detectable_effect")
+    if effect:
+        text += f" · detects ≥ {effect['effect']:g}" + ("" if effect.get("detected") else " (NOT detected)")
+    text += evidence
+    if state == "uncalibrated":
+        text += " · UNCALIBRATED"
+    return text
+
+
 def replication(records: list[dict]) -> list[tuple[str, str, int, int, int]]:
     """Per claim id: (id, model, passed, decided, total) over its parametrizations (e.g. seeds);
     decided counts pass and fail only (an inconclusive run is not decided)."""

@@ -7,13 +7,13 @@ Each function returns keyword arguments for `measure.record(...)`.
 
 from __future__ import annotations
 
-from dataclasses import asdict
+from functools import partial
 
 import numpy as np
 import torch
 
 from mechcheck.models import toy
-from mechcheck.core.claim import fmt_item
+from mechcheck.core.claim import fmt_item, negative, positive
 from mechcheck.core.result import Result
 from mechcheck.metrics import ablation, accuracy, attention, logit_lens
 from mechcheck.core.stats import bootstrap_ci, mean_ci
@@ -27,8 +27,9 @@ HOOKS = ("blocks.0.attn.hook_pattern", "blocks.0.hook_resid_mid", "blocks.0.hook
 class ToyRun:
     """One toy model and its holdout forward pass (one cache, shared by every claim on it)."""
 
-    def __init__(self, bridge, device: str = "cpu"):
+    def __init__(self, bridge, device: str | None = None):
         self.bridge = bridge
+        device = device or next(bridge.parameters()).device  # the model's own device
         _, holdout = toy.split()
         self.tokens = holdout[:, :-1].to(device)
         self.targets = holdout[:, toy.N_IN + 1 :].to(device)
@@ -40,13 +41,11 @@ class ToyRun:
         return accuracy.per_sequence_accuracy(logits[:, OUT], self.targets).cpu().numpy()
 
 
-def holdout_accuracy(run: ToyRun, seed: int | None = None) -> Result:
-    """T1: per-token accuracy on y0..y7 over the 5536 holdout sequences (with the training set-up
-    of `seed`'s checkpoint, None for a --mc-model one)."""
+def holdout_accuracy(run: ToyRun) -> Result:
+    """T1: per-token accuracy on y0..y7 over the 5536 holdout sequences."""
     per_seq = run.accuracy()
     value, ci = mean_ci(per_seq)
-    train = asdict(toy.TrainConfig(seed=seed)) if seed is not None else None
-    return Result.of(value=value, ci=ci, n=len(per_seq), sequence_accuracy=float((per_seq == 1).mean()), train=train)
+    return Result.of(value=value, ci=ci, n=len(per_seq), sequence_accuracy=float((per_seq == 1).mean()))
 
 
 # The tutorial's printed attention matrix (one holdout sample of its own checkpoint): the weight of
@@ -144,3 +143,60 @@ def mlp_increment(run: ToyRun) -> Result:
     return Result.of(value=value, ci=ci, n=len(only_after),
                 pre_mlp_accuracy=(pre == t).float().mean(), post_mlp_accuracy=(post == t).float().mean(),
                 pre_mlp_accuracy_raw_WU=(raw_pre == t).float().mean())
+
+
+# Control models of the toy claims (mechcheck.core.claim.Control): each builder returns a bridge of
+# the claim's own shape (1 layer, d_model 4, the tutorial's vocabulary and sequence layout); the claim's
+# bound measure then reads it over the same 5536 holdout sequences.
+
+def trained(seed: int):
+    """A shipped toy checkpoint (retrained and cached if missing)."""
+    return toy.load(toy.get_checkpoint(toy.TrainConfig(seed=seed))).bridge
+
+
+def random_weights(seed: int):
+    """The toy architecture with random weights."""
+    return toy.random_bridge(seed=seed)
+
+
+def planted_routing(seed: int = 0):
+    """Seed `seed`'s weights with the tutorial's routing planted as the attention pattern: y_i
+    (i >= 1) attends to x_{7-i} with weight 1, every other query to itself (a hook on hook_pattern)."""
+    pattern = torch.eye(2 * toy.N_IN)
+    for q, k in zip(QUERIES[1:], KEYS[1:]):
+        pattern[q] = 0.0
+        pattern[q, k] = 1.0
+    bridge = trained(seed)
+    bridge.add_hook("blocks.0.attn.hook_pattern", lambda act, hook: pattern.to(act.device).expand_as(act).clone())
+    return bridge
+
+
+def zeroed(hook_name: str, seed: int = 0):
+    """Seed `seed` with the output at `hook_name` zeroed (e.g. the attention output: nothing is routed)."""
+    bridge = trained(seed)
+    bridge.add_hook(hook_name, lambda act, hook: torch.zeros_like(act))
+    return bridge
+
+
+def frozen(hook_name: str, seed: int = 0):
+    """Seed `seed` with the output at `hook_name` frozen to its clean holdout value: ablating that
+    component's weights then changes nothing downstream (the component is made redundant)."""
+    bridge = trained(seed)
+    tokens = ToyRun(bridge).tokens
+    with torch.no_grad():
+        _, cache = bridge.run_with_cache(tokens, names_filter=lambda n: n == hook_name)
+    value = cache[hook_name].clone()
+    bridge.add_hook(hook_name, lambda act, hook: value.clone())
+    return bridge
+
+
+TRAINED = positive("trained", partial(trained, 0), "the shipped toy checkpoint of training seed 0 (the tutorial's set-up)")
+RANDOM = negative("random weights", partial(random_weights, 123), "the toy architecture with random weights (seed 123)")
+PLANTED_ROUTING = positive("planted routing", partial(planted_routing, 0),
+                           "seed 0 with the routing planted as its attention pattern (y_i -> x_{7-i} weight 1)")
+NO_ATTENTION = negative("attention zeroed", partial(zeroed, "blocks.0.hook_attn_out", 0),
+                        "seed 0 with the attention output zeroed (nothing routed to the output positions)")
+ATTENTION_FROZEN = negative("attention frozen", partial(frozen, "blocks.0.hook_attn_out", 0),
+                            "seed 0 with the attention output frozen to its clean value (zeroing W_O is harmless)")
+MLP_FROZEN = negative("MLP frozen", partial(frozen, "blocks.0.hook_mlp_out", 0),
+                      "seed 0 with the MLP output frozen to its clean value (zeroing W_out is harmless)")
