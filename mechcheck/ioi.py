@@ -129,7 +129,7 @@ class IOIRun:
         if self._head_patching is None:
             from mechcheck.metrics.path_patching import head_output_scores
 
-            values = head_output_scores(self.bridge, self.prompts, self.cache, self.metric)
+            values = head_output_scores(self.bridge, self.prompts, self.cache, self.metric, self.corrupted_cache)
             clean, corrupt = self.ld.mean().item(), self.ld_corrupted.mean().item()
             self._head_patching = ((values.mean(-1) - corrupt) / (clean - corrupt), values)
         return self._head_patching
@@ -156,7 +156,7 @@ class IOIRun:
             gap = int((p.pos_end - p.pos_s2).min())
             positions = torch.stack([p.pos_s2 + k for k in range(gap)] + [p.pos_end])
             labels = ["S2"] + [f"S2+{k}" for k in range(1, gap)] + ["END"]
-            values = resid_patching(self.bridge, p, self.cache, self.metric, positions)
+            values = resid_patching(self.bridge, p, self.cache, self.metric, positions, self.corrupted_cache)
             clean, corrupt = self.ld.mean().item(), self.ld_corrupted.mean().item()
             self._resid_patching = (labels, (values - corrupt) / (clean - corrupt))
         return self._resid_patching
