@@ -47,17 +47,19 @@ def resume_residual(bridge, entering: torch.Tensor, layer: int, fwd_hooks=()) ->
 def _entering(cache, layer: int, rows: int) -> torch.Tensor | None:
     """The cached residual flowing into block `layer` before its hook_resid_pre (resid_post of the
     block before), repeated to `rows` sequences; None for layer 0 (the embedding's output is not
-    cached) or when no such cache is given."""
-    if cache is None or layer == 0:
+    cached) or when no cache holding it is given."""
+    name = f"blocks.{layer - 1}.hook_resid_post"
+    if cache is None or layer == 0 or name not in cache.keys():
         return None
-    x = cache[f"blocks.{layer - 1}.hook_resid_post"]
+    x = cache[name]
     return x.repeat(rows // x.shape[0], 1, 1)
 
 
 def _patched_run(bridge, tokens, layer: int, fwd_hooks, cache) -> torch.Tensor:
     """Final residual stream of the run of `tokens` with `fwd_hooks` (on blocks >= `layer` only):
     resumed at `layer` from `cache` (the unpatched run's cache of `tokens`) when it can be
-    (_entering), else the full forward pass."""
+    (_entering), else the full forward pass. Hooks active outside (a planted or ablated head) must
+    be those that were active when `cache` was made, as for every measurement of an IOIRun."""
     entering = _entering(cache, layer, tokens.shape[0])
     if entering is None:
         return final_residual(bridge, tokens, fwd_hooks)
