@@ -62,6 +62,45 @@ def test_sentences_are_split_so_periods_are_their_own_words(tok):
     assert ("fast", "RB") in [(w.strip(), t) for w, t in pairs] and (".", ".") in pairs
 
 
+def test_tagging_is_cached_by_text_and_tagger(tok, tmp_path, monkeypatch):
+    """A second call reads the cache (no tagging); a changed text misses it; the cached tags are
+    the tagger's; the entry is named by the text's sha256 under a tagger-keyed folder."""
+    import hashlib
+
+    monkeypatch.setenv("MECHCHECK_CACHE", str(tmp_path))
+    text, changed = 'Tom said, "I lost my ball." His mom looked.', 'Tom said, "I lost my bat." His mom looked.'
+    fresh = tagging.tag_words(text, cache=False)
+    assert tagging.tag_words(text) == fresh
+    path = tagging.cache_path(text)
+    assert path.exists() and path.name == hashlib.sha256(text.encode()).hexdigest() + ".json"
+    assert path.parent.parent.parent == tmp_path and path.parent.parent.name.startswith("tags-")
+    assert not list(path.parent.glob("*.tmp*"))  # written atomically: no temp file left behind
+
+    calls = []
+    real = tagging._tag_words_uncached
+    monkeypatch.setattr(tagging, "_tag_words_uncached", lambda *a: calls.append(a[0]) or real(*a))
+    assert tagging.tag_words(text) == fresh and calls == []  # read from the cache
+    assert tagging.tag_words(changed) == tagging.tag_words(changed, cache=False) and calls == [changed, changed]
+    assert tagging.cache_path(changed) != path
+
+    path.write_text("not json")  # a damaged entry is tagged again, not trusted
+    assert tagging.tag_words(text) == fresh and calls[-1] == text
+
+
+def test_tagger_is_loaded_once_and_tags_like_pos_tag(tok):
+    """tag_words reuses one PerceptronTagger (nltk.pos_tag loads one per call) and tags as pos_tag."""
+    from nltk import pos_tag
+    from nltk.tokenize import TreebankWordTokenizer
+
+    text = paragraphs(tinystories_validation(data_dir()), limit=3)[2]
+    assert tagging._tagger()[0] is tagging._tagger()[0]
+    tb, expect = TreebankWordTokenizer(), []
+    for a, b in tagging.sentence_spans(text):
+        spans = list(tb.span_tokenize(text[a:b]))
+        expect += [(a + s, a + e, t) for (s, e), (_, t) in zip(spans, pos_tag(tb.tokenize(text[a:b])))]
+    assert tagging.tag_words(text, cache=False) == expect
+
+
 QUOTE_HEAD = (2, 0)
 CLAIMS = {c.id: c for c in (claim_of(getattr(claims, n)) for n in dir(claims) if n.startswith("test_"))}
 # Marker dimensions of the constructed models' embeddings: 1/2 opening/other quote tokens, then the
