@@ -29,7 +29,7 @@ import os
 import re
 from pathlib import Path
 
-from mechcheck.data import DataError
+from mechcheck.data import DataError, cache_root
 
 _SENTENCE_END = re.compile(r'(?<=[.!?])\s+|(?<=[.!?]["\'])\s+')
 TAGGER = "averaged_perceptron_tagger_eng"
@@ -102,8 +102,6 @@ def _tag_words_uncached(text: str, tagger) -> list[tuple[int, int, str]]:
 
 def cache_path(text: str) -> Path:
     """Where tag_words keeps `text`'s tags for the tagger NLTK's paths resolve to now."""
-    from mechcheck.data import cache_root
-
     name = hashlib.sha256(text.encode("utf-8")).hexdigest()
     return cache_root() / f"tags-{_tagger()[1]}" / name[:2] / f"{name}.json"
 
