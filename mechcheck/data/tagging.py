@@ -25,10 +25,10 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
 from pathlib import Path
 
+from mechcheck.core.files import atomic_write
 from mechcheck.data import DataError, cache_root
 
 _SENTENCE_END = re.compile(r'(?<=[.!?])\s+|(?<=[.!?]["\'])\s+')
@@ -108,7 +108,7 @@ def cache_path(text: str) -> Path:
 
 def tag_words(text: str, cache: bool = True) -> list[tuple[int, int, str]]:
     """(start, end, tag) for every Treebank word of `text`. With `cache`, read from / written to
-    cache_path(text) (written atomically: a temp file, then os.replace)."""
+    cache_path(text) (mechcheck.core.files.atomic_write: parallel workers never read half a file)."""
     tagger, _ = _tagger()
     if not cache:
         return _tag_words_uncached(text, tagger)
@@ -118,10 +118,7 @@ def tag_words(text: str, cache: bool = True) -> list[tuple[int, int, str]]:
     except (OSError, ValueError):  # missing, or unreadable: tag again (and overwrite)
         pass
     out = _tag_words_uncached(text, tagger)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f"{path.name}.tmp{os.getpid()}")
-    tmp.write_text(json.dumps(out), encoding="utf-8")
-    os.replace(tmp, path)
+    atomic_write(path, json.dumps(out))
     return out
 
 
