@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from mechcheck.metrics import probes
+from mechcheck.metrics.activations import cached
 from mechcheck.data.tagging import tokenize_and_tag
 
 NOUNS = ("NN", "NNS", "NNP", "NNPS")
@@ -135,38 +136,21 @@ class ProbeResult:
         return f1_from_counts(self.counts(tag).sum(2))
 
 
-class _Done(Exception):
-    """Raised once the hooks have every activation a POS claim reads: the rest of the forward
-    pass (last MLP, unembedding: [batch, pos, 50257] logits) is never computed."""
-
-
 class POSRun:
     """Tagged text and the reductions of its activations that every POS claim reads, for one model."""
 
     def __init__(self, bridge, texts: list[str], max_tokens: int = 128, seed: int = 0, n_train: int | None = None,
                  min_held_out: int = 0, held_out_tags=(), batch: int = BATCH):
         tokens, tags = tag_paragraphs(bridge.tokenizer, texts, max_tokens, n_train, min_held_out, held_out_tags)
-        device, L = bridge.cfg.device, bridge.cfg.n_layers
+        L = bridge.cfg.n_layers
         W_O = bridge.W_O.detach()
         names = [f"blocks.{l}.attn.{k}" for l in range(L) for k in ("hook_k", "hook_q", "hook_z", "hook_pattern")]
 
 
         def batches():
             for start in range(0, tokens.shape[0], batch):
-                store = {}
-
-                def keeper(name):  # keyed by the name asked for: in compatibility mode hook.name may be an alias
-                    def keep(act, hook):
-                        store[name] = act.detach()
-                        if len(store) == len(names):  # all read: stop (no logits)
-                            raise _Done
-                    return keep
-
-                try:
-                    with torch.no_grad():
-                        bridge.run_with_hooks(tokens[start : start + batch].to(device), fwd_hooks=[(n, keeper(n)) for n in names])
-                except _Done:
-                    pass
+                # the one activation capture: stops once every hook asked for has fired (no logits)
+                store = cached(bridge, tokens[start : start + batch], names, chunk=batch)
                 get = lambda k: torch.stack([store[f"blocks.{l}.attn.{k}"] for l in range(L)])  # noqa: E731
                 z = get("hook_z")  # [L, b, pos, H, d_head]
                 yield get("hook_k"), get("hook_q"), torch.einsum("lnphe,lhed->lnphd", z, W_O).norm(dim=-1), get("hook_pattern")
