@@ -292,8 +292,8 @@ def pytest_sessionfinish(session, exitstatus):
     directory = state.report_dir
     if not state.records and directory is not None and (
             exitstatus == pytest.ExitCode.NO_TESTS_COLLECTED or state.deselected):
-        state.note = (f"mechcheck: no claim ran ({state.deselected} claim test(s) deselected), so no report was "
-                      f"written; {directory} is left as it was")
+        why = f" ({state.deselected} claim test(s) deselected)" if state.deselected else ""
+        state.note = f"mechcheck: no claim ran{why}, so no report was written; {directory} is left as it was"
     if not state.records or directory is None:
         return
     if exitstatus == pytest.ExitCode.INTERRUPTED:
