@@ -10,6 +10,7 @@ import json
 import os
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import pytest
@@ -17,6 +18,7 @@ import pytest
 from mechcheck import models
 from mechcheck.models import organisms
 from mechcheck.models import series
+from mechcheck.core.warning import MechcheckWarning
 from mechcheck.report import series as series_report
 
 pytest_plugins = ["pytester"]
@@ -35,7 +37,11 @@ def test_discover_hf_folders_sorted_numerically(tmp_path):
     for name in ("checkpoint-1000", "step9", "global_step10", "notes", "step20x"):
         _config(tmp_path / name)
     (tmp_path / "README.md").write_text("not a checkpoint")
-    found = series.discover(tmp_path, TS1M)
+    with pytest.warns(MechcheckWarning) as caught:
+        found = series.discover(tmp_path, TS1M)
+    assert [str(w.message) for w in caught] == [
+        f"series {tmp_path}: 3 entries are not checkpoints of the series and were not run (README.md, notes/, step20x/); "
+        "name them <stem>-step<N>.safetensors, step<N>/ or list them in series.json"]
     assert [(c.step, c.path.name, c.id) for c in found] == [
         (9, "step9", "step0009"), (10, "global_step10", "step0010"), (1000, "checkpoint-1000", "step1000")]
 
@@ -46,8 +52,26 @@ def test_discover_series_json_and_organism_files(tmp_path):
     (tmp_path / "series.json").write_text(json.dumps([{"step": 20000, "path": "b"}, {"step": 500, "path": "a"}]))
     assert [(c.step, c.path.name, c.id) for c in series.discover(tmp_path)] == [(500, "a", "step00500"),
                                                                                (20000, "b", "step20000")]
-    shipped = series.discover(organisms.SERIES_DIR)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", MechcheckWarning)  # every shipped file is a step or its sidecar
+        shipped = series.discover(organisms.SERIES_DIR)
     assert [c.step for c in shipped] == [s for s, _ in organisms.series()]
+
+
+def test_files_that_are_not_steps_are_named_and_the_headline_says_its_step(tmp_path):
+    """`-stepfinal` / `-step1e3` files next to numeric steps are named in one warning (never
+    skipped silently), and the headline names the step it counts."""
+    for src in sorted(organisms.SERIES_DIR.glob("*-step000[0-9].*"))[:2] + sorted(organisms.SERIES_DIR.glob("*-step0250.*")):
+        (tmp_path / src.name).symlink_to(src)
+    (tmp_path / "induction-stepfinal.safetensors").write_bytes(b"x")
+    (tmp_path / "induction-step1e3.safetensors").write_bytes(b"x")
+    with pytest.warns(MechcheckWarning, match=r"2 entries are not checkpoints of the series and were not run "
+                      r"\(induction-step1e3.safetensors, induction-stepfinal.safetensors\)"):
+        assert [c.step for c in series.discover(tmp_path)] == [0, 250]
+    recs = [{"id": "O1", "model": {"name": "m"}, "step": s, "param": f"step{s:04d}", "nodeid": f"t::o[{s}]",
+             "status": "pass"} for s in (0, 250)]
+    assert series_report.headline_note(recs).startswith("Counts are of each checkpoint series' last checkpoint "
+                                                       "(step 250 of m; 1 earlier")
 
 
 @pytest.mark.parametrize("make,message", [
@@ -196,7 +220,7 @@ def test_standin_series_one_record_per_step_and_load(pytester, standin_series):
     summary = (pytester.path / "rep" / "summary.md").read_text()
     assert "## Checkpoint series: S1 on roneneldan/TinyStories-1M" in summary
     assert "2 pass, 0 fail, 0 inconclusive, 0 skip, 0 error, 0 not encoded. Counts are of each checkpoint series' last " \
-        "checkpoint (4 earlier checkpoints' records are in the series sections)." in summary
+        "checkpoint (step 2000 of roneneldan/TinyStories-1M; 4 earlier checkpoints' records are in the series sections)." in summary
     assert (pytester.path / "rep" / "index.html").read_text().count("data:image/png;base64,") == 2
 
 

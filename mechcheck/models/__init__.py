@@ -16,6 +16,8 @@ from typing import Any
 
 import torch
 
+from mechcheck.models import verify
+
 TOY = "mechcheck/toy-reverse-increment"
 INDUCTION_ORGANISM = "mechcheck/induction-organism"
 
@@ -217,12 +219,19 @@ def load_hf(name: str, path: Path, device: str, tokenizer, compat: bool = True) 
     check_architecture(want, path)
     files = weight_files(path)
     try:
-        hf_model = AutoModelForCausalLM.from_pretrained(str(path), attn_implementation="eager")
+        hf_model, info = AutoModelForCausalLM.from_pretrained(str(path), attn_implementation="eager",
+                                                              output_loading_info=True)
     except Exception as exc:
         mismatch = _shape_mismatch(path, files)
         if mismatch:
             raise CheckpointError(f"{path}: {mismatch}; point --mc-model {name}= at a checkpoint of {want.shape()}") from None
         raise CheckpointError(f"{path}: weights cannot be read ({type(exc).__name__}: {str(exc).splitlines()[0][:200]})") from None
+    # transformers fills missing tensors at random and only prints a table: refuse them here
+    tensors = len({t.data_ptr() for t in hf_model.state_dict().values()})  # tied weights (lm_head = wte) once
+    why = verify.problem(str(path), name, tensors, info.get("missing_keys", ()), info.get("unexpected_keys", ()),
+                         [(k, got, want) for k, got, want in info.get("mismatched_keys", ())])
+    if why:
+        raise CheckpointError(why)
     # boot_transformers does not move a model it is given: without this the bridge's cfg says
     # `device` while every weight stays on the CPU (on CUDA: "index is on cuda:0 ... cpu").
     hf_model.to(device)

@@ -59,11 +59,16 @@ def claim_of(node) -> _claim.Claim | None:
         return node.stash[CLAIM]
     if _CLAIM_ERROR in node.stash:
         return None
-    mark = node.get_closest_marker("claim")
-    if mark is None:
+    marks = list(node.iter_markers("claim"))
+    if not marks:
+        return None
+    if len(marks) > 1:  # which one would decide? pytest would silently use the closest
+        ids = ", ".join(repr(m.kwargs.get("id")) for m in marks)
+        node.stash[_CLAIM_ERROR] = _claim.ClaimError(
+            f"{node.nodeid}: {len(marks)} @pytest.mark.claim markers on one test (ids {ids}); one claim per test")
         return None
     try:
-        c = _claim.Claim.from_marker(mark, node.nodeid)
+        c = _claim.Claim.from_marker(marks[0], node.nodeid)
     except _claim.ClaimError as exc:  # this test's error, at set-up; the session goes on
         node.stash[_CLAIM_ERROR] = exc
         return None
