@@ -39,6 +39,7 @@ def zero_hook(component: str, layer: int, index: int | None = None):
 
 @torch.no_grad()
 def logits_with(bridge, tokens: torch.Tensor, fwd_hooks=()) -> torch.Tensor:
+    """Logits [batch, pos, vocab] of a run with `fwd_hooks` (e.g. zero_hook's ablation) in place."""
     if fwd_hooks:
         return bridge.run_with_hooks(tokens, fwd_hooks=list(fwd_hooks))
     return bridge(tokens)

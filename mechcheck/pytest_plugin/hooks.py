@@ -59,6 +59,7 @@ def pytest_configure(config):
             data=data_dir(config.getoption("mc_data")),
             ioi_names=_ioi_names(config.getoption("mc_ioi_names")),
             report_dir=_report_dir(config),
+            dtype=config.getoption("mc_dtype"),
         )
     except (_models.ModelError, DataError) as exc:
         raise pytest.UsageError(str(exc)) from None
