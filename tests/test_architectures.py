@@ -181,3 +181,25 @@ def test_an_unregistered_model_offline_skips_with_the_same_reason(monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(models.CheckpointUnavailable, match="--mc-model EleutherAI/pythia-14m=/path/to/checkpoint"):
         models.resolve_hf("EleutherAI/pythia-14m", None)
+
+
+def test_a_measurement_that_cannot_run_is_one_clear_error():
+    """An MLP ablation on an attention-only model (the induction organism) has no hook to zero."""
+    from mechcheck.models import organisms
+
+    b = organisms.bridge(organisms.get(organisms.INDUCTION))
+    tokens = torch.randint(0, 64, (2, 10))
+    for run in (lambda: metrics.logits_with(b, tokens, [metrics.zero_hook("mlp.W_out", 0)]),
+                lambda: metrics.cached(b, tokens, ["blocks.0.mlp.hook_post"])):
+        with pytest.raises(metrics.UnsupportedMeasurement) as err:
+            run()
+        assert str(err.value).startswith("this measurement reads hook 'blocks.0.mlp.hook_post', which the ")
+        assert "attention-only) does not have" in str(err.value) and "\n" not in str(err.value)
+        assert isinstance(err.value, models.ModelError)  # the plugin reports it as one line
+
+
+def test_public_measurements_say_what_they_return():
+    """Every public measurement has a one-line docstring (mechcheck.metrics.__all__)."""
+    for name in metrics.__all__:
+        doc = (getattr(metrics, name).__doc__ or "").strip()
+        assert doc and len(doc.splitlines()[0]) > 20, name

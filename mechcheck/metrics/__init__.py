@@ -6,7 +6,7 @@ returns. They run on any architecture TransformerBridge boots and in any dtype (
 float32; the architectures and dtypes tested are in the README).
 
 - Head scores (Wang et al. 2022; thesis §3.3): `head_detection_scores`, `repeated_random_tokens`, `scores`, `corpus_vocab`
-- Activations: `cached`, `final_residual`
+- Activations: `cached`, `final_residual` (a hook the architecture lacks: `UnsupportedMeasurement`, one line)
 - Attention pattern: `attention_patterns`, `pattern_at`, `from_end`
 - Logit lens: `lens_logits`, `raw_logits`
 - Logit difference and DLA: `Contrast`, `logit_difference`, `logit_diff_from_resid`, `end_logits`, `accumulated`, `head_dla`
@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from mechcheck.metrics.ablation import logits_with, zero_hook
 from mechcheck.metrics.accuracy import correct_probability, per_sequence_accuracy
-from mechcheck.metrics.activations import cached, final_residual
+from mechcheck.metrics.activations import UnsupportedMeasurement, cached, final_residual
 from mechcheck.metrics.attention import from_end, pattern_at
 from mechcheck.metrics.dla import accumulated, head_dla
 # The submodules head_scores and logit_diff keep their names (claim files import them); their main
@@ -34,7 +34,7 @@ from mechcheck.metrics.path_patching import (edge_scores, head_output_scores, pa
 
 __all__ = [
     "head_detection_scores", "repeated_random_tokens", "scores", "corpus_vocab",
-    "cached", "final_residual",
+    "cached", "final_residual", "UnsupportedMeasurement",
     "attention_patterns", "pattern_at", "from_end",
     "lens_logits", "raw_logits",
     "Contrast", "logit_difference", "logit_diff_from_resid", "end_logits", "accumulated", "head_dla",
