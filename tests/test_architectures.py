@@ -203,3 +203,9 @@ def test_public_measurements_say_what_they_return():
     for name in metrics.__all__:
         doc = (getattr(metrics, name).__doc__ or "").strip()
         assert doc and len(doc.splitlines()[0]) > 20, name
+
+
+def test_the_hub_revision_is_read_from_the_hf_cache_path(tmp_path):
+    commit = "0123456789abcdef0123456789abcdef01234567"
+    assert models.hub_revision(tmp_path / "models--org--name" / "snapshots" / commit) == commit
+    assert models.hub_revision(tmp_path / "my_checkpoint") is None
