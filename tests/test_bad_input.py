@@ -172,8 +172,9 @@ CASES = [
      ["--mc-data", "{data_no_tagger}"], {"subprocess": True},
      "NLTK tagger averaged_perceptron_tagger_eng not found (looked in {data_no_tagger}/nltk_data/taggers/"
      "averaged_perceptron_tagger_eng and", FAILED, NONE),
-    ("unknown-model-in-marker", PASSING + '\n@claim(id="X", model="no/such")\ndef test_x(measure):\n    measure.record(1.0)\n',
-     [], {}, "ClaimError: @pytest.mark.claim(model=...): unknown model 'no/such'", FAILED, [("OK", "pass"), ("X", "error")]),
+    ("unknown-model-in-marker", PASSING + '\n@claim(id="X", model="no such/model")\ndef test_x(measure):\n    measure.record(1.0)\n',
+     [], {}, "ClaimError: @pytest.mark.claim(model=...): unknown model 'no such/model': neither a registered name", FAILED,
+     [("OK", "pass"), ("X", "error")]),
     ("record-dict", PASSING + '\n@claim(id="D")\ndef test_d(measure):\n    measure.record({"a": 1.0})\n', [], {},
      "ClaimError: measured value must be a real number or an array of numbers, got dict", FAILED,
      [("D", "error"), ("OK", "pass")]),

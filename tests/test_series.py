@@ -94,7 +94,7 @@ def test_bad_series_is_one_line(tmp_path, make, message):
 
 def test_bad_option_is_a_usage_error(pytester):
     pytester.makepyfile("def test_x(): pass")
-    for value, line in [("nosuch/model=/tmp", "ERROR: --mc-series 'nosuch/model=/tmp': unknown model*"),
+    for value, line in [("no such/model=/tmp", "ERROR: --mc-series 'no such/model=/tmp': unknown model*"),
                         (f"{TS1M}", "ERROR: --mc-series *: expected NAME=DIR*"),
                         (f"{TS1M}={pytester.path}", "ERROR: series *: no checkpoints*")]:
         result = pytester.runpytest("--mc-series", value)

@@ -67,6 +67,7 @@ def pytest_configure(config):
             ioi_names=_ioi_names(config.getoption("mc_ioi_names")),
             report_dir=_report_dir(config),
             controls=ControlRunner(config.getoption("mc_controls")),
+            dtype=config.getoption("mc_dtype"),
         )
     except (_models.ModelError, DataError) as exc:
         raise pytest.UsageError(str(exc)) from None

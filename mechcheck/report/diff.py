@@ -129,6 +129,34 @@ def drift(ra: dict, rb: dict, rtol: float = 0.05, atol: float = 1e-3) -> str | N
     return None
 
 
+IDENTITY = ("dtype", "weights_dtype", "processing", "versions", "revision")  # what changes numbers besides weights
+
+
+def _flat(model: dict) -> dict:
+    out = {}
+    for key in IDENTITY:
+        value = model.get(key)
+        if isinstance(value, dict):
+            out.update({k: v for k, v in value.items()})
+        elif value is not None:
+            out[key] = value
+    return out
+
+
+def processing_change(ra: dict, rb: dict) -> str | None:
+    """The processing state (dtype, TransformerLens processing, library versions, hub revision)
+    that differs between the two records' models, in words, or None: the likely cause of a drift
+    that is not the weights."""
+    ma, mb = ra.get("model") or {}, rb.get("model") or {}
+    a, b = _flat(ma), _flat(mb)
+    changed = [f"{k} {a.get(k, '?')} -> {b.get(k, '?')}" for k in sorted(set(a) | set(b))
+               if k in a and k in b and a[k] != b[k]]
+    if not changed:
+        return None
+    same = ma.get("sha256") and ma.get("sha256") == mb.get("sha256")
+    return f"likely cause: processing state changed ({', '.join(changed)}){'; same weights' if same else ''}"
+
+
 def _pid(r: dict) -> str:
     return record_id(r)
 
@@ -194,8 +222,9 @@ def compare(base: dict, new: dict, rtol: float = 0.05, atol: float = 1e-3) -> di
                 out["weakenings"].append(lost)
         why = drift(ra, rb, rtol, atol)
         if why:
+            cause = processing_change(ra, rb)
             out["drifts"].append(f"{_pid(rb)}: {why} ({(rb.get('measured') or {}).get('text', '')} "
-                                 f"vs {(ra.get('measured') or {}).get('text', '')})")
+                                 f"vs {(ra.get('measured') or {}).get('text', '')})" + (f"; {cause}" if cause else ""))
     return out
 
 
