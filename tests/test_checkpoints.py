@@ -84,8 +84,10 @@ def test_bad_checkpoint_is_one_line(tmp_path, claims, model, make, line, code):
     assert expected in out.stdout, out.stdout[-2000:]
     assert "Traceback" not in out.stdout and "the above" not in out.stdout
     doc = json.loads((tmp_path / "rep" / "results.json").read_text())
-    ours = [r for r in doc["claims"] if r["model"]["name"] == model]
+    ours = [r for r in doc["claims"] if r["model"]["name"] == model and r["id"] != "O1.phase"]
     assert ours and {r["status"] for r in ours} == {"error"}
+    # O1.phase times a series: one checkpoint file skips it with one reason, a folder is read as a series
+    assert {r["status"] for r in doc["claims"] if r["id"] == "O1.phase"} <= ({"skip"} if path.is_file() else {"error"})
 
 
 def test_load_errors_are_single_lines(tmp_path):

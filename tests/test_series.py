@@ -265,12 +265,15 @@ def test_organism_series_of_81_checkpoints(tmp_path, organism_every25):
     assert proc.returncode == 0, proc.stdout[-3000:]
     doc = json.loads((report / "results.json").read_text())
     steps = sorted({r["step"] for r in doc["claims"]})
-    assert steps == list(range(0, 2001, 25)) and len(doc["claims"]) == 2 * 81
+    assert steps == list(range(0, 2001, 25)) and len(doc["claims"]) == 4 * 81
     o1 = [r for r in doc["claims"] if r["id"] == "O1"]
     assert all(r["status"] in ("pass", "fail", "inconclusive") for r in o1)  # near the phase change the CI straddles
     first, _ = series_report.transitions(sorted(o1, key=lambda r: r["step"]))
     assert next(r for r in o1 if r["step"] == 0)["status"] == "fail" and first is not None and first > 0
-    assert doc["counts"]["pass"] + doc["counts"]["fail"] + doc["counts"]["inconclusive"] == 2  # headline: step 2000 only
+    assert doc["counts"]["pass"] + doc["counts"]["fail"] + doc["counts"]["inconclusive"] == 4  # headline: step 2000 only
+    phase = [r for r in doc["claims"] if r["id"] == "O1.phase"]  # decided once, at the last checkpoint, over all 81
+    assert [r["step"] for r in phase if r["status"] != "skip"] == [2000]
+    assert len(next(r for r in phase if r["step"] == 2000)["measured"]["details"]["steps"]) == 81
     summary = (report / "summary.md").read_text()
     assert f"Holds first at step {first}" in summary
 

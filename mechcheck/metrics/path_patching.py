@@ -1,5 +1,6 @@
 """Path patching of one edge: a sender head's output into one receiver head's query or value
-input only (Wang et al. 2022; the thesis' edge attribution of §3.4.2, done exactly).
+input only (Wang et al. 2022; the thesis' edge attribution of §3.4.2, done exactly), or into its
+key input (K-composition, Elhage et al. 2021 / Olsson et al. 2022: the induction organism's O2.kcomp).
 
 Why our own: TL's get_act_patch_direct_path (which works on GPT-2 and is this function's oracle
 there, tests/test_patch_oracle.py) and get_act_patch_attn_head_out_all_pos compute full logits per
@@ -74,15 +75,22 @@ def sender_delta(bridge, clean_cache, corrupted_cache, layer: int, head: int) ->
     return (clean_cache[z][:, :, head] - corrupted_cache[z][:, :, head]) @ W_O
 
 
+COMPONENTS = ("q", "k", "v")
+
+
+def _weights(bridge, component: str):
+    """(W, b) of a head input `component` ("q", "k" or "v"): [n_layers, n_heads, d_model, d_head]."""
+    if component not in COMPONENTS:
+        raise ValueError(f"component must be 'q', 'k' or 'v', not {component!r}")
+    return getattr(bridge, f"W_{component.upper()}"), getattr(bridge, f"b_{component.upper()}")
+
+
 @torch.no_grad()
 def patch_edge(bridge, corrupted_tokens, delta, receiver: tuple[int, int], component: str) -> torch.Tensor:
     """Final residual stream of the corrupted run with `delta` added to
-    the `component` ("q" or "v") input of the receiver head only."""
-    if component not in ("q", "v"):
-        raise ValueError(f"component must be 'q' or 'v', not {component!r}")
+    the `component` ("q", "k" or "v") input of the receiver head only."""
     layer, head = receiver
-    W = (bridge.W_Q if component == "q" else bridge.W_V)[layer, head]
-    b = (bridge.b_Q if component == "q" else bridge.b_V)[layer, head]
+    W, b = (w[layer, head] for w in _weights(bridge, component))
     ln1 = bridge.blocks[layer].ln1
     store = {}
 
@@ -215,22 +223,14 @@ def component_delta(bridge, clean_cache, corrupted_cache, name: str) -> torch.Te
     return sender_delta(bridge, clean_cache, corrupted_cache, int(layer), int(head))
 
 
-@torch.no_grad()
-def patch_edges(bridge, corrupted_tokens, delta, receivers, component: str) -> torch.Tensor:
-    """Final residual stream of the corrupted run with `delta` added to the `component` ("q" or
-    "v") input of every receiver head (e.g. a sender into all name movers' queries at once)."""
-    return final_residual(bridge, corrupted_tokens, _edge_hooks(bridge, delta, receivers, component))
-
-
 def _edge_hooks(bridge, delta, receivers, component: str) -> list:
-    """The hooks of patch_edges: `delta` added to the `component` input of every receiver head."""
-    if component not in ("q", "v"):
-        raise ValueError(f"component must be 'q' or 'v', not {component!r}")
+    """Hooks that add `delta` to the `component` input of every receiver head (recomputed from the
+    layer's resid_pre + delta through ln1, every other reader untouched)."""
+    W_all, b_all = _weights(bridge, component)
     hooks, store = [], {}
     for layer in sorted({r[0] for r in receivers}):
         heads = [r[1] for r in receivers if r[0] == layer]
-        W = (bridge.W_Q if component == "q" else bridge.W_V)[layer]
-        b = (bridge.b_Q if component == "q" else bridge.b_V)[layer]
+        W, b = W_all[layer], b_all[layer]
         ln1 = bridge.blocks[layer].ln1
 
         def keep(act, hook, layer=layer):
@@ -245,6 +245,34 @@ def _edge_hooks(bridge, delta, receivers, component: str) -> list:
 
         hooks += [(f"blocks.{layer}.hook_resid_pre", keep), (f"blocks.{layer}.attn.hook_{component}", patch)]
     return hooks
+
+
+@torch.no_grad()
+def patch_edges(bridge, corrupted_tokens, delta, receivers, component: str) -> torch.Tensor:
+    """Final residual stream of the corrupted run with `delta` added to the `component` ("q", "k"
+    or "v") input of every receiver head (e.g. a sender into all name movers' queries at once)."""
+    return final_residual(bridge, corrupted_tokens, _edge_hooks(bridge, delta, receivers, component))
+
+
+class _Captured(Exception):
+    """Stops a forward pass once the receiver's pattern is read."""
+
+
+@torch.no_grad()
+def patched_pattern(bridge, tokens, delta, receiver: tuple[int, int], component: str) -> torch.Tensor:
+    """The receiver head's attention pattern [batch, q, k] with `delta` added to its `component`
+    input only (e.g. a sender's output removed from its keys: K-composition); the pass stops there."""
+    layer, head = receiver
+
+    def capture(act, hook):
+        raise _Captured(act[:, head].detach().clone())
+
+    hooks = _edge_hooks(bridge, delta, [receiver], component) + [(f"blocks.{layer}.attn.hook_pattern", capture)]
+    try:
+        bridge.run_with_hooks(tokens, fwd_hooks=hooks)
+    except _Captured as got:
+        return got.args[0]
+    raise RuntimeError(f"blocks.{layer}.attn.hook_pattern did not fire; cannot read the patched pattern")
 
 
 @torch.no_grad()
