@@ -3,7 +3,6 @@ the activation statistics, and the end-to-end dry run on exact-config random che
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -16,8 +15,7 @@ from mechcheck.core.claim import claim_of, satisfies
 from mechcheck.data import data_dir, gpt2_tokenizer, paragraphs, tinystories_validation
 from mechcheck.metrics import activation_stats, head_roles
 
-ROOT = Path(__file__).resolve().parent.parent
-DRYRUN = ROOT / "reports" / "dryrun"  # the dry runs' reports (timings per claim), kept for reading
+from claim_runs import records_of  # tests/claim_runs.py
 
 PROMPT = claims.PROMPT
 ROLE_CLAIMS = {
@@ -213,13 +211,11 @@ def test_tl_processed_convention_matches_compatibility_mode(tmp_path):
         assert abs(derived["attn_out"][k] - direct[k]) < 1e-4, k
 
 
-def test_dry_run_on_exact_config_checkpoints(tmp_path, run_claims):
+def test_dry_run_on_exact_config_checkpoints(dry_run):
     """Every one-layer claim runs end to end on a random checkpoint with the exact config, on
-    the real prompt and TinyStories text; values are finite; the claims (rightly) do not hold."""
-    ckpt = models.save_random("roneneldan/TinyStories-1Layer-21M", tmp_path / "ts21m")
-    doc = run_claims("test_one_layer_tinystories.py", DRYRUN / "one_layer", "--mc-claims-nonfatal",
-                     "--mc-model", f"roneneldan/TinyStories-1Layer-21M={ckpt}",
-                     "--mc-model", f"roneneldan/TinyStories-Instuct-1Layer-21M={ckpt}")
+    the real prompt and TinyStories text; values are finite; the claims (rightly) do not hold.
+    Reads the session's one one-layer dry run (conftest.dry_run; one stand-in for both models)."""
+    doc = dry_run("one_layer")
     ran = [r for r in doc["claims"] if r["status"] != "not-encoded"]
     assert len(ran) == 2 * (5 * 2 + 16 + 2)
     assert {r["status"] for r in ran} <= {"pass", "fail"}
@@ -227,8 +223,10 @@ def test_dry_run_on_exact_config_checkpoints(tmp_path, run_claims):
     assert [r["id"] for r in doc["claims"] if r["status"] == "not-encoded"] == ["B3"]
 
 
-def test_claims_skip_with_one_reason_without_the_checkpoint(tmp_path, run_claims):
-    doc = run_claims("test_one_layer_tinystories.py", tmp_path, "-rs")
+def test_claims_skip_with_one_reason_without_the_checkpoint(claims_run):
+    """Without the checkpoints every one-layer claim skips, naming its model and the fix. Reads
+    the session's offline `pytest claims/` run (conftest.claims_run)."""
+    doc = {"claims": records_of(claims_run[1], "test_one_layer_tinystories.py")}
     skipped = [r for r in doc["claims"] if r["status"] == "skip"]
     assert len(skipped) == 2 * (5 * 2 + 16 + 2)
     reasons = {r["message"] for r in skipped}

@@ -25,6 +25,8 @@ from mechcheck.metrics import path_patching
 from mechcheck.studies import induction_organism
 from mechcheck.studies.pos_heads import POSRun, best_head
 
+from claim_runs import records_of  # tests/claim_runs.py
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -55,18 +57,25 @@ def test_pos_measurements_find_the_quote_head_of_the_trained_organism():
     assert ratio[layer, head] > np.nanmedian(untrained.activity_ratio(untrained.in_quote))
 
 
-def test_claims_over_the_checkpoint_series_show_the_phase_change(tmp_path, run_claims):
-    doc = run_claims("test_induction_organism.py", tmp_path, "--mc-claims-nonfatal")
+def test_claims_over_the_checkpoint_series_show_the_phase_change(claims_run):
+    """O1/O2 without --mc-series run over the organism's shipped series: a record per step, the
+    induction head forms (fail at step 0, pass at the last step), the summary's series section,
+    and the headline counting only each claim's last checkpoint. Reads the session's offline
+    `pytest claims/` run (conftest.claims_run), whose other records are not series records."""
+    folder, run = claims_run
+    doc = {"claims": records_of(run, "test_induction_organism.py")}
     steps = [r for r in doc["claims"] if r["id"] == "O1"]
     assert len(steps) == len(organisms.series()) >= 5
     by_step = {r["step"]: r["status"] for r in steps}  # the shipped series is a mechcheck.pytest_plugin.series case
     assert [r["param"] for r in steps] == [f"step{s:04d}" for s in sorted(by_step)]
     assert by_step[0] == "fail" and by_step[max(by_step)] == "pass"  # the induction head forms
-    summary = (tmp_path / "summary.md").read_text()
+    summary = (folder / "summary.md").read_text()
     assert "## Checkpoint series: O1 on mechcheck/induction-organism" in summary
     assert "Holds first at step" in summary and "| step | measured | CI | status |" in summary
     assert "Never flips" not in summary and "Flips at step" not in summary  # the old table is gone
-    assert doc["counts"]["pass"] + doc["counts"]["fail"] == 4  # headline: each claim's last checkpoint, O1.phase once
+    others = [r for r in run["claims"] if r not in doc["claims"]]
+    assert all(r.get("step") is None for r in others)
+    assert sum(run["counts"].values()) == len(others) + 4  # headline: each claim's last checkpoint, O1.phase once
     phase = [r for r in doc["claims"] if r["id"] == "O1.phase"]
     assert len(phase) == 1 and phase[0]["param"] is None and phase[0]["status"] == "pass"
     assert phase[0]["measured"]["details"]["steps"] == sorted(by_step)

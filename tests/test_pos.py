@@ -4,13 +4,11 @@ exact-config random checkpoint, and the skip without the real one."""
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-from mechcheck import models
 from mechcheck.models import organisms
 from mechcheck.studies import pos_heads
 from mechcheck.studies import pos_measures
@@ -19,8 +17,7 @@ from mechcheck.core.claim import claim_of, satisfies, verdict
 from mechcheck.data import data_dir, gpt2_tokenizer, paragraphs, tinystories_validation
 from mechcheck.studies.pos_heads import POSRun
 
-ROOT = Path(__file__).resolve().parent.parent
-DRYRUN = ROOT / "reports" / "dryrun"  # the dry runs' reports (timings per claim), kept for reading
+from claim_runs import ROOT, records_of  # tests/claim_runs.py
 
 import importlib.util  # noqa: E402  (H15 makes claims/ importable through pytest's pythonpath)
 
@@ -421,18 +418,20 @@ def test_p8_p9_definite_noun_head(runs):
     assert swapped["every_dt_ratio"] > swapped["value"]
 
 
-def test_dry_run_on_the_exact_config_checkpoint(tmp_path, run_claims):
-    ckpt = models.save_random("roneneldan/TinyStories-1M", tmp_path / "ts1m")
-    doc = run_claims("test_pos_heads_tinystories_1m.py", DRYRUN / "pos", "--mc-claims-nonfatal",
-                     "--mc-model", f"roneneldan/TinyStories-1M={ckpt}")
+def test_dry_run_on_the_exact_config_checkpoint(dry_run):
+    """Every POS claim runs end to end on the exact-config random TinyStories-1M; values finite,
+    each names its best-fitting head. Reads the session's one POS dry run (conftest.dry_run)."""
+    doc = dry_run("pos")
     assert len(doc["claims"]) == len(CLAIMS) == 16
     assert {r["status"] for r in doc["claims"]} <= {"pass", "fail", "inconclusive"}
     assert all(np.isfinite(np.asarray(r["measured"]["value"], dtype=float)).all() for r in doc["claims"])
     assert all(r["measured"]["details"]["best_head"].startswith("L") for r in doc["claims"])
 
 
-def test_claims_skip_with_one_reason_without_the_checkpoint(tmp_path, run_claims):
-    doc = run_claims("test_pos_heads_tinystories_1m.py", tmp_path)
+def test_claims_skip_with_one_reason_without_the_checkpoint(claims_run):
+    """Without the checkpoint every POS claim skips with one reason naming the fix. Reads the
+    session's offline `pytest claims/` run (conftest.claims_run)."""
+    doc = {"claims": records_of(claims_run[1], "test_pos_heads_tinystories_1m.py")}
     assert {r["status"] for r in doc["claims"]} == {"skip"} and len(doc["claims"]) == len(CLAIMS)
     assert {r["message"] for r in doc["claims"]} == {
         "checkpoint roneneldan/TinyStories-1M not reachable (HF_HUB_OFFLINE=1 and it is not in the HF cache); "

@@ -2,7 +2,7 @@
 step per checkpoint, a broken checkpoint an error record, the rest still run), the report's series
 sections, and the headline counting each series' last checkpoint. Series made here: exact-config
 random stand-ins of roneneldan/TinyStories-1M, and the induction organism saved every 25 steps
-(81 checkpoints, trained once and cached under $MECHCHECK_CACHE)."""
+(81 checkpoints, trained once and cached under $MECHCHECK_CACHE by its recipe key; slow)."""
 
 from __future__ import annotations
 
@@ -256,7 +256,13 @@ def organism_every25() -> Path:
     return every25()
 
 
+@pytest.mark.slow
 def test_organism_series_of_81_checkpoints(tmp_path, organism_every25):
+    """O1/O2 over the organism's training run saved every 25 steps (81 checkpoints, 162 records):
+    a record per step, the phase change found, the headline of step 2000 only. Slow: the run is
+    trained (about 2 minutes on 2 cores) unless $MECHCHECK_CACHE holds it under its recipe key.
+    Every check but the scale also runs in `make test` on the shipped 9-checkpoint series
+    (test_organisms.py) and on stand-in series (above)."""
     report = tmp_path / "rep"
     proc = subprocess.run([sys.executable, "-m", "pytest", str(ROOT / "claims" / "test_induction_organism.py"),
                            "-q", "-p", "no:randomly", "--mc-report", str(report), "--mc-claims-nonfatal",
@@ -278,12 +284,14 @@ def test_organism_series_of_81_checkpoints(tmp_path, organism_every25):
     assert f"Holds first at step {first}" in summary
 
 
-def test_bench_series_smoke(tmp_path, organism_every25):
+def test_bench_series_smoke(tmp_path, monkeypatch):
     """`mechcheck bench series` on 2 checkpoints: it runs and counts one load per checkpoint
-    (timings are not asserted)."""
-    from mechcheck.tools.bench_series import main as bench
+    (timings are not asserted). Its checkpoints come from the shipped series (every 250 steps)
+    instead of the every-25 run, which is trained when not cached (the slow test above)."""
+    from mechcheck.tools import bench_series
 
-    assert bench(["--out", str(tmp_path), "--sizes", "2", "--workers", "2"]) == 0
+    monkeypatch.setattr(bench_series, "every25", lambda: organisms.SERIES_DIR)
+    assert bench_series.main(["--out", str(tmp_path), "--sizes", "2", "--workers", "2"]) == 0
     rows = json.loads((tmp_path / "bench_series.json").read_text())
     assert [(r["checkpoints"], r["workers"], r["records"], r["loads"], r["distinct_loaded"]) for r in rows] == \
         [(2, 1, 4, 2, 2), (2, 2, 4, 2, 2)]

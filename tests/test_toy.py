@@ -106,8 +106,13 @@ def test_shipped_checkpoints_match_their_sha256():
 
 
 def test_cache_trains_once_and_is_deterministic(tmp_path, monkeypatch):
+    """A config that is neither shipped nor cached is trained once, cached under $MECHCHECK_CACHE
+    by its key and found there next time without training; retraining it gives the same bytes.
+    One epoch in batches of 6000 (10 steps, the full training loop: AdamW, clipping, cosine decay)
+    keeps it to seconds; full retraining of a shipped seed is the slow test below."""
     monkeypatch.setenv("MECHCHECK_CACHE", str(tmp_path))
-    cfg = toy.TrainConfig(seed=7, epochs=1)
+    cfg = toy.TrainConfig(seed=7, epochs=1, batch_size=6000)
+    assert cfg.steps == 10
     assert toy.find_checkpoint(cfg) is None
     first = toy.get_checkpoint(cfg)
     assert first.parent == tmp_path / "toy"
