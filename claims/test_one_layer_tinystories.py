@@ -304,7 +304,9 @@ head_claim(
     "junction_start", [5], at_least(0.3),
     "the post gives no number and hedges ('?', 'appears'): from the tokens after a co-ordinating conjunction "
     "(and, but, or, nor, so, yet; 'for' left out, the prompt's 'looking for' is the preposition) up to the next "
-    f"pivot, >= 0.3 of head 5's attention on that conjunction. {HEDGED}", _TABLE_ROWS[5],
+    "pivot, >= 0.3 of head 5's attention on that conjunction; the token right after the conjunction is left out "
+    "(the conjunction is its previous token: a previous-token head scored 0.37 on TinyStories with it, its "
+    f"negative control). {HEDGED}", _TABLE_ROWS[5],
     [swapped(5, 6, "head 5 attends to the previous token"), swapped(5, 8, "head 5 attends to the current token")],
     where=f"{TABLE}; {CLAUSE}", hedge="'?', 'appears'")
 

@@ -181,14 +181,15 @@ def self_at(word: str):
     return score
 
 
-def attended_within_clause(*words: str):
+def attended_within_clause(*words: str, skip_next: bool = False):
     """Heads 1/2 ("strongly attends to the token 'But'" / "the word 'a'"), head 5 (the start of a
     co-ordinating junction): attention on a `words` token from the tokens after it, up to (not
-    including) the next pivot."""
+    including) the next pivot. `skip_next`: leave out the token right after it, whose previous
+    token it is (there a previous-token head would pass: short TinyStories junctions, 'and played.')."""
     def score(pattern, tc: TokenClasses) -> np.ndarray:
         pivots, qs, key_of = set(tc.pivots), [], {}
         for k in sorted(k for w in words for k in _positions(tc, w)):
-            for q in range(k + 1, tc.n):
+            for q in range(k + 1 + int(skip_next), tc.n):
                 if q in pivots:
                     break
                 qs.append(q)
@@ -405,7 +406,7 @@ ROLES = {
     "pivot_at_but": pivot_at("but"),
     "attended_But": attended_within_clause("But"),
     "attended_but": attended_within_clause("but"),
-    "junction_start": attended_within_clause(*CONJUNCTIONS),
+    "junction_start": attended_within_clause(*CONJUNCTIONS, skip_next=True),
     "clause_start": clause_start_role,
     "within_clause_mass": within_clause_mass,
     "within_clause_coverage": within_clause_coverage,
