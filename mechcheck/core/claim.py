@@ -421,6 +421,7 @@ class Claim:
     controls: tuple = ()  # Control(...): at least one POSITIVE and one NEGATIVE
     evidence: str | None = None  # OBSERVATIONAL or INTERVENTIONAL
     absence: bool = False  # the claim says a mechanism is absent (its positive control must make it FAIL)
+    hedge: str | None = None  # the document's own hedge words ("'~' and '?'"): a FAIL reads "the hedge was warranted"
 
     def __post_init__(self):
         object.__setattr__(self, "controls", tuple(self.controls or ()))
@@ -482,6 +483,7 @@ class Claim:
             "published": self.published,
             "tolerance": self.tolerance,
             "evidence": self.evidence,
+            "hedge": self.hedge,
         }
 
 
