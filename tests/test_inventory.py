@@ -30,7 +30,7 @@ def _claim_modules():
         for obj in vars(module).values():
             for mark in getattr(obj, "pytestmark", []) if callable(obj) else []:
                 if mark.name == "claim":
-                    claims.add(mark.kwargs["id"])
+                    claims.add(mark.args[0].id if mark.args else mark.kwargs["id"])  # a Claim, or the keyword form
         not_encoded |= {n.id for n in getattr(module, "NOT_ENCODED", [])}
     return claims, not_encoded
 
