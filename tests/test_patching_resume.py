@@ -8,8 +8,11 @@ from __future__ import annotations
 import pytest
 import torch
 
-from mechcheck import ioi, models, organisms
-from mechcheck.activations import cached, final_residual
+from mechcheck import models
+from mechcheck.data import ioi_prompts
+from mechcheck.metrics.activations import cached, final_residual
+from mechcheck.models import organisms
+from mechcheck.studies import ioi
 from mechcheck.data import data_dir, gpt2_tokenizer
 from mechcheck.metrics import path_patching as pp
 
@@ -28,8 +31,8 @@ def runs(tmp_path_factory):
     ts8m = models.load_hf("roneneldan/TinyStories-8M", path, "cpu", tok).bridge
     nm_tok = organisms.name_mover_tokenizer()
     nm = organisms.bridge(organisms.get(organisms.name_mover_recipe()), nm_tok)
-    return {"8m": ioi.IOIRun(ts8m, ioi.build(tok, names=("John", "Mary"), templates=ioi.TEMPLATES[:1])),
-            "organism": ioi.IOIRun(nm, ioi.build(nm_tok, names=organisms.NM_NAMES, templates=organisms.NM_TEMPLATES))}
+    return {"8m": ioi.IOIRun(ts8m, ioi_prompts.build(tok, names=("John", "Mary"), templates=ioi_prompts.TEMPLATES[:1])),
+            "organism": ioi.IOIRun(nm, ioi_prompts.build(nm_tok, names=organisms.NM_NAMES, templates=organisms.NM_TEMPLATES))}
 
 
 @pytest.mark.parametrize("model", ["8m", "organism"])
