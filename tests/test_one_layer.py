@@ -112,7 +112,8 @@ def test_dry_run_on_exact_config_checkpoints(dry_run):
     doc = dry_run("one_layer")
     ran = [r for r in doc["claims"] if r["status"] != "not-encoded"]
     assert len(ran) == len(claims.MODELS) * len(CLAIM_TESTS)
-    assert {r["status"] for r in ran} <= {"pass", "fail"}
+    assert {r["status"] for r in ran} <= {"pass", "fail", "inconclusive"}  # a random stand-in may straddle a band
+    assert all(r["calibration"]["state"] == "calibrated" for r in ran)  # every record: its controls decided as declared
     assert all(np.isfinite(np.asarray(r["measured"]["value"], dtype=float)).all() for r in ran)
     assert [r["id"] for r in doc["claims"] if r["status"] == "not-encoded"] == ["B3"]
 
