@@ -66,6 +66,7 @@ def cached(bridge, tokens: torch.Tensor, names, chunk: int = CHUNK) -> Activatio
     residual stream through the final LayerNorm. The one activation capture of mechcheck (IOI,
     head scores, head roles, activation statistics, POS)."""
     names = tuple(dict.fromkeys(names))
+    require_hooks(bridge, names)
     parts: dict[str, list] = {n: [] for n in names}
     device = bridge.cfg.device
     for start in range(0, tokens.shape[0], chunk):
