@@ -17,7 +17,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "examples" / "test_induction_head.py"
 README = (ROOT / "README.md").read_text()
-SECTION = README[README.index("## Writing a claim\n"): README.index("\n## The report")]
+SECTION = README[README.index("### A claim about your own model\n"): README.index("\n## The report")]
 SERIES = "fixtures/organisms/induction-series/induction-2L-db0c6e90edb6"
 
 
