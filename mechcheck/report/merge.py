@@ -41,8 +41,8 @@ def read(path) -> tuple[Path, dict]:
     if not isinstance(doc, dict) or not isinstance(doc.get("claims"), list) or not isinstance(doc.get("run"), dict):
         raise MergeError(f"{p}: not a mechcheck results.json (no run/claims)")
     if doc.get("schema") not in report.READABLE:
-        raise MergeError(f"{p}: schema {doc.get('schema')!r}, expected one of {', '.join(map(repr, report.READABLE))} "
-                         f"(reports of different schema versions)")
+        raise MergeError(f"{p}: schema {doc.get('schema')!r}, expected {report.SCHEMA!r} of those this mechcheck reads "
+                         f"({', '.join(map(repr, report.READABLE))}) (reports of different schema versions)")
     try:  # a /2 shard is a /3 shard without controls: checked against the one schema file
         validate.check_document({**doc, "schema": report.SCHEMA})
     except validate.SchemaError as exc:
