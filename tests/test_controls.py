@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from mechcheck import testing
-from mechcheck.report import SCHEMA, diff, merge, write
+from mechcheck.report import SCHEMA, counts, diff, merge, write
 from mechcheck.core.claim import NEGATIVE, POSITIVE, ClaimError, Measure, at_least, negative, positive
 from mechcheck.studies import toy_circuit
 
@@ -168,7 +168,8 @@ def _write(folder: Path, schema: str, *records) -> Path:
     folder.mkdir(parents=True)
     run = {"device": "cpu", "python": "3", "torch": "t", "transformer_lens": "tl", "overrides": {}, "data_dir": None,
            "ioi_names": ["A", "B"], "partial": None}
-    (folder / "results.json").write_text(json.dumps({"schema": schema, "run": run, "counts": {}, "claims": list(records)}))
+    doc = {"schema": schema, "run": run, "counts": counts(list(records)), "claims": list(records)}
+    (folder / "results.json").write_text(json.dumps(doc))
     return folder
 
 
