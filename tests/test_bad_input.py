@@ -575,3 +575,21 @@ def test_standins_into_an_unwritable_folder(tmp_path, capsys, target, message):
     assert mechcheck_main(["standins", target.format(tmp=tmp_path)]) == CMD_BAD
     err = capsys.readouterr().err
     assert message in err and len(err.strip().splitlines()) == 1, err
+
+
+def test_a_nan_checkpoint_does_not_reach_claims_on_another_checkpoint_of_its_name(pytester):
+    """A NaN checkpoint a test loads itself (mc_load(name, checkpoint=...)) makes that test an error;
+    another claim on the same model name that measured no model of its own (it recorded a plain
+    number) is decided as usual, not an error caught from the other test's checkpoint."""
+    body = NAN_TOY.replace("{ckpt}", str(_nan_toy(pytester.path))) + """
+@claim(id="PLAIN")
+def test_plain(measure):
+    measure.record(0.9)
+"""
+    (pytester.path / "test_claims.py").write_text(HEADER + body)
+    result = pytester.runpytest_inprocess("-q", "-p", "no:cacheprovider", "-p", "no:randomly", "--mc-report", "rep",
+                                          "--mc-claims-nonfatal", "test_claims.py")
+    assert result.ret == FAILED, "\n".join(result.outlines[-40:])
+    recs = {r["id"]: r for r in json.loads((pytester.path / "rep" / "results.json").read_text())["claims"]}
+    assert recs["NAN"]["status"] == "error" and "blocks.0.mlp.out.hook_out" in recs["NAN"]["message"]
+    assert recs["PLAIN"]["status"] == "pass", recs["PLAIN"]["message"]

@@ -32,8 +32,9 @@ class NonFiniteError(ClaimError):
 
 
 class _Watch:
-    def __init__(self, name: str | None):
+    def __init__(self, name: str | None, where=None):
         self.name = name
+        self.where = where  # the series step or explicit checkpoint it was loaded for (None: the name's own)
         self.flags: dict[str, torch.Tensor] = {}  # hook name -> running sum of |sum(act)|, first-fire order
 
     def hook(self, act, hook):
@@ -63,16 +64,18 @@ class _Watch:
 _WATCHES: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
 
 
-def watch(bridge, name: str | None = None) -> None:
+def watch(bridge, name: str | None = None, where=None) -> None:
     """Install the finiteness hooks on every hook point of `bridge` (once) and run a probe pass.
     `name`: the registry name when one checkpoint serves every claim on that name (the session
-    loader), so a claim whose fixtures failed before it named its model can still be checked."""
+    loader), so a claim whose fixtures failed before it named its model can still be checked;
+    `where`: the series step or explicit checkpoint it was loaded for (a NaN checkpoint must not
+    reach the claims measured on another checkpoint of the same name)."""
     if bridge is None:
         return
     if bridge in _WATCHES:
         _WATCHES[bridge].name = _WATCHES[bridge].name or name
         return
-    w = _WATCHES[bridge] = _Watch(name)
+    w = _WATCHES[bridge] = _Watch(name, None if where is None else str(where))
     seen = set()
     for hp in bridge.hook_dict.values():
         if id(hp) not in seen:
@@ -90,11 +93,13 @@ def first_nonfinite(bridge) -> str | None:
     return w.first() if w is not None else None
 
 
-def check(bridge, model_name: str) -> None:
+def check(bridge, model_name: str, where=None) -> None:
     """Raise NonFiniteError (one line) when a watched model produced non-finite activations.
-    With bridge None, every model watched under `model_name` by the session loader is checked."""
+    With bridge None, the models watched under `model_name` by the session loader for `where` (the
+    series step the claim runs on; None: the name's own checkpoint, not one a test named itself)."""
     if bridge is None:
-        bridges = [b for b, w in list(_WATCHES.items()) if w.name == model_name]
+        where = None if where is None else str(where)
+        bridges = [b for b, w in list(_WATCHES.items()) if w.name == model_name and w.where == where]
     else:
         bridges = [bridge]
     hook = next((h for h in map(first_nonfinite, bridges) if h is not None), None)

@@ -114,7 +114,7 @@ def mc_load(pytestconfig, mc_device, request):
             except (_models.ModelError, DataError) as exc:
                 cache[key] = exc
             else:
-                finite.watch(cache[key].bridge, name)  # the one place a model is watched
+                finite.watch(cache[key].bridge, name, step_path or checkpoint)  # the one place a model is watched
         got = cache[key]
         if isinstance(got, _models.CheckpointUnavailable):
             pytest.skip(str(got))

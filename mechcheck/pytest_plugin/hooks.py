@@ -156,7 +156,7 @@ def pytest_runtest_setup(item):
         except Exception:  # a fixture computed from NaN activations: say so, not its traceback
             c = item.stash.get(CLAIM, None)
             if c is not None:
-                finite.check(None, model_name(item, c))
+                _check_unmeasured(item, c)
             raise
     finally:
         item.stash.setdefault(_TIMES, {})["setup_s"] = time.perf_counter() - t0
@@ -173,6 +173,18 @@ def _measured_model(item, m) -> None:
         m.model = item.stash[LOADED]
 
 
+def _check_unmeasured(item, c) -> None:
+    """The finiteness check of a claim without a measured model (its fixtures failed, or it built
+    its model itself): the model mc_load loaded for this test, else the checkpoints watched under
+    the claim's model name at this test's series step, never another step's NaN checkpoint."""
+    name = model_name(item, c)
+    loaded = item.stash.get(LOADED, None)
+    if loaded is not None:
+        finite.check(loaded.bridge, name)
+    else:
+        finite.check(None, name, _series.checkpoint_for(item, name))
+
+
 def _check_finite(item, c, m) -> None:
     """Non-finite activations decide before anything computed from them (a value or an exception),
     and values computed from them are not reported."""
@@ -180,7 +192,7 @@ def _check_finite(item, c, m) -> None:
         if m is not None and m.model is not None:
             finite.check(_bridge(m), m.model.name)
         else:
-            finite.check(None, model_name(item, c))
+            _check_unmeasured(item, c)
     except finite.NonFiniteError:
         if m is not None:
             m.value, m.ci, m.details = None, None, {}
