@@ -260,8 +260,9 @@ I4_8M = Claim(
     source=_src("§3.4.1"), published=9.4, expect=within(9.4, 2.0),
     tolerance="9.4 ± 2.0: our names and templates differ from the thesis' (unpublished) test set",
     measure=Measure(partial(m.mean_logit_diff, with_tokens=True), on=IOI), evidence=OBSERVATIONAL,
-    controls=[positive("writes 9.4", _dla([(7, 7, 9.4)]), "the 8M stand-in with H7.7 writing 9.4 logits along IO - S at END"),
-              _stand_in()],
+    # no positive control yet: a head planted in the random 8M stand-in saturates its final LayerNorm near 2 logits
+    # (9.4 planted gives 1.57), so a model at 9.4 +- 2 needs a constructed unembedding (listed as missing)
+    controls=[_stand_in()],
 )
 
 
@@ -275,8 +276,8 @@ I4_GPT2 = Claim(
     source=_src("§3.4.1"), published=3.6, expect=within(3.6, 1.0),
     tolerance="3.6 ± 1.0 (Wang et al. report 3.55 on their own templates)",
     measure=Measure(m.mean_logit_diff, on=IOI), evidence=OBSERVATIONAL,
-    controls=[positive("writes 3.6", _dla([(9, 9, 3.6)], GPT2), "the GPT-2 stand-in with H9.9 writing 3.6 logits along IO - S"),
-              _stand_in(GPT2)],
+    # no positive control yet (as I4.8m: a planted write is shrunk by the final LayerNorm by an amount not set here)
+    controls=[_stand_in(GPT2)],
 )
 
 
@@ -336,8 +337,8 @@ I4_COMPARE = Claim(
     tolerance="paired difference 8M - GPT-2 over the same prompts > 0",
     measure=partial(ioi.on_pair, m.paired_logit_diff, prepare=IOI, models=[TS8M, GPT2]), evidence=OBSERVATIONAL,
     controls=[
-        positive("8M writes 9.4", partial(C.pair, _dla([(7, 7, 9.4)]), partial(C.stand_in_run, GPT2)),
-                 "8M stand-in writing 9.4 logits vs the unplanted GPT-2 stand-in"),
+        positive("8M writes IO", partial(C.pair, _dla([(7, 7, 9.4)]), partial(C.stand_in_run, GPT2)),
+                 "8M stand-in with H7.7 writing along IO - S (9.4 logits at the unplanted final scale) vs the unplanted GPT-2 stand-in"),
         negative("GPT-2 writes 3.6", partial(C.pair, partial(C.stand_in_run, TS8M), _dla([(9, 9, 3.6)], GPT2)),
                  "the unplanted 8M stand-in vs the GPT-2 stand-in writing 3.6 logits"),
     ],
@@ -354,9 +355,9 @@ I12 = Claim(
     source=_src("§3.5.1 ('changes correct name probability from 77.3% ...')"), published=0.773,
     expect=within(0.773, 0.1), tolerance="77.3% ± 10 pp: the thesis' prompt set is not published",
     measure=Measure(m.correct_probability, on=IOI), evidence=OBSERVATIONAL,
-    controls=[positive("P(IO) 0.773", partial(C.planted_probability, 0.773),
-                       "the 8M stand-in with H7.7 writing along IO - S, strength set so that mean P(IO) is 0.773"),
-              _stand_in()],
+    # no positive control yet: on the random stand-in a planted write saturates the final LayerNorm long before
+    # P(IO) over 50,257 tokens reaches 0.77 (listed as missing)
+    controls=[_stand_in()],
 )
 
 
