@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from mechcheck.core.claim import Claim
+
 from mechcheck.report import inventory
 from mechcheck.report.inventory import InventoryError
 
@@ -30,7 +32,7 @@ def _claim_modules():
         for obj in vars(module).values():
             for mark in getattr(obj, "pytestmark", []) if callable(obj) else []:
                 if mark.name == "claim":
-                    claims.add(mark.kwargs["id"])
+                    claims.add(Claim.from_marker(mark).id)  # keyword form or a Claim declaration
         not_encoded |= {n.id for n in getattr(module, "NOT_ENCODED", [])}
     return claims, not_encoded
 
