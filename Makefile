@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 PYTEST_ARGS ?=
 
-.PHONY: report test setup clean-venv
+.PHONY: report test test-slow setup clean-venv
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -24,9 +24,16 @@ report: setup
 # mechcheck's own tests, then every claim that can run offline (real checkpoints skip with a
 # reason). Claims that do not hold are shown as xfail and recorded as FAIL in reports/test;
 # errors (NaN, broken model, bad input) still fail. Slow checks (-m slow) are not selected.
+# --durations=15: the slowest tests, so a regression in the suite's own time shows in every run.
 test: setup
 	HF_HUB_OFFLINE=1 $(BIN)/pytest tests/ claims/ -m "not slow" --mc-claims-nonfatal \
-		--mc-report reports/test $(PYTEST_ARGS)
+		--mc-report reports/test --durations=15 $(PYTEST_ARGS)
+
+# The slow tier: retraining the shipped checkpoints, the wheel outside the repository, the probes
+# against scikit-learn, TransformerLens' path patching as the oracle, the GPT-2 sweeps' dry run and
+# the organism's 81-checkpoint series (README "Tests and markers"). CI runs it after `make test`.
+test-slow: setup
+	HF_HUB_OFFLINE=1 $(BIN)/pytest tests/ -m slow --durations=15 $(PYTEST_ARGS)
 
 clean-venv:
 	rm -rf $(VENV)

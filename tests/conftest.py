@@ -1,17 +1,35 @@
-"""mechcheck's own tests run offline: no hub lookups (they hang ~23 s before failing)."""
+"""mechcheck's own tests run offline: no hub lookups (they hang ~23 s before failing).
+
+Shared claim runs (issue #24): each claims run that several tests read is made once per test
+session, at its first use, and kept: `claims_run` (`pytest claims/` offline, as CI runs it),
+`dry_run` (one claim file on the exact-config random stand-ins) and `standins` (the stand-in
+checkpoints). Every test that reads one says in its docstring what it still checks. Under
+`pytest -n N --dist loadgroup` a session fixture lives once per worker, so the tests reading one
+share an `xdist_group` (set here) and land on one worker.
+"""
 
 import os
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-import json  # noqa: E402
-import subprocess  # noqa: E402
-import sys  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import pytest  # noqa: E402
 
-ROOT = Path(__file__).resolve().parent.parent
+from claim_runs import CLAIMS_RUN_ARGS, DRY_RUNS, DRYRUN, ROOT, Once, claims_subprocess  # noqa: E402
+from standins import Standins  # noqa: E402
+
+# the fixtures below -> the xdist group of the tests that read them
+SHARED_GROUPS = {"claims_run": "claims_run", "dry_run": "dry_run", "standins": "dry_run"}
+
+
+def pytest_collection_modifyitems(items):
+    """Tests reading a shared session run share an xdist group, so `-n N --dist loadgroup`
+    computes each run once, on one worker."""
+    for item in items:
+        groups = {SHARED_GROUPS[f] for f in getattr(item, "fixturenames", ()) if f in SHARED_GROUPS}
+        for group in sorted(groups)[:1]:  # one group per test (claims_run before dry_run)
+            item.add_marker(pytest.mark.xdist_group(group))
 
 
 @pytest.fixture
@@ -20,10 +38,35 @@ def run_claims():
     (a fresh session, as a user would run it); the run must end with exit 0."""
 
     def run(claim_file: str, report: Path, *args: str) -> dict:
-        out = subprocess.run([sys.executable, "-m", "pytest", str(ROOT / "claims" / claim_file), "-q",
-                              "--mc-report", str(report), *args], capture_output=True, text=True, cwd=ROOT)
-        assert out.returncode == 0, out.stdout[-3000:]
-        return json.loads((Path(report) / "results.json").read_text())
+        return claims_subprocess([ROOT / "claims" / claim_file], report, *args)
 
     return run
 
+
+@pytest.fixture(scope="session")
+def standins(tmp_path_factory) -> Standins:
+    """The stand-in checkpoints of the hub models, each written once per session at first use."""
+    return Standins(tmp_path_factory.mktemp("standins"))
+
+
+@pytest.fixture(scope="session")
+def dry_run(standins):
+    """dry_run(family) -> results.json of the dry run of that family's claim file (DRY_RUNS:
+    ioi, pos, one_layer) on the stand-ins with --mc-claims-nonfatal, run once per session; the
+    report stays in reports/dryrun/<family>/ (the time of every measurement)."""
+
+    def run(family: str) -> dict:
+        claim_file, names, args = DRY_RUNS[family]
+        return claims_subprocess([ROOT / "claims" / claim_file], DRYRUN / family, "--mc-claims-nonfatal",
+                                 *standins.args(*names), *args)
+
+    return Once(run)
+
+
+@pytest.fixture(scope="session")
+def claims_run(tmp_path_factory) -> tuple[Path, dict]:
+    """(report folder, results.json) of `pytest claims/ -p no:randomly --mc-claims-nonfatal`,
+    serial, no model overrides, once per session: the toy claims on the shipped seeds, O1/O2 on
+    the organism's shipped series, every hub-model claim skipped with its reason."""
+    folder = tmp_path_factory.mktemp("claims-run") / "serial"
+    return folder, claims_subprocess([ROOT / "claims"], folder, *CLAIMS_RUN_ARGS)

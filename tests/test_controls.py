@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from mechcheck import testing
+from mechcheck.report import SCHEMA, counts, diff, merge, write
 from mechcheck.core.claim import NEGATIVE, POSITIVE, ClaimError, Measure, at_least, negative, positive
 from mechcheck.studies import toy_circuit
 
@@ -31,7 +32,6 @@ CLAIM_FILES = sorted(p.stem for p in (ROOT / "claims").glob("test_*.py"))
 KNOWN_UNCONVERTED = {
     "test_ioi_tinystories_8m",
     "test_pos_heads_tinystories_1m",
-    "test_one_layer_tinystories",
 }
 
 CLAIMS = {stem: testing.declared_claims(importlib.import_module(stem)) for stem in CLAIM_FILES}
@@ -66,7 +66,9 @@ def _constant(run, value):
     return dict(value=value, ci=(value - 0.01, value + 0.01), n=1)
 
 
-@pytest.mark.parametrize("stem, cid", [("test_toy_reverse_increment", "T1"), ("test_induction_organism", "O1")])
+@pytest.mark.parametrize("stem, cid", [("test_toy_reverse_increment", "T1"), ("test_induction_organism", "O1"),
+                                       ("test_one_layer_tinystories", "B1.find14"),
+                                       ("test_one_layer_tinystories", "B2.attn_out")])
 def test_a_measurement_that_ignores_the_model_fails_its_controls(stem, cid):
     """For one claim of each converted family: a constant measure passes (or fails) everywhere, so
     one of its controls decides the wrong way and the generated test above reports it."""
@@ -152,3 +154,38 @@ def test_readme_example(pytester):
         ("attention frozen", "negative", "fail", True)]
     summary = (pytester.path / "rep" / "summary.md").read_text()
     assert "## Why believe a verdict" in summary and "Controls: 0 uncalibrated, 1 calibrated." in summary
+
+
+def _record(nodeid: str, status: str, value: float, **extra) -> dict:
+    return {"nodeid": nodeid, "id": nodeid.split("::")[-1], "param": None, "statement": "s",
+            "source": {"document": "d", "where": "w"}, "model": {"name": "m"},
+            "expected": {"op": ">=", "text": ">= 0.5", "threshold": 0.5}, "published": None, "tolerance": "",
+            "measured": {"value": value, "text": str(value), "ci": None, "n": None, "details": {}},
+            "status": status, "message": "", "timing": {"setup_s": 0.0, "call_s": 0.0}, "seed": None, **extra}
+
+
+def _write(folder: Path, schema: str, *records) -> Path:
+    folder.mkdir(parents=True)
+    run = {"device": "cpu", "python": "3", "torch": "t", "transformer_lens": "tl", "overrides": {}, "data_dir": None,
+           "ioi_names": ["A", "B"], "partial": None}
+    doc = {"schema": schema, "run": run, "counts": counts(list(records)), "claims": list(records)}
+    (folder / "results.json").write_text(json.dumps(doc))
+    return folder
+
+
+def test_diff_and_merge_read_results_2(tmp_path, capsys):
+    """A results/2 report (no controls) is compared with a /3 one, and /2 shards merge into a /3
+    report whose controls column says nothing was recorded ('—') and which has no 'Why' section."""
+    calibrated = {"controls": [], "calibration": {"state": "no-controls", "reason": "no controls declared"},
+                  "detectable_effect": None, "evidence": None, "controls_mode": "reuse"}
+    old = _write(tmp_path / "old", "mechcheck.results/2", _record("f::a", "pass", 0.9))
+    new = _write(tmp_path / "new", SCHEMA, _record("f::a", "fail", 0.1, **calibrated))
+    assert diff.main([str(old), str(new)]) == 1 and "a: pass -> fail" in capsys.readouterr().out
+    shard2 = _write(tmp_path / "s2", "mechcheck.results/2", _record("f::b", "pass", 0.8))
+    records, run = merge.merge([old, shard2])
+    doc = write(tmp_path / "merged", records, run, "now")
+    assert doc["schema"] == SCHEMA and doc["calibration"] == dict.fromkeys(doc["calibration"], 0)
+    summary = (tmp_path / "merged" / "summary.md").read_text()
+    assert "| PASS | — |" in summary and "Why believe a verdict" not in summary
+    with pytest.raises(merge.MergeError, match="different schema versions"):
+        merge.merge([old, new])

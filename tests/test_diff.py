@@ -145,3 +145,20 @@ def test_claims_store_their_prompts_so_a_shift_inside_the_ci_is_seen():
     assert drift(_as_record("i4", no_items[0]), _as_record("i4", no_items[1])) is None  # CIs overlap
     assert drift(_as_record("i4", base), _as_record("i4", mean_record(items))) is None
     assert "per_item" not in mean_record(np.zeros(PER_ITEM_MAX + 1))
+
+
+def test_a_drift_names_a_change_of_processing_state():
+    """Same weights, other dtype / TL processing / versions: the drift line names it as the likely cause."""
+    model = {"name": "m", "sha256": "a" * 64, "dtype": "float32", "weights_dtype": "bfloat16",
+             "processing": {"compatibility_mode": True, "fold_ln": True}, "versions": {"transformers": "5.24.0"}}
+    base, new = _doc(_rec("a", "pass", 0.9)), _doc(_rec("a", "pass", 0.5))
+    base["claims"][0]["model"] = model
+    new["claims"][0]["model"] = {**model, "dtype": "bfloat16", "processing": {"compatibility_mode": True, "fold_ln": False}}
+    (line,) = compare(base, new)["drifts"]
+    assert line.endswith("; likely cause: processing state changed (dtype float32 -> bfloat16, fold_ln True -> False); "
+                         "same weights")
+    new["claims"][0]["model"] = {**model, "sha256": "b" * 64}  # only the weights changed: no processing cause
+    (line,) = compare(base, new)["drifts"]
+    assert "likely cause" not in line
+    new["claims"][0]["model"] = {**model, "versions": {"transformers": "5.25.0"}}
+    assert compare(base, new)["drifts"][0].endswith("(transformers 5.24.0 -> 5.25.0); same weights")

@@ -32,7 +32,7 @@ def _claim_modules():
         for obj in vars(module).values():
             for mark in getattr(obj, "pytestmark", []) if callable(obj) else []:
                 if mark.name == "claim":
-                    claims.add(Claim.from_marker(mark).id)  # keyword form or a Claim declaration
+                    claims.add(Claim.from_marker(mark).id)  # keyword or declaration form (issue #19)
         not_encoded |= {n.id for n in getattr(module, "NOT_ENCODED", [])}
     return claims, not_encoded
 

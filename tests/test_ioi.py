@@ -5,7 +5,6 @@ controls are declared beside it and run by tests/test_controls.py."""
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -23,8 +22,7 @@ from mechcheck.core.claim import satisfies
 from mechcheck.data import data_dir, gpt2_tokenizer
 from mechcheck.metrics import ablation, dla, head_scores, logit_diff, path_patching
 
-ROOT = Path(__file__).resolve().parent.parent
-DRYRUN = ROOT / "reports" / "dryrun"  # the dry runs' reports (timings per claim), kept for reading
+from claim_runs import DRYRUN, ROOT, claims_subprocess, records_of  # tests/claim_runs.py
 
 
 @pytest.fixture(scope="module")
@@ -137,38 +135,32 @@ N_CLAIMS = 45  # claims in claims/test_ioi_tinystories_8m.py
 GPT2_SWEEPS = 4  # of which GPT-2 patching sweeps (test names with "gpt2_sweep"): minutes each on a CPU stand-in
 
 
-def _dry_run(tmp_path, run_claims, report, names, *args):
-    ts8m = models.save_random("roneneldan/TinyStories-8M", tmp_path / "ts8m")
-    gpt2 = models.save_random("gpt2", tmp_path / "gpt2")
-    ts1m = models.save_random("roneneldan/TinyStories-1M", tmp_path / "ts1m")
-    ts3m = models.save_random("roneneldan/TinyStories-3M", tmp_path / "ts3m")
-    return run_claims("test_ioi_tinystories_8m.py", DRYRUN / report, "--mc-claims-nonfatal", "--mc-ioi-names",
-                      names, "--mc-model", f"roneneldan/TinyStories-8M={ts8m}", "--mc-model", f"gpt2={gpt2}",
-                      "--mc-model", f"roneneldan/TinyStories-1M={ts1m}",
-                      "--mc-model", f"roneneldan/TinyStories-3M={ts3m}", *args)
-
-
-def test_dry_run_on_exact_config_checkpoints(tmp_path, run_claims):
+def test_dry_run_on_exact_config_checkpoints(dry_run):
     """Every IOI claim but the GPT-2 patching sweeps runs end to end on random checkpoints with the
     exact TinyStories-8M and GPT-2 small configs; all values finite (the claims mostly, rightly,
-    fail). The sweeps' measurements run here on the 8M stand-in's claims and in the organism tests."""
-    doc = _dry_run(tmp_path, run_claims, "ioi", "John,Mary,Tom", "-k", "not gpt2_sweep")
+    fail). The sweeps' measurements run here on the 8M stand-in's claims and in the organism tests.
+    Reads the session's one IOI dry run (conftest.dry_run: 3 names, `-k "not gpt2_sweep"`)."""
+    doc = dry_run("ioi")
     assert len(doc["claims"]) == N_CLAIMS - GPT2_SWEEPS
     assert {r["status"] for r in doc["claims"]} <= {"pass", "fail", "inconclusive"}
     assert all(np.isfinite(np.asarray(r["measured"]["value"], dtype=float)).all() for r in doc["claims"])
 
 
 @pytest.mark.slow
-def test_dry_run_gpt2_sweeps(tmp_path, run_claims):
+def test_dry_run_gpt2_sweeps(standins):
     """The GPT-2 patching sweeps (I16.gpt2, I8.gpt2, I18.gpt2, I8.fewer) end to end on the exact-config GPT-2
     stand-in (2 names, 8 prompts: hundreds of 124M-parameter forwards on CPU)."""
-    doc = _dry_run(tmp_path, run_claims, "ioi-gpt2-sweeps", "John,Mary", "-k", "gpt2_sweep")
+    doc = claims_subprocess([ROOT / "claims" / "test_ioi_tinystories_8m.py"], DRYRUN / "ioi-gpt2-sweeps",
+                            "--mc-claims-nonfatal", "--mc-ioi-names", "John,Mary", "-k", "gpt2_sweep",
+                            *standins.args("roneneldan/TinyStories-8M", "gpt2", "roneneldan/TinyStories-1M"))
     assert len(doc["claims"]) == GPT2_SWEEPS and {r["status"] for r in doc["claims"]} <= {"pass", "fail", "inconclusive"}
     assert all(np.isfinite(np.asarray(r["measured"]["value"], dtype=float)).all() for r in doc["claims"])
 
 
-def test_claims_skip_with_one_reason_without_checkpoints(tmp_path, run_claims):
-    doc = run_claims("test_ioi_tinystories_8m.py", tmp_path)
+def test_claims_skip_with_one_reason_without_checkpoints(claims_run):
+    """Without checkpoints every IOI claim skips, naming the model it could not reach. Reads the
+    session's offline `pytest claims/` run (conftest.claims_run), as CI runs it."""
+    doc = {"claims": records_of(claims_run[1], "test_ioi_tinystories_8m.py")}
     assert {r["status"] for r in doc["claims"]} == {"skip"} and len(doc["claims"]) == N_CLAIMS
     assert {r["message"].split(" not reachable")[0] for r in doc["claims"]} == {
         "checkpoint roneneldan/TinyStories-8M", "checkpoint gpt2", "checkpoint roneneldan/TinyStories-1M",

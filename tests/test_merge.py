@@ -51,9 +51,9 @@ def _untimed(text: str) -> str:
 def test_three_shards_merged_equal_the_serial_report(shards, tmp_path, capsys):
     serial, parts = shards
     sizes = [len(_doc(p)["claims"]) for p in parts]
-    assert all(sizes) and sum(sizes) == len(_doc(serial)["claims"]) == 24  # 8 toy claims x 3 seeds, a third each
+    assert all(sizes) and sum(sizes) == len(_doc(serial)["claims"]) == 30  # 10 toy claims x 3 seeds, a third each
     assert merge([str(tmp_path / "all"), *map(str, parts)]) == 0
-    assert "24 records from 3 reports" in capsys.readouterr().out
+    assert "30 records from 3 reports" in capsys.readouterr().out
     a, b = _doc(serial), _doc(tmp_path / "all")
     strip = lambda d: {**d, "claims": [{k: v for k, v in r.items() if k != "timing"} for r in d["claims"]]}  # noqa: E731
     assert strip(a) == strip(b)

@@ -40,7 +40,7 @@ def test_wheel_ships_fixtures_and_runs_the_claims_outside_the_repo(tmp_path):
                          capture_output=True, text=True, cwd=work, env=env)
     assert out.returncode == 0, out.stdout[-3000:]
     doc = json.loads((tmp_path / "rep" / "results.json").read_text())
-    assert len(doc["claims"]) == 8 * 3 + 2 * 9 and "skip" not in {r["status"] for r in doc["claims"]}  # 8 toy claims x 3 seeds, O1/O2 x 9 checkpoints
+    assert len(doc["claims"]) == 10 * 3 + 3 * 9 + 1 and "skip" not in {r["status"] for r in doc["claims"]}  # 10 toy claims x 3 seeds, O1/O2/O2.kcomp x 9 checkpoints, O1.phase once
     assert not (tmp_path / "empty-cache").exists()  # nothing was retrained
     import_path = subprocess.run([sys.executable, "-c", "import mechcheck; print(mechcheck.__file__)"],
                                  capture_output=True, text=True, cwd=work, env=env).stdout

@@ -55,11 +55,13 @@ def test_cuda_without_cuda_is_one_line(monkeypatch, capsys):
     assert capsys.readouterr().out == "mechcheck parity: --mc-device cuda: no CUDA device is available here; use --mc-device cpu or auto\n"
 
 
-def test_cpu_vs_cpu_on_a_subset(tmp_path, capsys):
+def test_cpu_vs_cpu_on_a_subset(tmp_path, capsys, standins):
     """End to end on a cheap subset (a toy claim and a POS claim on the 1M stand-in); the full
-    suite is what `python -m mechcheck parity` runs by default."""
+    suite is what `python -m mechcheck parity` runs by default. The stand-in is the session's
+    (conftest.standins, also read by the dry runs): parity finds it written and reuses it."""
+    standins.args("roneneldan/TinyStories-1M")
     code = parity.main(["--devices", "cpu", "cpu", "--models", "roneneldan/TinyStories-1M", "--standins",
-                        str(tmp_path / "standins"), "--out", str(tmp_path / "parity.md"), "-k", "T1 and seed0 or P2",
+                        str(standins.folder), "--out", str(tmp_path / "parity.md"), "-k", "T1 and seed0 or P2",
                         "claims/test_toy_reverse_increment.py", "claims/test_pos_heads_tinystories_1m.py"])
     out = capsys.readouterr().out
     assert code == 0, out

@@ -4,13 +4,11 @@ exact-config random checkpoint, and the skip without the real one."""
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-from mechcheck import models
 from mechcheck.models import organisms
 from mechcheck.studies import pos_heads
 from mechcheck.studies import pos_measures
@@ -19,8 +17,7 @@ from mechcheck.core.claim import claim_of, satisfies, verdict
 from mechcheck.data import data_dir, gpt2_tokenizer, paragraphs, tinystories_validation
 from mechcheck.studies.pos_heads import POSRun
 
-ROOT = Path(__file__).resolve().parent.parent
-DRYRUN = ROOT / "reports" / "dryrun"  # the dry runs' reports (timings per claim), kept for reading
+from claim_runs import ROOT, records_of  # tests/claim_runs.py
 
 import importlib.util  # noqa: E402  (H15 makes claims/ importable through pytest's pythonpath)
 
@@ -60,6 +57,45 @@ def test_sentences_are_split_so_periods_are_their_own_words(tok):
     assert tagging.sentence_spans('He ran. "Wait!" she said. ') == [(0, 7), (8, 15), (16, 25)]
     pairs = tagged(tok, "He ran fast. She smiled.")
     assert ("fast", "RB") in [(w.strip(), t) for w, t in pairs] and (".", ".") in pairs
+
+
+def test_tagging_is_cached_by_text_and_tagger(tok, tmp_path, monkeypatch):
+    """A second call reads the cache (no tagging); a changed text misses it; the cached tags are
+    the tagger's; the entry is named by the text's sha256 under a tagger-keyed folder."""
+    import hashlib
+
+    monkeypatch.setenv("MECHCHECK_CACHE", str(tmp_path))
+    text, changed = 'Tom said, "I lost my ball." His mom looked.', 'Tom said, "I lost my bat." His mom looked.'
+    fresh = tagging.tag_words(text, cache=False)
+    assert tagging.tag_words(text) == fresh
+    path = tagging.cache_path(text)
+    assert path.exists() and path.name == hashlib.sha256(text.encode()).hexdigest() + ".json"
+    assert path.parent.parent.parent == tmp_path and path.parent.parent.name.startswith("tags-")
+    assert not list(path.parent.glob("*.tmp*"))  # written atomically: no temp file left behind
+
+    calls = []
+    real = tagging._tag_words_uncached
+    monkeypatch.setattr(tagging, "_tag_words_uncached", lambda *a: calls.append(a[0]) or real(*a))
+    assert tagging.tag_words(text) == fresh and calls == []  # read from the cache
+    assert tagging.tag_words(changed) == tagging.tag_words(changed, cache=False) and calls == [changed, changed]
+    assert tagging.cache_path(changed) != path
+
+    path.write_text("not json")  # a damaged entry is tagged again, not trusted
+    assert tagging.tag_words(text) == fresh and calls[-1] == text
+
+
+def test_tagger_is_loaded_once_and_tags_like_pos_tag(tok):
+    """tag_words reuses one PerceptronTagger (nltk.pos_tag loads one per call) and tags as pos_tag."""
+    from nltk import pos_tag
+    from nltk.tokenize import TreebankWordTokenizer
+
+    text = paragraphs(tinystories_validation(data_dir()), limit=3)[2]
+    assert tagging._tagger()[0] is tagging._tagger()[0]
+    tb, expect = TreebankWordTokenizer(), []
+    for a, b in tagging.sentence_spans(text):
+        spans = list(tb.span_tokenize(text[a:b]))
+        expect += [(a + s, a + e, t) for (s, e), (_, t) in zip(spans, pos_tag(tb.tokenize(text[a:b])))]
+    assert tagging.tag_words(text, cache=False) == expect
 
 
 QUOTE_HEAD = (2, 0)
@@ -382,18 +418,20 @@ def test_p8_p9_definite_noun_head(runs):
     assert swapped["every_dt_ratio"] > swapped["value"]
 
 
-def test_dry_run_on_the_exact_config_checkpoint(tmp_path, run_claims):
-    ckpt = models.save_random("roneneldan/TinyStories-1M", tmp_path / "ts1m")
-    doc = run_claims("test_pos_heads_tinystories_1m.py", DRYRUN / "pos", "--mc-claims-nonfatal",
-                     "--mc-model", f"roneneldan/TinyStories-1M={ckpt}")
+def test_dry_run_on_the_exact_config_checkpoint(dry_run):
+    """Every POS claim runs end to end on the exact-config random TinyStories-1M; values finite,
+    each names its best-fitting head. Reads the session's one POS dry run (conftest.dry_run)."""
+    doc = dry_run("pos")
     assert len(doc["claims"]) == len(CLAIMS) == 16
     assert {r["status"] for r in doc["claims"]} <= {"pass", "fail", "inconclusive"}
     assert all(np.isfinite(np.asarray(r["measured"]["value"], dtype=float)).all() for r in doc["claims"])
     assert all(r["measured"]["details"]["best_head"].startswith("L") for r in doc["claims"])
 
 
-def test_claims_skip_with_one_reason_without_the_checkpoint(tmp_path, run_claims):
-    doc = run_claims("test_pos_heads_tinystories_1m.py", tmp_path)
+def test_claims_skip_with_one_reason_without_the_checkpoint(claims_run):
+    """Without the checkpoint every POS claim skips with one reason naming the fix. Reads the
+    session's offline `pytest claims/` run (conftest.claims_run)."""
+    doc = {"claims": records_of(claims_run[1], "test_pos_heads_tinystories_1m.py")}
     assert {r["status"] for r in doc["claims"]} == {"skip"} and len(doc["claims"]) == len(CLAIMS)
     assert {r["message"] for r in doc["claims"]} == {
         "checkpoint roneneldan/TinyStories-1M not reachable (HF_HUB_OFFLINE=1 and it is not in the HF cache); "

@@ -81,3 +81,28 @@ def test_the_fit_is_scikit_learns_objective():
     ref = LogisticRegression(max_iter=1000, tol=1e-10).fit(x[0].numpy(), y.numpy())
     assert np.allclose(W[0].numpy(), ref.coef_, atol=1e-3) and np.allclose(b[0].numpy() - b[0].numpy().mean(),
                                                                             ref.intercept_ - ref.intercept_.mean(), atol=1e-3)
+
+
+def _toy(n=3000, p=3, d=4, k=6, seed=1):
+    gen = torch.Generator().manual_seed(seed)
+    centres = torch.randn(k, d, generator=gen, dtype=torch.float64) * 1.5
+    y = torch.randint(0, k, (n,), generator=gen)
+    x = (centres[y][None] + torch.randn(p, n, d, generator=gen, dtype=torch.float64)).float()
+    return probes.standardise(x)[0], y
+
+
+def test_the_fast_path_reaches_the_float64_optimum():
+    """float32 phase + LDA start + float64 finish stop where a float64-only Newton from zero
+    stops (the same stopping rule, checked in float64): same predictions, weights within tol."""
+    x, y = _toy()
+    W, b = probes.fit_multinomial(x, y, 6, hessian_sample=512)
+    W64, b64 = probes.fit_multinomial(x, y, 6, hessian_sample=512, fast_dtype=None, lda_start=False)
+    assert torch.equal(probes.predict(x, W, b), probes.predict(x, W64, b64))
+    assert torch.allclose(W, W64, atol=1e-3) and torch.allclose(b - b.mean(-1, keepdim=True),
+                                                                b64 - b64.mean(-1, keepdim=True), atol=1e-3)
+
+
+def test_same_seed_gives_byte_identical_probes():
+    x, y = _toy()
+    first, second = probes.fit_multinomial(x, y, 6, hessian_sample=512), probes.fit_multinomial(x, y, 6, hessian_sample=512)
+    assert all(torch.equal(a, b) for a, b in zip(first, second))

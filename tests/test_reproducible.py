@@ -1,21 +1,14 @@
 """Same seed, same CPU: byte-identical results.json apart from timings; and a parallel run
-(pytest-xdist, claims grouped per model) reports exactly what a serial run does."""
+(pytest-xdist, one worker per claim file) reports exactly what a serial run does. Both compare
+against the session's serial offline `pytest claims/` run (conftest.claims_run: the toy claims on
+the shipped seeds, O1/O2 over the organism's shipped series, every hub-model claim's skip), so
+each test starts one more run, not two."""
 
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-
-
-def _run(out: Path, *extra: str) -> dict:
-    proc = subprocess.run([sys.executable, "-m", "pytest", str(ROOT / "claims"), "-q", "-p", "no:cacheprovider",
-                           "--mc-report", str(out), *extra], capture_output=True, text=True, cwd=ROOT)
-    assert proc.returncode in (0, 1), proc.stdout[-2000:]
-    return json.loads((out / "results.json").read_text())
+from claim_runs import CLAIMS_RUN_ARGS, ROOT, claims_subprocess  # tests/claim_runs.py
 
 
 def _without_timing(doc: dict) -> str:
@@ -24,13 +17,21 @@ def _without_timing(doc: dict) -> str:
     return json.dumps(doc, sort_keys=True)
 
 
-def test_results_are_byte_identical_apart_from_timings(tmp_path):
-    a, b = _run(tmp_path / "a"), _run(tmp_path / "b")
+def _again(folder, *extra: str) -> dict:
+    """The shared run's command once more (same arguments), plus `extra`."""
+    return claims_subprocess([ROOT / "claims"], folder, *CLAIMS_RUN_ARGS, *extra)
+
+
+def test_results_are_byte_identical_apart_from_timings(claims_run, tmp_path):
+    """A second serial run in a fresh Python writes the same results.json as the first, apart
+    from timings."""
+    a, b = json.loads(json.dumps(claims_run[1])), _again(tmp_path / "b")
     assert a["counts"]["pass"] > 0
     assert _without_timing(a) == _without_timing(b)
 
 
-def test_parallel_run_reports_what_a_serial_run_does(tmp_path):
-    serial = _run(tmp_path / "serial")
-    parallel = _run(tmp_path / "parallel", "-n", "2", "--dist", "loadfile")
+def test_parallel_run_reports_what_a_serial_run_does(claims_run, tmp_path):
+    """-n 2 --dist loadfile reports exactly what the serial run does, apart from timings."""
+    serial = json.loads(json.dumps(claims_run[1]))
+    parallel = _again(tmp_path / "parallel", "-n", "2", "--dist", "loadfile")
     assert _without_timing(serial) == _without_timing(parallel)

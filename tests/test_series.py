@@ -2,7 +2,7 @@
 step per checkpoint, a broken checkpoint an error record, the rest still run), the report's series
 sections, and the headline counting each series' last checkpoint. Series made here: exact-config
 random stand-ins of roneneldan/TinyStories-1M, and the induction organism saved every 25 steps
-(81 checkpoints, trained once and cached under $MECHCHECK_CACHE)."""
+(81 checkpoints, trained once and cached under $MECHCHECK_CACHE by its recipe key; slow)."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import json
 import os
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import pytest
@@ -17,6 +18,7 @@ import pytest
 from mechcheck import models
 from mechcheck.models import organisms
 from mechcheck.models import series
+from mechcheck.core.warning import MechcheckWarning
 from mechcheck.report import series as series_report
 
 pytest_plugins = ["pytester"]
@@ -35,7 +37,11 @@ def test_discover_hf_folders_sorted_numerically(tmp_path):
     for name in ("checkpoint-1000", "step9", "global_step10", "notes", "step20x"):
         _config(tmp_path / name)
     (tmp_path / "README.md").write_text("not a checkpoint")
-    found = series.discover(tmp_path, TS1M)
+    with pytest.warns(MechcheckWarning) as caught:
+        found = series.discover(tmp_path, TS1M)
+    assert [str(w.message) for w in caught] == [
+        f"series {tmp_path}: 3 entries are not checkpoints of the series and were not run (README.md, notes/, step20x/); "
+        "name them <stem>-step<N>.safetensors, step<N>/ or list them in series.json"]
     assert [(c.step, c.path.name, c.id) for c in found] == [
         (9, "step9", "step0009"), (10, "global_step10", "step0010"), (1000, "checkpoint-1000", "step1000")]
 
@@ -46,8 +52,26 @@ def test_discover_series_json_and_organism_files(tmp_path):
     (tmp_path / "series.json").write_text(json.dumps([{"step": 20000, "path": "b"}, {"step": 500, "path": "a"}]))
     assert [(c.step, c.path.name, c.id) for c in series.discover(tmp_path)] == [(500, "a", "step00500"),
                                                                                (20000, "b", "step20000")]
-    shipped = series.discover(organisms.SERIES_DIR)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", MechcheckWarning)  # every shipped file is a step or its sidecar
+        shipped = series.discover(organisms.SERIES_DIR)
     assert [c.step for c in shipped] == [s for s, _ in organisms.series()]
+
+
+def test_files_that_are_not_steps_are_named_and_the_headline_says_its_step(tmp_path):
+    """`-stepfinal` / `-step1e3` files next to numeric steps are named in one warning (never
+    skipped silently), and the headline names the step it counts."""
+    for src in sorted(organisms.SERIES_DIR.glob("*-step000[0-9].*"))[:2] + sorted(organisms.SERIES_DIR.glob("*-step0250.*")):
+        (tmp_path / src.name).symlink_to(src)
+    (tmp_path / "induction-stepfinal.safetensors").write_bytes(b"x")
+    (tmp_path / "induction-step1e3.safetensors").write_bytes(b"x")
+    with pytest.warns(MechcheckWarning, match=r"2 entries are not checkpoints of the series and were not run "
+                      r"\(induction-step1e3.safetensors, induction-stepfinal.safetensors\)"):
+        assert [c.step for c in series.discover(tmp_path)] == [0, 250]
+    recs = [{"id": "O1", "model": {"name": "m"}, "step": s, "param": f"step{s:04d}", "nodeid": f"t::o[{s}]",
+             "status": "pass"} for s in (0, 250)]
+    assert series_report.headline_note(recs).startswith("Counts are of each checkpoint series' last checkpoint "
+                                                       "(step 250 of m; 1 earlier")
 
 
 @pytest.mark.parametrize("make,message", [
@@ -70,7 +94,7 @@ def test_bad_series_is_one_line(tmp_path, make, message):
 
 def test_bad_option_is_a_usage_error(pytester):
     pytester.makepyfile("def test_x(): pass")
-    for value, line in [("nosuch/model=/tmp", "ERROR: --mc-series 'nosuch/model=/tmp': unknown model*"),
+    for value, line in [("no such/model=/tmp", "ERROR: --mc-series 'no such/model=/tmp': unknown model*"),
                         (f"{TS1M}", "ERROR: --mc-series *: expected NAME=DIR*"),
                         (f"{TS1M}={pytester.path}", "ERROR: series *: no checkpoints*")]:
         result = pytester.runpytest("--mc-series", value)
@@ -196,7 +220,7 @@ def test_standin_series_one_record_per_step_and_load(pytester, standin_series):
     summary = (pytester.path / "rep" / "summary.md").read_text()
     assert "## Checkpoint series: S1 on roneneldan/TinyStories-1M" in summary
     assert "2 pass, 0 fail, 0 inconclusive, 0 skip, 0 error, 0 not encoded. Counts are of each checkpoint series' last " \
-        "checkpoint (4 earlier checkpoints' records are in the series sections)." in summary
+        "checkpoint (step 2000 of roneneldan/TinyStories-1M; 4 earlier checkpoints' records are in the series sections)." in summary
     assert (pytester.path / "rep" / "index.html").read_text().count("data:image/png;base64,") == 2
 
 
@@ -232,7 +256,13 @@ def organism_every25() -> Path:
     return every25()
 
 
+@pytest.mark.slow
 def test_organism_series_of_81_checkpoints(tmp_path, organism_every25):
+    """O1/O2 over the organism's training run saved every 25 steps (81 checkpoints, 162 records):
+    a record per step, the phase change found, the headline of step 2000 only. Slow: the run is
+    trained (about 2 minutes on 2 cores) unless $MECHCHECK_CACHE holds it under its recipe key.
+    Every check but the scale also runs in `make test` on the shipped 9-checkpoint series
+    (test_organisms.py) and on stand-in series (above)."""
     report = tmp_path / "rep"
     proc = subprocess.run([sys.executable, "-m", "pytest", str(ROOT / "claims" / "test_induction_organism.py"),
                            "-q", "-p", "no:randomly", "--mc-report", str(report), "--mc-claims-nonfatal",
@@ -241,25 +271,30 @@ def test_organism_series_of_81_checkpoints(tmp_path, organism_every25):
     assert proc.returncode == 0, proc.stdout[-3000:]
     doc = json.loads((report / "results.json").read_text())
     steps = sorted({r["step"] for r in doc["claims"]})
-    assert steps == list(range(0, 2001, 25)) and len(doc["claims"]) == 2 * 81
+    assert steps == list(range(0, 2001, 25)) and len(doc["claims"]) == 4 * 81
     o1 = [r for r in doc["claims"] if r["id"] == "O1"]
     assert all(r["status"] in ("pass", "fail", "inconclusive") for r in o1)  # near the phase change the CI straddles
     first, _ = series_report.transitions(sorted(o1, key=lambda r: r["step"]))
     assert next(r for r in o1 if r["step"] == 0)["status"] == "fail" and first is not None and first > 0
-    assert doc["counts"]["pass"] + doc["counts"]["fail"] + doc["counts"]["inconclusive"] == 2  # headline: step 2000 only
+    assert doc["counts"]["pass"] + doc["counts"]["fail"] + doc["counts"]["inconclusive"] == 4  # headline: step 2000 only
+    phase = [r for r in doc["claims"] if r["id"] == "O1.phase"]  # decided once, at the last checkpoint, over all 81
+    assert [r["step"] for r in phase if r["status"] != "skip"] == [2000]
+    assert len(next(r for r in phase if r["step"] == 2000)["measured"]["details"]["steps"]) == 81
     summary = (report / "summary.md").read_text()
     assert f"Holds first at step {first}" in summary
 
 
-def test_bench_series_smoke(tmp_path, organism_every25):
+def test_bench_series_smoke(tmp_path, monkeypatch):
     """`mechcheck bench series` on 2 checkpoints: it runs and counts one load per checkpoint
-    (timings are not asserted)."""
-    from mechcheck.tools.bench_series import main as bench
+    (timings are not asserted). Its checkpoints come from the shipped series (every 250 steps)
+    instead of the every-25 run, which is trained when not cached (the slow test above)."""
+    from mechcheck.tools import bench_series
 
-    assert bench(["--out", str(tmp_path), "--sizes", "2", "--workers", "2"]) == 0
+    monkeypatch.setattr(bench_series, "every25", lambda: organisms.SERIES_DIR)
+    assert bench_series.main(["--out", str(tmp_path), "--sizes", "2", "--workers", "2"]) == 0
     rows = json.loads((tmp_path / "bench_series.json").read_text())
     assert [(r["checkpoints"], r["workers"], r["records"], r["loads"], r["distinct_loaded"]) for r in rows] == \
-        [(2, 1, 4, 2, 2), (2, 2, 4, 2, 2)]
+        [(2, 1, 6, 2, 2), (2, 2, 6, 2, 2)]  # O1, O2, O2.kcomp at 2 checkpoints (O1.phase deselected: too few)
     assert "| checkpoints | workers |" in (tmp_path / "bench_series.md").read_text()
 
 

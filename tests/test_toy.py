@@ -42,6 +42,20 @@ def trained():
     return {0: toy_circuit.ToyRun(toy.load(toy.find_checkpoint(toy.TrainConfig(seed=0))).bridge)}
 
 
+def test_holdout_index_is_the_split():
+    assert torch.equal(toy.all_sequences()[toy_circuit.holdout_index()], toy.split()[1])
+
+
+def test_t5_plus1_reads_as_the_tutorial_with_the_ln_final_form_beside(trained):
+    """T5.plus1's value is the raw resid @ W_U readout (the tutorial's code); the ln_final form, the
+    model's own readout, is in details and reads more of the +1 on seed 0."""
+    result = toy_circuit.mlp_increment(trained[0])
+    d = result.details
+    assert 0.0 <= result["value"] <= 1.0 and 0.0 <= d["printed_positions_only_after"] <= 1.0
+    assert d["only_after_ln_final"] > result["value"]
+    assert d["post_mlp_accuracy_ln_final"] > 0.99 > d["raw_post_mlp_accuracy"]
+
+
 def test_t5_literal_lens_reading_is_at_chance_where_the_probe_reads_the_input(trained):
     """T5's details: on seed 0 the probe reads x_{7-i} from resid_mid while the tutorial's literal
     pre-MLP logit lens does not (inventory tut-13c)."""
@@ -92,8 +106,13 @@ def test_shipped_checkpoints_match_their_sha256():
 
 
 def test_cache_trains_once_and_is_deterministic(tmp_path, monkeypatch):
+    """A config that is neither shipped nor cached is trained once, cached under $MECHCHECK_CACHE
+    by its key and found there next time without training; retraining it gives the same bytes.
+    One epoch in batches of 6000 (10 steps, the full training loop: AdamW, clipping, cosine decay)
+    keeps it to seconds; full retraining of a shipped seed is the slow test below."""
     monkeypatch.setenv("MECHCHECK_CACHE", str(tmp_path))
-    cfg = toy.TrainConfig(seed=7, epochs=1)
+    cfg = toy.TrainConfig(seed=7, epochs=1, batch_size=6000)
+    assert cfg.steps == 10
     assert toy.find_checkpoint(cfg) is None
     first = toy.get_checkpoint(cfg)
     assert first.parent == tmp_path / "toy"
@@ -148,7 +167,7 @@ def test_claims_on_a_corrupt_override_error_in_one_line(tmp_path):
     assert out.returncode == 1
     assert "CheckpointError: " in out.stdout and "Traceback" not in out.stdout
     doc = json.loads((tmp_path / "rep" / "results.json").read_text())
-    assert {r["status"] for r in doc["claims"]} == {"error"} and len(doc["claims"]) == 8  # T1-T7 and T5.plus1
+    assert {r["status"] for r in doc["claims"]} == {"error"} and len(doc["claims"]) == 10  # T1-T7, T2.y0, T5.plus1, T7.whole
     assert all(r["param"] == "checkpoint" for r in doc["claims"])
 
 
@@ -157,7 +176,7 @@ def test_override_runs_the_claims_on_that_checkpoint(tmp_path):
     out = subprocess.run(
         [sys.executable, "-m", "pytest", str(ROOT / "claims" / "test_toy_reverse_increment.py"), "-q",
          "--mc-model", f"mechcheck/toy-reverse-increment={ckpt}", "--mc-report", str(tmp_path / "rep"),
-         "--mc-allow-inconclusive"],
+         "--mc-claims-nonfatal"],
         capture_output=True, text=True, cwd=ROOT,
     )
     assert out.returncode == 0, out.stdout[-2000:]
@@ -165,8 +184,12 @@ def test_override_runs_the_claims_on_that_checkpoint(tmp_path):
     assert {r["model"]["sha256"] for r in doc["claims"]} == {checkpoints.sha256(ckpt)}
     status = {r["id"]: r["status"] for r in doc["claims"]}
     # T7 on seed 2: drop difference 0.005, CI about (-0.0004, 0.0096): not clear-cut (pass on the point
-    # estimate, inconclusive under the three-valued rule)
-    assert status.pop("T7") in ("pass", "inconclusive") and set(status.values()) == {"pass"}
+    # estimate, inconclusive under the three-valued rule); T7.whole likewise (gap 0.0048 vs 0.0028)
+    assert status.pop("T7") in ("pass", "inconclusive") and status.pop("T7.whole") in ("pass", "inconclusive")
+    # findings on the retrains, not broken checks: seed 2 reads y0 without attention (0.004 on x7) and its
+    # y5 splits its attention (0.40 of the inputs' attention on x2)
+    assert status.pop("T2.y0") == "fail" and status.pop("T6") == "fail"
+    assert set(status.values()) == {"pass"}
 
 
 def test_benchmark_holdout_accuracy(benchmark, trained):

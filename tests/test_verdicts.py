@@ -246,7 +246,7 @@ def test_pass(run, measure):
 def test_fail(run, measure):
     measure.record(**toy_circuit.reversed_attention(run))
 
-@pytest.mark.claim(id="inconclusive", statement="s", source=SRC, model=TOY, expect=within({band}, 0.5))
+@pytest.mark.claim(id="inconclusive_band", statement="s", source=SRC, model=TOY, expect=within({band}, 0.5))
 def test_inconclusive_band(run, measure):
     measure.record(**toy_circuit.reversed_attention(run))
 

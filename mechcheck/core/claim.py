@@ -421,6 +421,7 @@ class Claim:
     controls: tuple = ()  # Control(...): at least one POSITIVE and one NEGATIVE
     evidence: str | None = None  # OBSERVATIONAL or INTERVENTIONAL
     absence: bool = False  # the claim says a mechanism is absent (its positive control must make it FAIL)
+    hedge: str | None = None  # the document's own hedge words ("'~' and '?'"): a FAIL reads "the hedge was warranted"
 
     def __post_init__(self):
         object.__setattr__(self, "controls", tuple(self.controls or ()))
@@ -442,6 +443,9 @@ class Claim:
             except TypeError as exc:
                 raise ClaimError(f"{prefix}bad @pytest.mark.claim ({exc})") from None
         c.validate(prefix)
+        why = undecidable(c)
+        if why:
+            raise ClaimError(f"{prefix}@pytest.mark.claim(id={c.id!r}): {why}; such a declaration cannot be decided")
         return c
 
     def validate(self, prefix: str = "") -> None:
@@ -479,7 +483,38 @@ class Claim:
             "published": self.published,
             "tolerance": self.tolerance,
             "evidence": self.evidence,
+            "hedge": self.hedge,
         }
+
+
+def _nonfinite(x) -> bool:
+    """Whether a declared value holds a NaN or infinity (numbers, or lists/tuples/dicts of them)."""
+    if isinstance(x, dict):
+        return any(_nonfinite(v) for v in x.values())
+    if isinstance(x, (list, tuple)):
+        return any(_nonfinite(v) for v in x)
+    return isinstance(x, (float, np.floating)) and not math.isfinite(float(x))
+
+
+def undecidable(c: Claim) -> str | None:
+    """Why a declaration can never be decided (a NaN/inf threshold or published value, a negative
+    tolerance or margin, a rank below 1), or None. Why here: a NaN threshold makes every
+    comparison False, so the claim would be a FAIL computed from nothing."""
+    e = c.expect
+    numbers = {name: getattr(e, name) for name in ("threshold", "target", "tol", "minimum", "margin")
+               if hasattr(e, name)}
+    bad = [f"{name}={value!r}" for name, value in numbers.items() if _nonfinite(value)]
+    if bad:
+        return f"expect={e.op} has a non-finite {', '.join(bad)}"
+    if isinstance(e, Within) and e.tol < 0:
+        return f"expect=within({e.target:g}, {e.tol:g}) has a negative tolerance"
+    if isinstance(e, Leads) and e.margin < 0:
+        return f"expect=leads(...) has a negative margin {e.margin:g}"
+    if isinstance(e, RankAtMost) and e.k < 1:
+        return f"expect=rank_at_most({e.k}, ...) needs k >= 1"
+    if _nonfinite(c.published):
+        return f"published={c.published!r} is not finite"
+    return None
 
 
 @dataclass(frozen=True)

@@ -11,14 +11,25 @@ words is a quote, else the tag of its first word.
 Sentences are split with a small rule (after . ! ? and an optional closing quote, before
 whitespace) because NLTK's punkt models are not available offline; Treebank only splits the
 final period of its input, so without this "ball." would be one word.
+
+Why a tagger object and a cache: `nltk.pos_tag` builds a new PerceptronTagger, reading its 5.5 MB
+of JSON weights, on every call, i.e. once per sentence (most of the POS claims' setup time).
+Here one tagger is loaded per data location and reused (`tagger.tag` is what pos_tag calls: same
+tags). Tagging is deterministic, so each paragraph's word tags are also kept on disk under
+`cache_root()/tags-<key>/`, named by the sha256 of the paragraph and keyed by the sha256 of the
+tagger's data files (and NLTK's version, for the Treebank tokenizer); a changed text, tagger or
+NLTK misses the cache.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import re
 from pathlib import Path
 
-from mechcheck.data import DataError
+from mechcheck.core.files import atomic_write
+from mechcheck.data import DataError, cache_root
 
 _SENTENCE_END = re.compile(r'(?<=[.!?])\s+|(?<=[.!?]["\'])\s+')
 TAGGER = "averaged_perceptron_tagger_eng"
@@ -50,9 +61,31 @@ def sentence_spans(text: str) -> list[tuple[int, int]]:
     return [(a, b) for a, b in spans if b > a]
 
 
-def tag_words(text: str) -> list[tuple[int, int, str]]:
-    """(start, end, tag) for every Treebank word of `text`."""
-    from nltk import pos_tag
+_CACHE_FORMAT = 1  # bump when tag_words' output changes for the same text and tagger
+_taggers: dict[str, tuple] = {}  # tagger directory -> (PerceptronTagger, cache key)
+
+
+def _tagger():
+    """The English perceptron tagger NLTK's paths resolve to (loaded once per location) and the
+    cache key of its output: sha256 of its data files' names and contents, NLTK's version and
+    _CACHE_FORMAT."""
+    import nltk
+    from nltk.tag.perceptron import PerceptronTagger
+
+    loc = nltk.data.find(f"taggers/{TAGGER}/")
+    where = str(loc.path if hasattr(loc, "path") else loc)
+    if where not in _taggers:
+        digest = hashlib.sha256(f"{nltk.__version__}\0{_CACHE_FORMAT}".encode())
+        root = Path(where)
+        for path in sorted(p for p in root.rglob("*") if p.is_file()):
+            digest.update(str(path.relative_to(root)).encode() + b"\0")
+            with open(path, "rb") as f:
+                digest.update(hashlib.file_digest(f, "sha256").digest())
+        _taggers[where] = (PerceptronTagger(loc=loc), digest.hexdigest()[:16])
+    return _taggers[where]
+
+
+def _tag_words_uncached(text: str, tagger) -> list[tuple[int, int, str]]:
     from nltk.tokenize import TreebankWordTokenizer
 
     tb = TreebankWordTokenizer()
@@ -63,7 +96,29 @@ def tag_words(text: str) -> list[tuple[int, int, str]]:
         spans = list(tb.span_tokenize(sentence))
         if len(words) != len(spans):
             raise ValueError(f"Treebank words and spans disagree on {sentence!r}")
-        out += [(a + s, a + e, tag) for (s, e), (_, tag) in zip(spans, pos_tag(words))]
+        out += [(a + s, a + e, tag) for (s, e), (_, tag) in zip(spans, tagger.tag(words))]
+    return out
+
+
+def cache_path(text: str) -> Path:
+    """Where tag_words keeps `text`'s tags for the tagger NLTK's paths resolve to now."""
+    name = hashlib.sha256(text.encode("utf-8")).hexdigest()
+    return cache_root() / f"tags-{_tagger()[1]}" / name[:2] / f"{name}.json"
+
+
+def tag_words(text: str, cache: bool = True) -> list[tuple[int, int, str]]:
+    """(start, end, tag) for every Treebank word of `text`. With `cache`, read from / written to
+    cache_path(text) (mechcheck.core.files.atomic_write: parallel workers never read half a file)."""
+    tagger, _ = _tagger()
+    if not cache:
+        return _tag_words_uncached(text, tagger)
+    path = cache_path(text)
+    try:
+        return [tuple(w) for w in json.loads(path.read_text(encoding="utf-8"))]
+    except (OSError, ValueError):  # missing, or unreadable: tag again (and overwrite)
+        pass
+    out = _tag_words_uncached(text, tagger)
+    atomic_write(path, json.dumps(out))
     return out
 
 

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import torch
 
+from mechcheck.metrics.activations import require_hooks
+
 # component -> the hook whose zeroing equals zeroing that weight
 COMPONENT_HOOKS = {
     "attn.W_O": "blocks.{layer}.attn.hook_z",
@@ -39,6 +41,8 @@ def zero_hook(component: str, layer: int, index: int | None = None):
 
 @torch.no_grad()
 def logits_with(bridge, tokens: torch.Tensor, fwd_hooks=()) -> torch.Tensor:
+    """Logits [batch, pos, vocab] of a run with `fwd_hooks` (e.g. zero_hook's ablation) in place."""
     if fwd_hooks:
+        require_hooks(bridge, [name for name, _ in fwd_hooks])
         return bridge.run_with_hooks(tokens, fwd_hooks=list(fwd_hooks))
     return bridge(tokens)

@@ -10,7 +10,25 @@ from __future__ import annotations
 import torch
 from transformer_lens import ActivationCache
 
+from mechcheck.models import ModelError
+
 CHUNK = 32  # sequences per forward pass
+
+
+class UnsupportedMeasurement(ModelError):
+    """A measurement reads a hook this model's architecture does not have (e.g. an MLP ablation on
+    an attention-only model): one line naming the hook and the architecture, not TL's KeyError."""
+
+
+def require_hooks(bridge, names) -> None:
+    """Raise UnsupportedMeasurement unless every hook in `names` exists on `bridge`."""
+    missing = [n for n in names if n not in bridge.hook_dict]
+    if missing:
+        arch = getattr(bridge.cfg, "architecture", None) or type(bridge).__name__
+        raise UnsupportedMeasurement(
+            f"this measurement reads hook {missing[0]!r}, which the {arch} model "
+            f"({bridge.cfg.n_layers} layers{', attention-only' if getattr(bridge.cfg, 'attn_only', False) else ''}) "
+            f"does not have")
 
 
 class _Stop(Exception):
@@ -23,6 +41,8 @@ def _run_to(bridge, tokens, fwd_hooks, stop_at: str) -> torch.Tensor:
 
     def stop(act, hook):
         raise _Stop(act)
+
+    require_hooks(bridge, [name for name, _ in fwd_hooks])
 
     try:
         bridge.run_with_hooks(tokens, fwd_hooks=list(fwd_hooks) + [(stop_at, stop)])
@@ -46,6 +66,7 @@ def cached(bridge, tokens: torch.Tensor, names, chunk: int = CHUNK) -> Activatio
     residual stream through the final LayerNorm. The one activation capture of mechcheck (IOI,
     head scores, head roles, activation statistics, POS)."""
     names = tuple(dict.fromkeys(names))
+    require_hooks(bridge, names)
     parts: dict[str, list] = {n: [] for n in names}
     device = bridge.cfg.device
     for start in range(0, tokens.shape[0], chunk):

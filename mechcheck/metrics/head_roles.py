@@ -181,19 +181,151 @@ def self_at(word: str):
     return score
 
 
-def attended_within_clause(word: str):
-    """Heads 1/2 ("strongly attends to the token 'But'" / "the word 'a'"): attention on `word`'s
-    token from the tokens after it, up to (not including) the next pivot."""
+def attended_within_clause(*words: str, skip_next: bool = False):
+    """Heads 1/2 ("strongly attends to the token 'But'" / "the word 'a'"), head 5 (the start of a
+    co-ordinating junction): attention on a `words` token from the tokens after it, up to (not
+    including) the next pivot. `skip_next`: leave out the token right after it, whose previous
+    token it is (there a previous-token head would pass: short TinyStories junctions, 'and played.')."""
     def score(pattern, tc: TokenClasses) -> np.ndarray:
         pivots, qs, key_of = set(tc.pivots), [], {}
-        for k in _positions(tc, word):
-            for q in range(k + 1, tc.n):
+        for k in sorted(k for w in words for k in _positions(tc, w)):
+            for q in range(k + 1 + int(skip_next), tc.n):
                 if q in pivots:
                     break
                 qs.append(q)
                 key_of.setdefault(q, []).append(k)
         return _mean_mass(pattern, qs, lambda q: key_of[q])
     return score
+
+
+# Co-ordinating conjunctions that open a junction ("for" left out: the prompt's "looking for" is
+# the preposition).
+CONJUNCTIONS = ("and", "but", "or", "nor", "so", "yet")
+
+
+def clause_openers(tc: TokenClasses) -> list[int]:
+    """Where a clause starts (head 5's "start of a clause and the start of a co-ordinating
+    junction"): BOS, speech marks, co-ordinating conjunctions, and the token after one ending a
+    sentence (. ! ?), or that token itself when it carries a speech mark (the prompt's '".', which
+    the post says all following tokens attend to). Commas do not open a clause: the post's own
+    example has every token of "One day, Lucy asks Tom" up to ':' attending to BOS."""
+    out = {0} if tc.has_bos else set()
+    out.update(tc.opening + tc.closing)
+    for i, tok in enumerate(tc.str_tokens):
+        text = tok.strip()
+        if (i or not tc.has_bos) and text in CONJUNCTIONS:
+            out.add(i)
+        if (i or not tc.has_bos) and text and text[-1] in ".!?" and '"' not in text and i + 1 < tc.n:
+            out.add(i + 1)
+    return sorted(out)
+
+
+def clause_start(tc: TokenClasses, q: int, openers: list[int] | None = None) -> int | None:
+    """The latest clause opener before `q` (None when there is none)."""
+    before = [k for k in (openers if openers is not None else clause_openers(tc)) if k < q]
+    return before[-1] if before else None
+
+
+def clause_span(tc: TokenClasses, q: int, openers: list[int] | None = None) -> list[int]:
+    """The other tokens of `q`'s clause: from its opener (BOS excluded) to q - 1."""
+    start = clause_start(tc, q, openers)
+    if start is None:
+        return []
+    return list(range(max(start, 1 if tc.has_bos else 0), q))
+
+
+def clause_start_role(pattern, tc: TokenClasses) -> np.ndarray:
+    """Heads 5, 11, 15 ("attends to the start of a clause"): attention on the query's latest clause
+    opener."""
+    openers = clause_openers(tc)
+    qs = [q for q in range(1, tc.n) if clause_start(tc, q, openers) is not None]
+    return _mean_mass(pattern, qs, lambda q: [clause_start(tc, q, openers)])
+
+
+def _clause_queries(tc: TokenClasses):
+    openers = clause_openers(tc)
+    spans = {q: clause_span(tc, q, openers) for q in range(1, tc.n)}
+    return {q: s for q, s in spans.items() if len(s) >= 2}
+
+
+def within_clause_mass(pattern, tc: TokenClasses) -> np.ndarray:
+    """Head 10 ("attends to all of the other tokens within same clause/sentence"): attention on the
+    other tokens of the query's clause (queries whose clause has >= 2 other tokens)."""
+    spans = _clause_queries(tc)
+    return _mean_mass(pattern, list(spans), lambda q: spans[q])
+
+
+def within_clause_coverage(pattern, tc: TokenClasses) -> np.ndarray:
+    """Head 10's "all of the other tokens": the share of the clause's other tokens that get at
+    least half of a uniform share (0.5 / their number), averaged over the queries."""
+    spans = _clause_queries(tc)
+    if not spans:
+        return np.full(pattern.shape[0], np.nan)
+    return np.mean([(pattern[:, q, s] >= 0.5 / len(s)).mean(-1) for q, s in spans.items()], axis=0)
+
+
+def previous_one_or_two(pattern, tc: TokenClasses) -> np.ndarray:
+    """Head 12 ("previous token unigram / bigram"): attention on the previous one or two tokens
+    (queries from position 2; BOS is not a token of the text)."""
+    first = 1 if tc.has_bos else 0
+    return _mean_mass(pattern, list(range(2, tc.n)), lambda q: [k for k in (q - 1, q - 2) if k >= first])
+
+
+def previous_is_top_share(pattern, tc: TokenClasses) -> np.ndarray:
+    """Head 12 ("sometimes attends to the previous token"): the share of queries (from position 2)
+    whose strongest key, BOS excluded, is the previous token."""
+    first = 1 if tc.has_bos else 0
+    rows = [(pattern[:, q, first: q + 1].argmax(-1) + first == q - 1).astype(float) for q in range(max(2, first + 1), tc.n)]
+    return np.mean(rows, axis=0) if rows else np.full(pattern.shape[0], np.nan)
+
+
+def _named_queries(tc: TokenClasses) -> list[int]:
+    return [q for q in tc.proper_nouns if any(k < q for k in tc.proper_nouns)]
+
+
+def self_at_proper_nouns(pattern, tc: TokenClasses) -> np.ndarray:
+    """Head 9's "current ... proper nouns": from a proper noun with an earlier one, attention on itself."""
+    return _mean_mass(pattern, _named_queries(tc), lambda q: [q])
+
+
+def previous_proper_nouns(pattern, tc: TokenClasses) -> np.ndarray:
+    """Head 9's "previous proper nouns": from a proper noun with an earlier one, attention on the
+    earlier proper nouns (itself excluded, so a current-token head scores 0)."""
+    return _mean_mass(pattern, _named_queries(tc), lambda q: [k for k in tc.proper_nouns if k < q])
+
+
+def pivot_at(word: str):
+    """Heads 1 and 2 at 'but' ("not preceding structural pivot like others"): attention of `word`'s
+    tokens on their latest preceding pivot."""
+    def score(pattern, tc: TokenClasses) -> np.ndarray:
+        def latest(q):
+            before = [p for p in tc.pivots if p < q]
+            return before[-1:]
+        return _mean_mass(pattern, _positions(tc, word), latest)
+    return score
+
+
+def strongest_from_later(key_word: str):
+    """Head 14 ("the word 'asks'"; the post names the key, not the query): the strongest attention
+    any later token gives the first `key_word` token; at the token right after it, the head's
+    previous-token score is subtracted (so a previous-token head does not pass)."""
+    def score(pattern, tc: TokenClasses) -> np.ndarray:
+        keys = _positions(tc, key_word)
+        if not keys or keys[0] >= tc.n - 1:
+            return np.full(pattern.shape[0], np.nan)
+        k = keys[0]
+        rows = pattern[:, k + 1:, k].copy()  # [head, later queries]
+        rows[:, 0] -= previous_token(pattern, tc)
+        return rows.max(-1)
+    return score
+
+
+def closing_mark_share_following(pattern, tc: TokenClasses) -> np.ndarray:
+    """Head 5: the share of the tokens after the first closing speech mark that give it >= 0.3."""
+    if not tc.closing or tc.closing[0] >= tc.n - 1:
+        return np.full(pattern.shape[0], np.nan)
+    c = tc.closing[0]
+    return (pattern[:, c + 1:, c] >= 0.3).mean(-1)
 
 
 def from_to(query_word: str, key_words: tuple[str, ...], nth: int | None = None):
@@ -268,17 +400,32 @@ ROLES = {
     "prior_proper_nouns": prior_proper_nouns,
     "proper_nouns_to_proper_nouns": proper_nouns_to_proper_nouns,
     "speech_delimiters": speech_delimiters,
+    "self_proper_nouns": self_at_proper_nouns,
+    "previous_proper_nouns": previous_proper_nouns,
     "self_at_but": self_at("but"),
+    "pivot_at_but": pivot_at("but"),
     "attended_But": attended_within_clause("But"),
+    "attended_but": attended_within_clause("but"),
+    "junction_start": attended_within_clause(*CONJUNCTIONS, skip_next=True),
+    "clause_start": clause_start_role,
+    "within_clause_mass": within_clause_mass,
+    "within_clause_coverage": within_clause_coverage,
+    "previous_one_or_two": previous_one_or_two,
+    "previous_is_top_share": previous_is_top_share,
     "attended_a": attended_within_clause("a"),
     "banana_to_looking_for": from_to("banana", ("looking", "for")),
     "looking_for_lead_at_banana": keys_lead_at("banana", ("looking", "for")),
     "find_to_banana": from_to("find", ("banana",)),
     "tom_to_asks": from_to("Tom", ("asks",), nth=0),
     "tom_to_asks_beyond_previous": beyond_previous_token(from_to("Tom", ("asks",), nth=0)),
+    "asks_attended": strongest_from_later("asks"),
+    "I_to_but": from_to("I", ("but",), nth=1),
+    "I_to_but_beyond_previous": beyond_previous_token(from_to("I", ("but",), nth=1)),
+    "but_to_I": from_to("but", ("I",)),
     "bos_top_before_colon": bos_top_before(":"),
     "bos_top_before_second_colon": bos_top_before(":", 1),
     "closing_mark_attended_by_following": closing_mark_attended_by_following,
+    "closing_mark_share_following": closing_mark_share_following,
 }
 
 

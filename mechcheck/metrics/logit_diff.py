@@ -4,7 +4,25 @@ stream and the heads is mechcheck.metrics.dla."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
+
+
+@dataclass
+class Contrast:
+    """Clean prompts, their corrupted counterparts and the two answers compared at END: what the
+    logit difference, DLA and every patching measurement read (the IOI prompt set is one; build
+    your own for any other task). All tensors on the model's device."""
+
+    tokens: torch.Tensor  # [n, seq]
+    corrupted: torch.Tensor  # [n, seq], the same length
+    io: torch.Tensor  # [n] the correct answer's token id (IO)
+    s: torch.Tensor  # [n] the contrasted answer's token id (S)
+    pos_end: torch.Tensor  # [n] the position that predicts the answer (END)
+
+    def __len__(self) -> int:
+        return self.tokens.shape[0]
 
 
 @torch.no_grad()

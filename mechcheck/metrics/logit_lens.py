@@ -11,6 +11,7 @@ import torch
 
 @torch.no_grad()
 def lens_logits(bridge, resid: torch.Tensor) -> torch.Tensor:
+    """Logit-lens logits [..., vocab] of a residual-stream vector: the model's final LayerNorm, then its unembedding."""
     return bridge.unembed(bridge.ln_final(resid))
 
 

@@ -16,6 +16,8 @@ from typing import Any
 
 import torch
 
+from mechcheck.models import verify
+
 TOY = "mechcheck/toy-reverse-increment"
 INDUCTION_ORGANISM = "mechcheck/induction-organism"
 
@@ -51,16 +53,23 @@ def _gpt_neo(hidden: int, layers: int, window: int = 256) -> dict:
 
 @dataclass(frozen=True)
 class ModelSpec:
-    """What a claim model must look like: hub name, kind, and its exact architecture."""
+    """What a claim model must look like: hub name, kind, and its exact architecture (None for a
+    model the registry does not know: its architecture is whatever its config.json says)."""
 
     name: str
-    kind: str  # "hf" or "toy"
-    n_layers: int
-    d_model: int
-    n_heads: int
+    kind: str  # "hf", "toy" or "organism"
+    n_layers: int | None = None
+    d_model: int | None = None
+    n_heads: int | None = None
     hf_config: dict[str, Any] = field(default_factory=dict)
 
+    @property
+    def registered(self) -> bool:
+        return self.name in REGISTRY
+
     def shape(self) -> str:
+        if self.n_layers is None:
+            return "the architecture its config.json gives"
         return f"{self.n_layers} layers x d_model {self.d_model} x {self.n_heads} heads"
 
 
@@ -84,14 +93,28 @@ REGISTRY: dict[str, ModelSpec] = {
 
 
 def spec(name: str) -> ModelSpec:
-    if name not in REGISTRY:
-        known = ", ".join(sorted(REGISTRY))
-        raise UnknownModelError(f"unknown model {name!r}; known models: {known}")
-    return REGISTRY[name]
+    """The spec of a claim's `model=`: a registered name (exact config), else any Hugging Face hub
+    id or local HF folder (no expected config); anything else is one UnknownModelError line."""
+    if name in REGISTRY:
+        return REGISTRY[name]
+    if not isinstance(name, str) or not name.strip():
+        raise UnknownModelError(f"unknown model {name!r}: give a hub id (org/name), a local folder "
+                                f"or a registered name ({', '.join(sorted(REGISTRY))})")
+    if Path(name).expanduser().is_dir():
+        return ModelSpec(name, "hf")
+    from huggingface_hub.utils import HFValidationError, validate_repo_id
+
+    try:
+        validate_repo_id(name)
+    except HFValidationError:
+        raise UnknownModelError(
+            f"unknown model {name!r}: neither a registered name, a local folder nor a Hugging Face hub id "
+            f"(org/name of letters, digits, '-', '_', '.')") from None
+    return ModelSpec(name, "hf")
 
 
 _WHAT = {"toy": "a safetensors file", "organism": "a safetensors file or a folder of a checkpoint series",
-         "hf": "a folder with config.json and weights"}
+         "hf": "a folder with config.json and weights, or a checkpoint mechcheck trained (.safetensors + .json)"}
 
 
 def parse_overrides(values: list[str] | None) -> dict[str, Path]:
@@ -140,9 +163,12 @@ def sha256_of(paths: list[Path]) -> str:
 
 
 def resolve_hf(name: str, override: Path | None) -> Path:
-    """`--mc-model` path, else the HF cache / hub (which honours HF_HUB_OFFLINE)."""
+    """`--mc-model` path, else a local folder named by the claim, else the HF cache / hub (which
+    honours HF_HUB_OFFLINE)."""
     if override is not None:
         return override
+    if not spec(name).registered and Path(name).expanduser().is_dir():
+        return Path(name).expanduser().resolve()
     from huggingface_hub import snapshot_download
     from huggingface_hub.errors import LocalEntryNotFoundError, OfflineModeIsEnabled, RepositoryNotFoundError
 
@@ -158,8 +184,35 @@ def resolve_hf(name: str, override: Path | None) -> Path:
         ) from None
 
 
+def hub_revision(path: Path) -> str | None:
+    """The hub commit of a checkpoint that came from the HF cache (.../snapshots/<commit>/), else None."""
+    parts = Path(path).parts
+    if len(parts) >= 2 and parts[-2] == "snapshots" and len(parts[-1]) == 40:
+        return parts[-1]
+    return None
+
+
+def check_bootable(path: Path, cfg: dict) -> str:
+    """The TransformerBridge architecture of a config.json, or one CheckpointError line naming the
+    model type and what TransformerLens supports."""
+    from transformer_lens.factories.architecture_adapter_factory import SUPPORTED_ARCHITECTURES
+    from transformer_lens.model_bridge.sources._hf_format import determine_architecture_from_hf_config
+    from types import SimpleNamespace
+
+    try:
+        return determine_architecture_from_hf_config(SimpleNamespace(**cfg))
+    except ValueError:
+        from importlib.metadata import version
+
+        raise CheckpointError(
+            f"{path}: model type {cfg.get('model_type')!r} (architectures {cfg.get('architectures')}) cannot be "
+            f"booted by TransformerLens {version('transformer-lens')}'s TransformerBridge; it supports "
+            f"{', '.join(sorted(SUPPORTED_ARCHITECTURES))}") from None
+
+
 def check_architecture(want: ModelSpec, path: Path) -> dict:
-    """Read config.json and refuse a checkpoint of another shape (e.g. 8M given for 1M)."""
+    """Read config.json and refuse a checkpoint of another shape (e.g. 8M given for 1M), or one
+    TransformerLens cannot boot. A model the registry does not know has no expected shape."""
     cfg_path = path / "config.json"
     if not cfg_path.exists():
         raise CheckpointError(f"{path}: no config.json, not a Hugging Face checkpoint folder")
@@ -170,6 +223,9 @@ def check_architecture(want: ModelSpec, path: Path) -> dict:
     if not isinstance(cfg, dict):
         kind = {list: "list", str: "string"}.get(type(cfg), type(cfg).__name__)
         raise CheckpointError(f"{cfg_path}: not a Hugging Face config (a JSON {kind}, expected an object)")
+    if not want.hf_config:
+        check_bootable(path, cfg)
+        return cfg
     got = (
         cfg.get("num_layers", cfg.get("n_layer")),
         cfg.get("hidden_size", cfg.get("n_embd")),
@@ -186,15 +242,85 @@ def check_architecture(want: ModelSpec, path: Path) -> dict:
     return cfg
 
 
+# ---------------------------------------------------------------- dtype (--mc-dtype)
+
+DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+DTYPE_OPTIONS = ("auto", *DTYPES)
+_SAFETENSORS_DTYPES = {"F64": "float64", "F32": "float32", "F16": "float16", "BF16": "bfloat16"}
+
+
+def stored_dtype(files: list[Path], cfg: dict | None = None) -> str:
+    """The dtype the checkpoint's floating-point weights are stored in: the commonest one in the
+    safetensors headers (no tensor is read), else config.json's `dtype` / `torch_dtype`, else
+    "unknown" (a .bin checkpoint without it)."""
+    from collections import Counter
+
+    from safetensors import safe_open
+
+    seen: Counter = Counter()
+    for f in (f for f in files if f.suffix == ".safetensors"):
+        try:
+            with safe_open(str(f), "pt") as st:
+                for key in st.keys():
+                    dt = _SAFETENSORS_DTYPES.get(st.get_slice(key).get_dtype())
+                    if dt:
+                        seen[dt] += 1
+        except Exception:  # an unreadable file is the loader's one-line error, not this one's
+            return "unknown"
+    if seen:
+        return seen.most_common(1)[0][0]
+    declared = (cfg or {}).get("dtype") or (cfg or {}).get("torch_dtype")
+    return declared if declared in DTYPES else "unknown"
+
+
+def run_dtype(option: str, stored: str, device: str) -> str:
+    """The dtype a measurement runs in (`--mc-dtype`): an explicit float32 / float16 / bfloat16;
+    auto = float32 on the CPU (half-precision matmuls there are slow and less exact), and on CUDA
+    the checkpoint's own dtype when it is float16 or bfloat16, else float32."""
+    if option not in DTYPE_OPTIONS:
+        raise ModelError(f"--mc-dtype {option!r}: expected one of {', '.join(DTYPE_OPTIONS)}")
+    if option != "auto":
+        return option
+    if str(device).startswith("cuda") and stored in ("float16", "bfloat16"):
+        return stored
+    return "float32"
+
+
+def processing_state(compat: bool) -> dict:
+    """The TransformerLens processing a bridge got (enable_compatibility_mode's defaults, or none):
+    it changes the numbers without changing the weights, so it is part of a record's identity."""
+    return {"compatibility_mode": compat, "fold_ln": compat, "center_writing_weights": compat,
+            "center_unembed": compat, "fold_value_biases": compat}
+
+
+def versions() -> dict:
+    """The library versions that compute a measurement (part of a record's identity)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {}
+    for pkg in ("torch", "transformers", "transformer-lens"):
+        try:
+            out[pkg.replace("-", "_")] = version(pkg)
+        except PackageNotFoundError:
+            out[pkg.replace("-", "_")] = None
+    return out
+
+
 @dataclass
 class LoadedModel:
-    """A bridge plus what a report needs to say which weights were measured."""
+    """A bridge plus what a report needs to say which weights were measured, and how: the dtype
+    they were stored in and the one the measurement ran in, the TransformerLens processing, the
+    library versions and (hub models) the hub revision."""
 
     name: str
     bridge: Any
     source: str
     sha256: str
     device: str
+    dtype: str = "float32"
+    weights_dtype: str = "float32"
+    processing: dict = field(default_factory=lambda: processing_state(False))
+    revision: str | None = None
 
     @property
     def n_layers(self) -> int:
@@ -205,32 +331,64 @@ class LoadedModel:
         return self.bridge.cfg.n_heads
 
     def info(self) -> dict:
-        return {"name": self.name, "source": self.source, "sha256": self.sha256, "device": self.device}
+        out = {"name": self.name, "source": self.source, "sha256": self.sha256, "device": self.device,
+               "dtype": self.dtype, "weights_dtype": self.weights_dtype, "processing": dict(self.processing),
+               "versions": versions()}
+        if self.revision is not None:
+            out["revision"] = self.revision
+        return out
 
 
-def load_hf(name: str, path: Path, device: str, tokenizer, compat: bool = True) -> LoadedModel:
+def load_hf(name: str, path: Path, device: str, tokenizer, compat: bool = True, dtype: str = "auto") -> LoadedModel:
     """Load a HF checkpoint folder into a TransformerBridge (compatibility mode by default:
-    the source documents all measured with HookedTransformer numerics)."""
+    the source documents all measured with HookedTransformer numerics), in the dtype `dtype`
+    resolves to (run_dtype)."""
     from transformer_lens.model_bridge import TransformerBridge
     from transformers import AutoModelForCausalLM
 
     want = spec(name)
-    check_architecture(want, path)
+    cfg = check_architecture(want, path)
     files = weight_files(path)
+    stored = stored_dtype(files, cfg)
+    run = run_dtype(dtype, stored, device)
     try:
-        hf_model = AutoModelForCausalLM.from_pretrained(str(path), attn_implementation="eager")
+        hf_model, info = AutoModelForCausalLM.from_pretrained(str(path), attn_implementation="eager", dtype=DTYPES[run],
+                                                              output_loading_info=True)
     except Exception as exc:
         mismatch = _shape_mismatch(path, files)
         if mismatch:
             raise CheckpointError(f"{path}: {mismatch}; point --mc-model {name}= at a checkpoint of {want.shape()}") from None
         raise CheckpointError(f"{path}: weights cannot be read ({type(exc).__name__}: {str(exc).splitlines()[0][:200]})") from None
+    # transformers fills missing tensors at random and only prints a table: refuse them here
+    tensors = len({t.data_ptr() for t in hf_model.state_dict().values()})  # tied weights (lm_head = wte) once
+    why = verify.problem(str(path), name, tensors, info.get("missing_keys", ()), info.get("unexpected_keys", ()),
+                         [(k, got, want) for k, got, want in info.get("mismatched_keys", ())])
+    if why:
+        raise CheckpointError(why)
     # boot_transformers does not move a model it is given: without this the bridge's cfg says
     # `device` while every weight stays on the CPU (on CUDA: "index is on cuda:0 ... cpu").
-    hf_model.to(device)
-    bridge = TransformerBridge.boot_transformers(str(path), device=device, tokenizer=tokenizer, hf_model=hf_model)
+    hf_model.to(device=device, dtype=DTYPES[run])
+    bridge = TransformerBridge.boot_transformers(str(path), device=device, tokenizer=tokenizer, hf_model=hf_model,
+                                                 dtype=DTYPES[run])
     if compat:
         bridge.enable_compatibility_mode()
-    return LoadedModel(name, bridge, str(path), sha256_of(files), device)
+    return LoadedModel(name, bridge, str(path), sha256_of(files), device, dtype=run, weights_dtype=stored,
+                       processing=processing_state(compat), revision=hub_revision(path))
+
+
+def own_tokenizer(path: Path):
+    """The tokenizer saved with a HF checkpoint folder (tokenizer.json or the files save_pretrained
+    writes), or None when it has none (the measurements on random tokens need none)."""
+    from transformers import AutoTokenizer
+
+    path = Path(path)
+    if not any((path / f).exists() for f in ("tokenizer.json", "tokenizer_config.json", "vocab.json")):
+        return None
+    try:
+        return AutoTokenizer.from_pretrained(str(path))
+    except Exception as exc:  # transformers raises many kinds; the message is the report
+        raise CheckpointError(f"{path}: its tokenizer cannot be read ({type(exc).__name__}: "
+                              f"{str(exc).splitlines()[0][:160] if str(exc) else ''})") from None
 
 
 def _shape_mismatch(path: Path, files: list[Path]) -> str | None:

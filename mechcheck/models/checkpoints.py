@@ -32,7 +32,7 @@ from transformer_lens.model_bridge.sources.native import NativeModel, initialize
 
 from mechcheck.core.files import atomic_write_with
 from mechcheck.data import cache_root
-from mechcheck.models import CheckpointError
+from mechcheck.models import CheckpointError, verify
 
 __all__ = ["CheckpointError", "NativeModel", "initialize_native_model", "shipped_dir", "sha256", "save",
            "read_sidecar", "load_native", "find", "bridge", "random_bridge", "train"]
@@ -102,15 +102,10 @@ def load_native(path: Path, config: TransformerBridgeConfig, what: str) -> Nativ
         raise CheckpointError(f"{path}: not a readable safetensors file, truncated or corrupt ({why})") from None
     model = NativeModel(copy.deepcopy(config))
     want = {k: tuple(v.shape) for k, v in model.state_dict().items()}
-    got = {k: tuple(v.shape) for k, v in state.items()}
-    missing, unexpected = sorted(set(want) - set(got)), sorted(set(got) - set(want))
-    if missing or unexpected:
-        raise CheckpointError(f"{path}: not a {what} checkpoint (missing {missing[:3]}, unexpected {unexpected[:3]})")
-    wrong = [k for k in want if want[k] != got[k]]
-    if wrong:
-        k = wrong[0]
-        raise CheckpointError(f"{path}: not a {what} checkpoint ({len(wrong)} tensors of the wrong shape, "
-                              f"e.g. {k} is {list(got[k])}, expected {list(want[k])})")
+    why = verify.compare(str(path), what, want, {k: tuple(v.shape) for k, v in state.items()})
+    if why:
+        raise CheckpointError(why)
+    state = {k: v for k, v in state.items() if k in want}  # unused tensors: verify warned about them
     model.load_state_dict(state)
     return model.eval()
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from mechcheck import models
+from mechcheck.core.warning import warn
 from mechcheck.models import CheckpointError
 
 STEP_DIR = re.compile(r"^(?:step|checkpoint-|global_step)(\d+)$")
@@ -58,6 +59,7 @@ def discover(directory, name: str = "") -> list[Checkpoint]:
             m = STEP_DIR.match(p.name) if p.is_dir() else STEP_FILE.search(p.name)
             if m:
                 found.append((int(m.group(1)), p))
+    _warn_unused(d, entries, found)
     if not found:
         raise SeriesError(f"series {d}: no checkpoints (expected step1000/, checkpoint-1000/, global_step1000/, "
                           "*-step1000.safetensors or a series.json listing {step, path})")
@@ -68,6 +70,19 @@ def discover(directory, name: str = "") -> list[Checkpoint]:
     _check_one_architecture(d, found)
     width = max(4, len(str(found[-1][0])))
     return [Checkpoint(name, step, path, width) for step, path in found]
+
+
+def _warn_unused(d: Path, entries: list[Path], found: list[tuple[int, Path]]) -> None:
+    """Every entry of a series folder is a step (or its sidecar / the series.json) or named in
+    one MechcheckWarning line: `x-stepfinal.safetensors` or `x-step1e3.safetensors` next to
+    numeric steps would otherwise be skipped silently and the headline taken from an earlier step."""
+    used = {p.resolve() for _, p in found} | {p.with_suffix(".json").resolve() for _, p in found if p.is_file()}
+    used.add((d / "series.json").resolve())
+    unused = [p.name + ("/" if p.is_dir() else "") for p in entries if p.resolve() not in used]
+    if unused:
+        shown = ", ".join(unused[:6]) + (f" and {len(unused) - 6} more" if len(unused) > 6 else "")
+        warn(f"series {d}: {len(unused)} entries are not checkpoints of the series and were not run ({shown}); "
+             "name them <stem>-step<N>.safetensors, step<N>/ or list them in series.json")
 
 
 def _from_json(path: Path) -> list[tuple[int, Path]]:

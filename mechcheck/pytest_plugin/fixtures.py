@@ -9,7 +9,7 @@ import pytest
 
 from mechcheck import models as _models
 from mechcheck.data import DataError, gpt2_tokenizer, ioi_prompts
-from mechcheck.models import finite, organisms, toy
+from mechcheck.models import finite, organisms, toy, trained
 from mechcheck.pytest_plugin import series as _series
 from mechcheck.pytest_plugin.records import Measurement
 from mechcheck.pytest_plugin.state import LOADED, MEASUREMENT, claim_of, model_name, run_state
@@ -80,16 +80,23 @@ def mc_load(pytestconfig, mc_device, request):
     reason. When `name` is the model the running claim measures, the loaded model is that claim's
     measured model (its identity goes into the record; no claim file sets it). compat=True gives
     HookedTransformer numerics (folded LayerNorm, centred writing weights); compat=False the raw
-    HF weights. NaN/inf in any activation of a loaded model is watched from here on."""
+    HF weights. Any hub id or local HF folder loads (with its own tokenizer), and any name may be
+    given a checkpoint mechcheck trained (a .safetensors file with its sidecar). HF checkpoints run
+    in the `--mc-dtype` dtype. NaN/inf in any activation of a loaded model is watched from here on."""
     cache: dict[tuple, object] = {}
     state = run_state(pytestconfig)
 
     def resolve(name: str, compat: bool, checkpoint, step_path):
-        kind = _models.spec(name).kind
+        want = _models.spec(name)
+        kind = want.kind
         path = checkpoint or step_path or state.overrides.get(name)
+        if kind == "hf" and not want.registered and path is not None and Path(path).is_file():
+            return trained.load(name, Path(path), mc_device)  # a checkpoint trained here, under the user's name
         if kind == "hf":
             path = _models.resolve_hf(name, path)
-            return _models.load_hf(name, path, mc_device, request.getfixturevalue("mc_tokenizer"), compat=compat)
+            # the registered models share GPT-2's tokenizer (from --mc-data offline); any other its own
+            tokenizer = request.getfixturevalue("mc_tokenizer") if want.registered else _models.own_tokenizer(path)
+            return _models.load_hf(name, path, mc_device, tokenizer, compat=compat, dtype=state.dtype)
         if path is None:
             raise _models.CheckpointError(f"{name}: give its checkpoint (mc_load({name!r}, checkpoint=...) or --mc-model)")
         if kind == "toy":

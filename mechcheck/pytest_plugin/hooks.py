@@ -11,6 +11,8 @@ line and exit != 0, never a verdict.
 from __future__ import annotations
 
 import datetime as _dt
+import hashlib
+import os
 import time
 from pathlib import Path
 
@@ -53,6 +55,10 @@ def pytest_configure(config):
     dup = next((n for n in names if names.count(n) > 1), None)
     if dup is not None:
         raise pytest.UsageError(f"--mc-model {dup}=... given {names.count(dup)} times; give each model once")
+    both = sorted(set(names) & {v.partition("=")[0] for v in config.getoption("mc_series")})
+    if both:  # the series would win silently while run.overrides recorded the unused file
+        raise pytest.UsageError(f"--mc-model {both[0]}=... and --mc-series {both[0]}=... both given; "
+                                "give one checkpoint (--mc-model) or one series (--mc-series) per model")
     try:
         state = RunState(
             overrides=_models.parse_overrides(values),
@@ -61,6 +67,7 @@ def pytest_configure(config):
             ioi_names=_ioi_names(config.getoption("mc_ioi_names")),
             report_dir=_report_dir(config),
             controls=ControlRunner(config.getoption("mc_controls")),
+            dtype=config.getoption("mc_dtype"),
         )
     except (_models.ModelError, DataError) as exc:
         raise pytest.UsageError(str(exc)) from None
@@ -81,10 +88,20 @@ def pytest_deselected(items):
         run_state(config).deselected += sum(is_claim(item) for item in items)
 
 
+_SUITE = pytest.StashKey[str]()
+
+
+@pytest.hookimpl(tryfirst=True, specname="pytest_collection_modifyitems")
+def suite_fingerprint(session, config, items):
+    """Before -k / -m and pytest-split select: what every shard of one split collects (run.shard.suite)."""
+    config.stash[_SUITE] = hashlib.sha256("\n".join(sorted(i.nodeid for i in items)).encode()).hexdigest()
+
+
 @pytest.hookimpl(trylast=True)  # after -k / -m deselection
 def pytest_collection_modifyitems(session, config, items):
     modules_seen = set()
     any_claim = False
+    declared: dict[tuple, str] = {}  # (claim id, model, parameters) -> the first test declaring it
     for item in items:
         module = getattr(item, "module", None)
         if module is not None and module not in modules_seen:
@@ -101,6 +118,12 @@ def pytest_collection_modifyitems(session, config, items):
             _models.spec(model_name(item, c))
         except _models.UnknownModelError as exc:
             item.stash[_CLAIM_ERROR] = _claim.ClaimError(f"@pytest.mark.claim(model=...): {exc}")
+        key = (c.id, model_name(item, c), getattr(getattr(item, "callspec", None), "id", None))
+        if key in declared:  # two records of one claim would count it twice and diff/merge could not tell them apart
+            item.stash.setdefault(_CLAIM_ERROR, _claim.ClaimError(
+                f"{item.nodeid}: claim {c.id!r} on {key[1]}" + (f" [{key[2]}]" if key[2] else "")
+                + f" is also declared by {declared[key]}; give each claim its own id"))
+        declared.setdefault(key, item.nodeid)
     state = run_state(config)
     if any_claim and state.report_dir is not None and not config.getoption("mc_report"):
         try:  # the default destination, checked once claims are known to run
@@ -264,12 +287,31 @@ def _partial(session) -> str | None:
     return None
 
 
+def _shard(session) -> dict | None:
+    """results.json `run.shard`: which shard set this report belongs to, so `mechcheck merge` can
+    tell a complete split from shards of different runs (None when not a pytest-split shard)."""
+    config = session.config
+    splits = getattr(config.option, "splits", None)
+    if not splits:
+        return None
+    env = os.environ
+    run_id = env.get("MECHCHECK_RUN_ID") or (
+        f"github-{env['GITHUB_RUN_ID']}-{env.get('GITHUB_RUN_ATTEMPT', '1')}" if env.get("GITHUB_RUN_ID") else
+        f"slurm-{env['SLURM_ARRAY_JOB_ID']}" if env.get("SLURM_ARRAY_JOB_ID") else None)
+    return {"run_id": run_id, "suite": config.stash.get(_SUITE, None), "splits": int(splits),
+            "group": int(config.option.group)}
+
+
 def pytest_sessionfinish(session, exitstatus):
     config = session.config
     if hasattr(config, "workerinput"):  # an xdist worker: the controller writes
         return
     state = run_state(config)
     directory = state.report_dir
+    if not state.records and directory is not None and (
+            exitstatus == pytest.ExitCode.NO_TESTS_COLLECTED or state.deselected):
+        why = f" ({state.deselected} claim test(s) deselected)" if state.deselected else ""
+        state.note = f"mechcheck: no claim ran{why}, so no report was written; {directory} is left as it was"
     if not state.records or directory is None:
         return
     if exitstatus == pytest.ExitCode.INTERRUPTED:
@@ -278,9 +320,12 @@ def pytest_sessionfinish(session, exitstatus):
     partial = _partial(session)
     created = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     try:
-        _report.write(directory, state.records, _records.run_info(state, partial), created)
-    except _report.ReportError as exc:
-        state.note = f"mechcheck: report NOT written: {exc}"
+        run = _records.run_info(state, partial)
+        shard = _shard(session)
+        _report.write(directory, state.records, {**run, "shard": shard} if shard else run, created)
+    except Exception as exc:  # noqa: BLE001  (ReportError, or a bug: one line, never an INTERNALERROR that hides pytest's own summary)
+        why = str(exc) if isinstance(exc, _report.ReportError) else f"{type(exc).__name__}: {exc}".splitlines()[0][:300]
+        state.note = f"mechcheck: report NOT written: {why}"
         if session.exitstatus == pytest.ExitCode.OK:
             session.exitstatus = pytest.ExitCode.TESTS_FAILED
         return

@@ -89,7 +89,9 @@ class Measurement:
 def _raw(x):
     """numpy/torch values -> plain Python, unrounded (the decision reads these)."""
     if hasattr(x, "detach"):
-        x = x.detach().cpu().numpy()
+        x = x.detach().cpu()
+        # numpy has no bfloat16: half-precision values are written as float32 (exact)
+        x = (x.float() if x.is_floating_point() and x.element_size() < 4 else x).numpy()
     if isinstance(x, dict):
         return {str(k): _raw(v) for k, v in x.items()}
     if isinstance(x, (list, tuple)):

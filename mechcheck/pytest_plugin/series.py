@@ -6,9 +6,12 @@ each record carries its `step` (the report's series sections: mechcheck.report.s
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import pytest
+
+from mechcheck.core.warning import MechcheckWarning
 
 from mechcheck.models.series import Checkpoint, SeriesError, parse
 from mechcheck.pytest_plugin.state import claim_of, run_state
@@ -36,10 +39,14 @@ class Plugin:
     """The series part of the pytest plugin (registered by mechcheck.pytest_plugin.hooks)."""
 
     def __init__(self, config):
-        try:
-            self.series = parse(config.getoption("mc_series", None) or [])
-        except SeriesError as exc:
-            raise pytest.UsageError(str(exc)) from None
+        with warnings.catch_warnings(record=True) as caught:  # discovery's warnings, shown as pytest shows config-time ones
+            warnings.simplefilter("always", MechcheckWarning)
+            try:
+                self.series = parse(config.getoption("mc_series", None) or [])
+            except SeriesError as exc:
+                raise pytest.UsageError(str(exc)) from None
+        for w in caught:
+            config.issue_config_time_warning(w.message, stacklevel=2)
         self.unreachable: set[str] = set()
 
     def pytest_generate_tests(self, metafunc):

@@ -30,6 +30,7 @@ class RunState:
     data: Path | None
     ioi_names: tuple[str, ...] | None  # --mc-ioi-names, validated; None: the default set
     report_dir: Path | None
+    dtype: str = "auto"  # --mc-dtype (mechcheck.models.run_dtype resolves it per checkpoint)
     records: list = field(default_factory=list)
     deselected: int = 0
     note: str | None = None
@@ -59,11 +60,16 @@ def claim_of(node) -> _claim.Claim | None:
         return node.stash[CLAIM]
     if _CLAIM_ERROR in node.stash:
         return None
-    mark = node.get_closest_marker("claim")
-    if mark is None:
+    marks = list(node.iter_markers("claim"))
+    if not marks:
+        return None
+    if len(marks) > 1:  # which one would decide? pytest would silently use the closest
+        ids = ", ".join(repr(m.kwargs.get("id")) for m in marks)
+        node.stash[_CLAIM_ERROR] = _claim.ClaimError(
+            f"{node.nodeid}: {len(marks)} @pytest.mark.claim markers on one test (ids {ids}); one claim per test")
         return None
     try:
-        c = _claim.Claim.from_marker(mark, node.nodeid)
+        c = _claim.Claim.from_marker(marks[0], node.nodeid)
     except _claim.ClaimError as exc:  # this test's error, at set-up; the session goes on
         node.stash[_CLAIM_ERROR] = exc
         return None
@@ -98,6 +104,9 @@ def add_options(parser) -> None:
     g.addoption("--mc-no-report", action="store_true", help="do not write a report")
     g.addoption("--mc-device", choices=["auto", "cpu", "cuda"], default="auto",
                 help="device for the models (auto: CUDA when available, else CPU)")
+    g.addoption("--mc-dtype", choices=list(_models.DTYPE_OPTIONS), default="auto",
+                help="dtype the models are measured in (auto: float32 on the CPU; on CUDA the checkpoint's own "
+                "float16/bfloat16, else float32); the record states it and the dtype the weights were stored in")
     g.addoption("--mc-model", metavar="NAME=PATH", action="append", default=[],
                 help="use the local checkpoint PATH for model NAME (repeatable, once per name)")
     g.addoption("--mc-claims-nonfatal", action="store_true",

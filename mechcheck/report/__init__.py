@@ -12,7 +12,9 @@ README.md ("The report"); `SCHEMA` names its version.
 
 from __future__ import annotations
 
+import html as _html
 import json
+import math
 import os
 import tempfile
 from pathlib import Path
@@ -178,11 +180,38 @@ def summary_markdown(doc: dict, created: str) -> str:
     return "\n".join(lines)
 
 
+def strict(x):
+    """`x` with every NaN/inf float as null: results.json is strict JSON whatever a record holds
+    (a NaN threshold or published value, a hand-edited shard)."""
+    if isinstance(x, dict):
+        return {k: strict(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [strict(v) for v in x]
+    if isinstance(x, float) and not math.isfinite(x):
+        return None
+    return x
+
+
+def _rendered(name: str, render_one, doc: dict, created: str) -> str:
+    """One human-readable file; if rendering it fails, a page saying so (results.json still holds
+    every record), so one odd record never loses the report."""
+    try:
+        return render_one(doc, created)
+    except Exception as exc:  # noqa: BLE001  (whatever broke, the other files must still be written)
+        why = f"{type(exc).__name__}: {exc}".splitlines()[0][:300]
+        if name.endswith(".html"):
+            return (f"<!doctype html><meta charset='utf-8'><title>mechcheck report</title><h1>mechcheck report</h1>"
+                    f"<p>This page could not be rendered ({_html.escape(why)}); results.json holds every record.</p>\n")
+        return f"# mechcheck report\n\nThis summary could not be rendered ({why}); results.json holds every record.\n"
+
+
 def write(directory: Path, records: list[dict], run: dict, created: str) -> dict:
     """Render everything first (a crash while rendering leaves the previous report untouched),
-    then replace results.json, summary.md and index.html together."""
-    doc = build(records, run)
+    then replace results.json, summary.md and index.html together. Non-finite numbers become null
+    and a file that cannot be rendered says so, so the report of the claims that ran is never lost."""
+    doc = strict(build(records, run))
     texts = {"results.json": json.dumps(doc, indent=2, sort_keys=True, allow_nan=False) + "\n",
-             "summary.md": summary_markdown(doc, created), "index.html": render(doc, created)}
+             "summary.md": _rendered("summary.md", summary_markdown, doc, created),
+             "index.html": _rendered("index.html", render, doc, created)}
     replace_together(Path(directory), texts)
     return doc

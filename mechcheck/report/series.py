@@ -47,8 +47,15 @@ def headline(records: list[dict]) -> list[dict]:
 def headline_note(records: list[dict]) -> str:
     """The sentence that says the counts are of each series' last checkpoint ("" without series)."""
     n = len(records) - len(headline(records))
-    return (f"Counts are of each checkpoint series' last checkpoint ({n} earlier checkpoints' records "
-            "are in the series sections)." if n else "")
+    if not n:
+        return ""
+    last: dict[str, int] = {}
+    for r in records:
+        if r.get("step") is not None:
+            last[r["model"]["name"]] = max(r["step"], last.get(r["model"]["name"], r["step"]))
+    which = ", ".join(f"step {step} of {model}" for model, step in sorted(last.items()))
+    return (f"Counts are of each checkpoint series' last checkpoint ({which}; {n} earlier checkpoints' records "
+            "are in the series sections).")
 
 
 def transitions(rs: list[dict]) -> tuple[int | None, int | None]:

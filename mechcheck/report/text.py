@@ -65,6 +65,8 @@ def fmt_controls(r: dict) -> str:
     if state == "no-controls":
         return "no controls declared"
     evidence = f" · {r['evidence']}" if r.get("evidence") else ""
+    if r.get("hedge"):  # the document hedges the statement (issue #21): a FAIL reads "the hedge was warranted"
+        evidence += f" · hedged ({r['hedge']})"
     if state == "skipped":
         return "controls skipped" + evidence
     if state == "not-run":

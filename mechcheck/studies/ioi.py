@@ -52,7 +52,7 @@ class IOIRun:
         """Corrupt-to-clean patching of every head's output: (normalised recovery [n_layers,
         n_heads], per-prompt patched logit differences [n_layers, n_heads, n])."""
         if self._head_patching is None:
-            values = head_output_scores(self.bridge, self.prompts, self.cache, self.metric)
+            values = head_output_scores(self.bridge, self.prompts, self.cache, self.metric, self.corrupted_cache)
             clean, corrupt = self.ld.mean().item(), self.ld_corrupted.mean().item()
             self._head_patching = ((values.mean(-1) - corrupt) / (clean - corrupt), values)
         return self._head_patching
@@ -75,7 +75,7 @@ class IOIRun:
             gap = int((p.pos_end - p.pos_s2).min())
             positions = torch.stack([p.pos_s2 + k for k in range(gap)] + [p.pos_end])
             labels = ["S2"] + [f"S2+{k}" for k in range(1, gap)] + ["END"]
-            values = resid_patching(self.bridge, p, self.cache, self.metric, positions)
+            values = resid_patching(self.bridge, p, self.cache, self.metric, positions, self.corrupted_cache)
             clean, corrupt = self.ld.mean().item(), self.ld_corrupted.mean().item()
             self._resid_patching = (labels, (values - corrupt) / (clean - corrupt))
         return self._resid_patching

@@ -67,19 +67,19 @@ def head_score_map(scores: dict, score: str, heads) -> Result:
 def mean_logit_diff(run: ioi.IOIRun, with_tokens: bool = False) -> Result:
     """I4: mean logit difference IO - S at END over the prompt set."""
     extra = {"prompt_token_ids": run.prompts.tokens[0]} if with_tokens else {}
-    return Result.of(mean_record(run.ld.cpu().numpy()), **extra)
+    return Result.of(mean_record(run.ld.cpu().float().numpy()), **extra)
 
 
 def paired_logit_diff(run_a: ioi.IOIRun, run_b: ioi.IOIRun, models: list[str]) -> Result:
     """I4.compare: mean paired difference of the logit differences of two models, same prompts."""
-    diff = (run_a.ld - run_b.ld).cpu().numpy()
+    diff = (run_a.ld - run_b.ld).cpu().float().numpy()
     return Result.of(mean_record(diff), models=models)
 
 
 def correct_probability(run: ioi.IOIRun) -> dict:
     """I12: mean probability of IO at END."""
     with torch.no_grad():
-        p = accuracy.correct_probability(run.logits, run.prompts).cpu().numpy()
+        p = accuracy.correct_probability(run.logits, run.prompts).cpu().float().numpy()
     return mean_record(p)
 
 
@@ -90,7 +90,7 @@ def largest_drop(run: ioi.IOIRun) -> Result:
     the bootstrap over prompts of the drop at the step where the full set drops most (a bootstrap
     of the maximum itself would be biased upward)."""
     values, labels = dla.accumulated(run.bridge, run.cache, run.prompts)
-    curves = values.T.cpu().numpy()  # [n, points]
+    curves = values.T.cpu().float().numpy()  # [n, points]
     mean = curves.mean(0)
     step = int(np.argmax(mean[:-1] - mean[1:]))
     drop_at = lambda c: float(c.mean(0)[step] - c.mean(0)[step + 1])  # noqa: E731
@@ -99,7 +99,7 @@ def largest_drop(run: ioi.IOIRun) -> Result:
 
 
 def _head_dla(run: ioi.IOIRun) -> np.ndarray:
-    return dla.head_dla(run.bridge, run.cache, run.prompts).cpu().numpy()  # [L, H, n]
+    return dla.head_dla(run.bridge, run.cache, run.prompts).cpu().float().numpy()  # [L, H, n]
 
 
 def dla_share(run: ioi.IOIRun, head: tuple[int, int]) -> Result:
@@ -131,7 +131,7 @@ def head_recovery(run: ioi.IOIRun) -> np.ndarray:
     as a fraction of the mean clean - corrupted gap: [L, H, n] (I8's measurement, per prompt)."""
     _, values = run.head_patching()
     clean, corrupt = run.ld.mean().item(), run.ld_corrupted.mean().item()
-    return ((values - corrupt) / (clean - corrupt)).numpy()
+    return ((values - corrupt) / (clean - corrupt)).float().numpy()
 
 
 def head_patching(run: ioi.IOIRun, heads) -> Result:
@@ -146,12 +146,12 @@ def _example(run: ioi.IOIRun, head: tuple[int, int]) -> dict:
     """The head's pattern on the thesis' clean sentence (or the first prompt), for the report."""
     i = run.prompts.texts.index(ioi_prompts.CLEAN_EXAMPLE) if ioi_prompts.CLEAN_EXAMPLE in run.prompts.texts else 0
     tokens = [run.bridge.tokenizer.decode([t]) for t in run.prompts.tokens[i].tolist()]
-    pattern = run.cache[f"blocks.{head[0]}.attn.hook_pattern"][i, head[1]].cpu().numpy().round(3)
+    pattern = run.cache[f"blocks.{head[0]}.attn.hook_pattern"][i, head[1]].cpu().float().numpy().round(3)
     return {"head": fmt_item(head), "tokens": tokens, "pattern": pattern}
 
 
 def _from_end(run, head):
-    return {k: v.cpu().numpy() for k, v in attention.from_end(run.cache, run.prompts, *head).items()}
+    return {k: v.cpu().float().numpy() for k, v in attention.from_end(run.cache, run.prompts, *head).items()}
 
 
 def attention_io_over_s(run: ioi.IOIRun, head: tuple[int, int], example: bool = True) -> Result:
@@ -171,7 +171,7 @@ def attention_s2_over_rest(run: ioi.IOIRun, head: tuple[int, int], example: bool
 def edge_recovery(run: ioi.IOIRun, receiver: tuple[int, int], component: str, sender: tuple[int, int]) -> Result:
     """I11: path-patching recovery of every earlier head into receiver's q or v input, with the
     claimed sender's CI over prompts."""
-    per_prompt = run.edges(receiver, component).numpy()  # [layer, heads, n]
+    per_prompt = run.edges(receiver, component).float().numpy()  # [layer, heads, n]
     return Result.of(value=per_prompt.mean(-1), n=per_prompt.shape[-1], **{f"ci_{fmt_item(sender)}": bootstrap_ci(per_prompt[sender])})
 
 
@@ -287,7 +287,7 @@ def never_decreases(run: ioi.IOIRun, threshold: float) -> Result:
     the flattest step (a head writing -a logits there; detectable_effect_at names the component
     whose output makes that step) that the check decides FAIL, at the run's final LayerNorm scale."""
     values, labels = dla.accumulated(run.bridge, run.cache, run.prompts)
-    curves = values.T.cpu().numpy()  # [n, points]
+    curves = values.T.cpu().float().numpy()  # [n, points]
     drops = curves[:, :-1] - curves[:, 1:]  # [n, steps]
     mean = drops.mean(0)
     step = int(np.argmax(mean))
@@ -304,7 +304,7 @@ def layer_share(run: ioi.IOIRun, layer: int) -> Result:
     written by one layer (its attention and MLP), with a bootstrap CI over prompts of that ratio
     of means; every layer's share beside."""
     values, labels = dla.accumulated(run.bridge, run.cache, run.prompts)
-    curves = values.T.cpu().numpy()  # [n, points]
+    curves = values.T.cpu().float().numpy()  # [n, points]
     # the point just before layer L's attention is the one before label "L"
     before = [labels.index(f"{l}") - 1 for l in range(run.bridge.cfg.n_layers)]
     after = before[1:] + [len(labels) - 1]
@@ -324,7 +324,7 @@ def attention_s2_to_s1(run: ioi.IOIRun, head: tuple[int, int]) -> Result:
     p = run.prompts
     pattern = run.cache[f"blocks.{head[0]}.attn.hook_pattern"][:, head[1]]  # [n, q, k]
     rows = torch.arange(len(p), device=pattern.device)
-    s1, io = pattern[rows, p.pos_s2, p.pos_s1].cpu().numpy(), pattern[rows, p.pos_s2, p.pos_io].cpu().numpy()
+    s1, io = pattern[rows, p.pos_s2, p.pos_s1].cpu().float().numpy(), pattern[rows, p.pos_s2, p.pos_io].cpu().float().numpy()
     return Result.of(mean_record(s1 - io), mean_S2_to_S1=s1.mean(), mean_S2_to_IO=io.mean())
 
 
@@ -350,7 +350,7 @@ def _attention(run: ioi.IOIRun, head: tuple[int, int], queries, keys, rows=None)
     pattern = run.cache[f"blocks.{head[0]}.attn.hook_pattern"][:, head[1]]  # [n, q, k]
     rows = torch.arange(len(run.prompts)) if rows is None else rows
     r = rows.to(pattern.device)
-    return pattern[r, torch.as_tensor(queries).to(pattern.device), torch.as_tensor(keys).to(pattern.device)].cpu().numpy()
+    return pattern[r, torch.as_tensor(queries).to(pattern.device), torch.as_tensor(keys).to(pattern.device)].cpu().float().numpy()
 
 
 def previous_token_baseline(run: ioi.IOIRun, head: tuple[int, int], rows=None) -> np.ndarray:
@@ -471,7 +471,7 @@ def resid_handover(run: ioi.IOIRun) -> Result:
     beside. -1 when there is nothing to hand over (neither S2 nor END ever recovers half of the
     logit difference: a model that does not use S2 must fail the claim, not pass it as 'late')."""
     labels, rec = run.resid_patching()  # [L, P, n]
-    x = np.moveaxis(rec.numpy(), -1, 0)  # [n, L, P]
+    x = np.moveaxis(rec.float().numpy(), -1, 0)  # [n, L, P]
 
     def handover(c):
         m = c.mean(0)
@@ -487,7 +487,7 @@ def resid_handover(run: ioi.IOIRun) -> Result:
 
 def _sender_stack(scores: dict) -> tuple[list[str], np.ndarray]:
     names = list(scores)
-    return names, np.stack([scores[s].numpy() for s in names], 1)  # [n, senders]
+    return names, np.stack([scores[s].float().numpy() for s in names], 1)  # [n, senders]
 
 
 def top_senders(run: ioi.IOIRun, receiver: tuple[int, int], component: str, claimed: list[str]) -> Result:

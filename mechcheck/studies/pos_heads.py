@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from mechcheck.metrics import probes
+from mechcheck.metrics.activations import cached
 from mechcheck.data.tagging import tokenize_and_tag
 
 NOUNS = ("NN", "NNS", "NNP", "NNPS")
@@ -135,38 +136,21 @@ class ProbeResult:
         return f1_from_counts(self.counts(tag).sum(2))
 
 
-class _Done(Exception):
-    """Raised once the hooks have every activation a POS claim reads: the rest of the forward
-    pass (last MLP, unembedding: [batch, pos, 50257] logits) is never computed."""
-
-
 class POSRun:
     """Tagged text and the reductions of its activations that every POS claim reads, for one model."""
 
     def __init__(self, bridge, texts: list[str], max_tokens: int = 128, seed: int = 0, n_train: int | None = None,
                  min_held_out: int = 0, held_out_tags=(), batch: int = BATCH):
         tokens, tags = tag_paragraphs(bridge.tokenizer, texts, max_tokens, n_train, min_held_out, held_out_tags)
-        device, L = bridge.cfg.device, bridge.cfg.n_layers
+        L = bridge.cfg.n_layers
         W_O = bridge.W_O.detach()
         names = [f"blocks.{l}.attn.{k}" for l in range(L) for k in ("hook_k", "hook_q", "hook_z", "hook_pattern")]
 
 
         def batches():
             for start in range(0, tokens.shape[0], batch):
-                store = {}
-
-                def keeper(name):  # keyed by the name asked for: in compatibility mode hook.name may be an alias
-                    def keep(act, hook):
-                        store[name] = act.detach()
-                        if len(store) == len(names):  # all read: stop (no logits)
-                            raise _Done
-                    return keep
-
-                try:
-                    with torch.no_grad():
-                        bridge.run_with_hooks(tokens[start : start + batch].to(device), fwd_hooks=[(n, keeper(n)) for n in names])
-                except _Done:
-                    pass
+                # the one activation capture: stops once every hook asked for has fired (no logits)
+                store = cached(bridge, tokens[start : start + batch], names, chunk=batch)
                 get = lambda k: torch.stack([store[f"blocks.{l}.attn.{k}"] for l in range(L)])  # noqa: E731
                 z = get("hook_z")  # [L, b, pos, H, d_head]
                 yield get("hook_k"), get("hook_q"), torch.einsum("lnphe,lhed->lnphd", z, W_O).norm(dim=-1), get("hook_pattern")
@@ -237,9 +221,11 @@ class POSRun:
             # The earlier keys' mass is that minus the self column; keys 1..q-1 (the "excluded"
             # convention) also minus BOS, renormalised by their total.
             onehot = torch.nn.functional.one_hot(torch.as_tensor(tag_id[start:stop], device=dev), len(self.tag_names)).float()
+            # The one-hot tag columns are read only at the query classes' tokens (a few %): they
+            # are computed there (below), the three columns 1, VBD, NN at every query.
             feats = torch.cat([torch.ones_like(onehot[..., :1]), cls["vbd"][..., None].float(),
-                               cls["nn"][..., None].float(), onehot], -1)  # [b, k, F]
-            mass = pat @ feats[None, :, None]  # [L, b, H, q, F]: all keys <= q
+                               cls["nn"][..., None].float()], -1)  # [b, k, 3]
+            mass = pat @ feats[None, :, None]  # [L, b, H, q, 3]: all keys <= q
             own = at_self[..., None] * feats[None, :, None]  # the query's own column
             bos = pat[..., :1] * feats[:, 0][None, :, None, None] * (pos >= 1)[:, None]  # BOS, for q >= 1
             earlier_mass = mass - own
@@ -251,9 +237,17 @@ class POSRun:
                                             has_earlier.sum(-1).float().cpu()[:, None, None].expand(b, L, H)], -1))
             for c in QUERY_CLASSES:  # attention by tag from each query class, both conventions
                 mask = (cls[c] & (pos >= 2)).float()  # q >= 2: at least one key besides BOS and self
-                by_tag[c] = by_tag[c] + torch.einsum("lnhqt,nq->lht", share[..., 3:], mask).cpu().numpy()
                 by_tag_rows[c] = by_tag_rows[c] + torch.einsum("lnhq,nq->lh", (total[..., 0] > 0).float(), mask).cpu().numpy()
-                raw_by_tag[c] = raw_by_tag[c] + torch.einsum("lnhqt,nq->lht", mass[..., 3:], mask).cpu().numpy()
+                n_idx, q_idx = mask.nonzero(as_tuple=True)
+                rows = pat[:, n_idx, :, q_idx]  # [A, L, H, k]: the pattern rows of this class's queries
+                tag_of = onehot[n_idx]  # [A, k, T]
+                tag_mass = torch.einsum("alhk,akt->alht", rows, tag_of)  # all keys <= q, by key tag
+                tag_own = rows.gather(-1, q_idx[:, None, None, None].expand(*rows.shape[:3], 1)) * tag_of[torch.arange(len(q_idx)), q_idx][:, None, None]
+                tag_bos = rows[..., :1] * tag_of[:, 0][:, None, None]  # q >= 2 here: BOS is never the query
+                tag_total = total[:, n_idx, :, q_idx]  # [A, L, H, 1]
+                tag_share = torch.where(tag_total > 0, (tag_mass - tag_own - tag_bos) / tag_total.clamp_min(1e-12), 0.0)
+                by_tag[c] = by_tag[c] + tag_share.sum(0).cpu().numpy()
+                raw_by_tag[c] = raw_by_tag[c] + tag_mass.sum(0).cpu().numpy()
             # P6, excluded convention: share of the attention on keys 1..q-1 that goes to earlier VBDs
             sums["vbd_x"].append(per_seq(share[..., 1], has_earlier).cpu())
             # appendix D: attention to NN from every query (q >= 2), summed by the query's tag, per paragraph

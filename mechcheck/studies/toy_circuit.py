@@ -24,15 +24,22 @@ KEYS = [toy.N_IN - i for i in range(toy.N_IN)]  # x_{7-i} sits at position 8-i
 HOOKS = ("blocks.0.attn.hook_pattern", "blocks.0.hook_resid_mid", "blocks.0.hook_resid_post")
 
 
-class ToyRun:
-    """One toy model and its holdout forward pass (one cache, shared by every claim on it)."""
+def holdout_index() -> torch.Tensor:
+    """Rows of `toy.all_sequences()` that `toy.split()` puts in the holdout set (the same fixed shuffle)."""
+    perm = torch.randperm(4**toy.N_IN, generator=torch.Generator().manual_seed(toy.SPLIT_SEED))
+    return perm[toy.N_TRAIN :]
 
-    def __init__(self, bridge, device: str | None = None):
+
+class ToyRun:
+    """One toy model and its forward pass over the holdout set (one cache, shared by every claim on
+    it), or over all 4^8 sequences (`whole=True`: the tutorial's 'whole distribution', T7.whole)."""
+
+    def __init__(self, bridge, device: str | None = None, whole: bool = False):
         self.bridge = bridge
         device = device or next(bridge.parameters()).device  # the model's own device
-        _, holdout = toy.split()
-        self.tokens = holdout[:, :-1].to(device)
-        self.targets = holdout[:, toy.N_IN + 1 :].to(device)
+        data = toy.all_sequences() if whole else toy.split()[1]
+        self.tokens = data[:, :-1].to(device)
+        self.targets = data[:, toy.N_IN + 1 :].to(device)
         with torch.no_grad():
             self.logits, self.cache = bridge.run_with_cache(self.tokens, names_filter=lambda n: n in HOOKS)
 
@@ -70,16 +77,42 @@ def reversed_attention(run: ToyRun) -> Result:
                 mean_with_y0=float(att.mean()), example_pattern=example)
 
 
-def routed_argmax(run: ToyRun) -> Result:
-    """T6: each output y_i (i = 1..7) routes exactly one input: the share of holdout sequences whose
-    attention argmax over x0..x7 is x_{7-i}, per output; the value is the worst output (min), so
-    every position must route, not only the average. y0 (read without attention) is in details."""
-    pattern = run.cache["blocks.0.attn.hook_pattern"][:, 0, QUERIES, 1 : toy.N_IN + 1]  # keys x0..x7
-    hit = (pattern.argmax(-1) + 1 == torch.tensor(KEYS, device=pattern.device)).float().cpu().numpy()
-    per_output = hit.mean(0)
-    ci = bootstrap_ci(hit[:, ROUTED], stat=lambda h: h.mean(0).min())
-    return Result.of(value=float(per_output[ROUTED].min()), ci=ci, n=len(hit), per_output=per_output,
-                worst_output=f"y{1 + int(per_output[ROUTED].argmin())}", y0_hit=float(per_output[0]))
+def y0_attention(run: ToyRun) -> Result:
+    """T2.y0: the tutorial's own example row, y0 -> x7. y0 is predicted at position 8, which holds
+    x7, so this is position 8's raw attention on itself (the full row, BOS included, as printed)."""
+    pattern = run.cache["blocks.0.attn.hook_pattern"][:, 0]
+    q = QUERIES[0]
+    per_seq = pattern[:, q, KEYS[0]].cpu().numpy()
+    value, ci = mean_ci(per_seq)
+    inputs = pattern[:, q, 1 : toy.N_IN + 1]
+    renorm = (inputs[:, -1] / inputs.sum(-1).clamp_min(1e-12)).mean()
+    top = int(pattern[:, q, : q + 1].mean(0).argmax())
+    names = ["BOS"] + [f"x{i}" for i in range(toy.N_IN)]
+    return Result.of(value=value, ci=ci, n=len(per_seq), renormalised_over_x0_x7=float(renorm),
+                     top_key=names[top], top_key_weight=float(pattern[:, q, top].mean()), published_row_y0=PUBLISHED_ROWS[0])
+
+
+def routed_focus(run: ToyRun) -> Result:
+    """T6: each output y_i (i = 1..7) strongly focuses on precisely one input, x_{7-i}: per output,
+    the share of holdout sequences whose attention argmax over x0..x7 is x_{7-i} (h_i) and the mean
+    share of the attention on x0..x7 that x_{7-i} holds (m_i, the slice the tutorial plots). The
+    value is min over y1..y7 of min(m_i, h_i): every output must route, and route to one input
+    (an argmax with a diffuse row does not focus). y0 (read without attention) is in details."""
+    inputs = run.cache["blocks.0.attn.hook_pattern"][:, 0, QUERIES, 1 : toy.N_IN + 1]  # keys x0..x7
+    keys = torch.tensor(KEYS, device=inputs.device) - 1
+    hit = (inputs.argmax(-1) == keys).float()
+    raw = inputs.gather(-1, keys.expand(inputs.shape[0], -1)[..., None])[..., 0]
+    share = raw / inputs.sum(-1).clamp_min(1e-12)
+    both = torch.stack([share, hit], 1).cpu().numpy()[..., ROUTED]  # [n, 2, 7]
+
+    def stat(b):
+        return np.minimum(b[:, 0].mean(0), b[:, 1].mean(0)).min()
+
+    m, h = share.mean(0).cpu().numpy(), hit.mean(0).cpu().numpy()
+    worst = np.minimum(m, h)[ROUTED]
+    return Result.of(value=float(stat(both)), ci=bootstrap_ci(both, stat=stat), n=both.shape[0],
+                     share_on_routed=m, argmax_hit=h, raw_weight_on_routed=raw.mean(0),
+                     worst_output=f"y{1 + int(worst.argmin())}", y0_share=float(m[0]), y0_hit=float(h[0]))
 
 
 def ablation_drop(run: ToyRun, component: str, index: int | None = None) -> Result:
@@ -130,19 +163,73 @@ def routed_input_before_mlp(run: ToyRun) -> Result:
                 chance=0.25)
 
 
+PRINTED = [0, 3, 5, 7]  # the output positions the tutorial prints (8, 11, 13, 15: y0, y3, y5, y7)
+
+
 def mlp_increment(run: ToyRun) -> Result:
-    """T5.plus1: share of output positions whose logit-lens argmax is the target x_{7-i}+1 only
-    after the MLP (wrong before it, right after it)."""
-    pre_resid = run.cache["blocks.0.hook_resid_mid"][:, OUT]
-    pre = logit_lens.lens_logits(run.bridge, pre_resid).argmax(-1)
-    post = logit_lens.lens_logits(run.bridge, run.cache["blocks.0.hook_resid_post"][:, OUT]).argmax(-1)
-    raw_pre = logit_lens.raw_logits(run.bridge, pre_resid).argmax(-1)
+    """T5.plus1: share of the 8 output positions whose argmax is the target x_{7-i}+1 only after the
+    MLP (wrong before it, right after it), read as the tutorial reads them: `resid @ W_U` (no final
+    LayerNorm, no bias) over all 5 vocabulary entries, before (resid_mid = attn_out + resid_pre) and
+    after (+ mlp_out) the MLP. Why the raw readout: the published 0.5 (2 of 4 printed positions) was
+    read that way; the ln_final form, the model's own readout, is in details."""
+    mid, post_resid = run.cache["blocks.0.hook_resid_mid"][:, OUT], run.cache["blocks.0.hook_resid_post"][:, OUT]
     t = run.targets
-    only_after = ((pre != t) & (post == t)).float().mean(-1).cpu().numpy()
+    raw_pre = logit_lens.raw_logits(run.bridge, mid).argmax(-1)
+    raw_post = logit_lens.raw_logits(run.bridge, post_resid).argmax(-1)
+    pre = logit_lens.lens_logits(run.bridge, mid).argmax(-1)
+    post = logit_lens.lens_logits(run.bridge, post_resid).argmax(-1)
+    raw_only_after = ((raw_pre != t) & (raw_post == t)).float()
+    only_after = raw_only_after.mean(-1).cpu().numpy()
     value, ci = mean_ci(only_after)
     return Result.of(value=value, ci=ci, n=len(only_after),
-                pre_mlp_accuracy=(pre == t).float().mean(), post_mlp_accuracy=(post == t).float().mean(),
-                pre_mlp_accuracy_raw_WU=(raw_pre == t).float().mean())
+                     printed_positions_only_after=float(raw_only_after[:, PRINTED].mean()),
+                     raw_pre_mlp_accuracy=float((raw_pre == t).float().mean()),
+                     raw_post_mlp_accuracy=float((raw_post == t).float().mean()),
+                     only_after_ln_final=float(((pre != t) & (post == t)).float().mean()),
+                     pre_mlp_accuracy_ln_final=float((pre == t).float().mean()),
+                     post_mlp_accuracy_ln_final=float((post == t).float().mean()))
+
+
+class Holdout:
+    """A toy model with the holdout sample T7.whole compares with the whole distribution: `index`
+    rows of `toy.all_sequences()` (default the tutorial's holdout, `holdout_index()`). Why a type:
+    the claim is about a sample against its population, so its controls swap the sample."""
+
+    def __init__(self, bridge, index: torch.Tensor | None = None):
+        self.model = bridge
+        self.index = holdout_index() if index is None else index
+
+
+def whole_run(model) -> tuple[ToyRun, torch.Tensor]:
+    """The forward pass over all 4^8 sequences and the holdout rows (a bridge: the tutorial's holdout)."""
+    held = model if isinstance(model, Holdout) else Holdout(model)
+    return ToyRun(held.model, whole=True), held.index
+
+
+def ablated_accuracies(run: ToyRun) -> tuple[np.ndarray, np.ndarray]:
+    """Per-sequence accuracy with the MLP's W_out zeroed and with the attention's W_O zeroed (T3, T4)."""
+    return run.accuracy([ablation.zero_hook("mlp.W_out", 0)]), run.accuracy([ablation.zero_hook("attn.W_O", 0)])
+
+
+def whole_vs_holdout_gap(prepared: tuple[ToyRun, torch.Tensor]) -> Result:
+    """T7.whole: the gap |acc(MLP zeroed) - acc(attention zeroed)| over the holdout minus the same gap
+    over all 4^8 sequences (the tutorial's guess: 'closer on the whole distribution'). The whole
+    distribution's gap is exact; the CI resamples the holdout sequences."""
+    run, index = prepared
+    mlp, attn = ablated_accuracies(run)
+    gap_all = abs(float(mlp.mean() - attn.mean()))
+    idx = index.cpu().numpy()
+    pair = np.stack([mlp[idx], attn[idx]], 1)
+
+    def stat(p):
+        return abs(p[:, 0].mean() - p[:, 1].mean()) - gap_all
+
+    train = np.setdiff1d(np.arange(len(mlp)), holdout_index().numpy())
+    return Result.of(value=float(stat(pair)), ci=bootstrap_ci(pair, stat=stat), n=len(idx),
+                     holdout_gap=float(stat(pair) + gap_all), whole_gap=gap_all,
+                     holdout_mlp_zeroed=float(mlp[idx].mean()), holdout_attention_zeroed=float(attn[idx].mean()),
+                     whole_mlp_zeroed=float(mlp.mean()), whole_attention_zeroed=float(attn.mean()),
+                     train_set_gap=abs(float(mlp[train].mean() - attn[train].mean())))
 
 
 # Control models of the toy claims (mechcheck.core.claim.Control): each builder returns a bridge of
@@ -159,13 +246,16 @@ def random_weights(seed: int):
     return toy.random_bridge(seed=seed)
 
 
-def planted_routing(seed: int = 0):
+def planted_routing(seed: int = 0, weight: float = 1.0):
     """Seed `seed`'s weights with the tutorial's routing planted as the attention pattern: y_i
-    (i >= 1) attends to x_{7-i} with weight 1, every other query to itself (a hook on hook_pattern)."""
+    (i >= 1) attends to x_{7-i} with `weight` and spreads the rest evenly over the other inputs
+    x0..x7 (weight < 1: a diffuse row whose argmax is still x_{7-i}), every other query to itself
+    (a hook on hook_pattern)."""
     pattern = torch.eye(2 * toy.N_IN)
     for q, k in zip(QUERIES[1:], KEYS[1:]):
         pattern[q] = 0.0
-        pattern[q, k] = 1.0
+        pattern[q, 1 : toy.N_IN + 1] = (1.0 - weight) / (toy.N_IN - 1)
+        pattern[q, k] = weight
     bridge = trained(seed)
     bridge.add_hook("blocks.0.attn.hook_pattern", lambda act, hook: pattern.to(act.device).expand_as(act).clone())
     return bridge
@@ -190,6 +280,19 @@ def frozen(hook_name: str, seed: int = 0):
     return bridge
 
 
+def biased_holdout(seed: int, agree: bool):
+    """Seed `seed` with a holdout of the tutorial's size drawn from all 4^8 sequences with a bias:
+    `agree=False` the sequences where the two ablations differ most in the direction of the whole
+    distribution (the holdout gap inflated: 'closer on the whole distribution' holds), `agree=True`
+    the ones where they agree most (the holdout gap shrunk below the population's: it does not)."""
+    bridge = trained(seed)
+    mlp, attn = ablated_accuracies(ToyRun(bridge, whole=True))
+    d = torch.as_tensor(mlp - attn)
+    d = d * (1.0 if d.mean() >= 0 else -1.0)
+    order = torch.argsort(d.abs() if agree else -d, stable=True)
+    return Holdout(bridge, order[: len(holdout_index())])
+
+
 TRAINED = positive("trained", partial(trained, 0), "the shipped toy checkpoint of training seed 0 (the tutorial's set-up)")
 RANDOM = negative("random weights", partial(random_weights, 123), "the toy architecture with random weights (seed 123)")
 PLANTED_ROUTING = positive("planted routing", partial(planted_routing, 0),
@@ -198,5 +301,16 @@ NO_ATTENTION = negative("attention zeroed", partial(zeroed, "blocks.0.hook_attn_
                         "seed 0 with the attention output zeroed (nothing routed to the output positions)")
 ATTENTION_FROZEN = negative("attention frozen", partial(frozen, "blocks.0.hook_attn_out", 0),
                             "seed 0 with the attention output frozen to its clean value (zeroing W_O is harmless)")
+DIFFUSE_ROUTING = negative("diffuse routing", partial(planted_routing, 0, 0.4),
+                           "seed 0 with y_i -> x_{7-i} planted at weight 0.4 and 0.6/7 on each other input "
+                           "(x_{7-i} is the argmax, but the row does not focus)")
+NO_MLP = negative("MLP zeroed", partial(zeroed, "blocks.0.hook_mlp_out", 0),
+                  "seed 0 with the MLP output zeroed (nothing changes between before and after the MLP)")
+INFLATED_HOLDOUT = positive("inflated holdout gap", partial(biased_holdout, 1, False),
+                            "seed 1 with a 5536-sequence holdout where the two ablations differ most (holdout "
+                            "gap above the whole distribution's)")
+AGREEING_HOLDOUT = negative("agreeing holdout", partial(biased_holdout, 1, True),
+                            "seed 1 with a 5536-sequence holdout where the two ablations agree most (holdout gap "
+                            "below the whole distribution's)")
 MLP_FROZEN = negative("MLP frozen", partial(frozen, "blocks.0.hook_mlp_out", 0),
                       "seed 0 with the MLP output frozen to its clean value (zeroing W_out is harmless)")

@@ -1,0 +1,62 @@
+"""Claims runs in a fresh Python, shared by tests (imported by name: tests/ is on sys.path).
+
+Why shared: a claims run in a subprocess costs about 10 s of CPU before its first claim (Python,
+torch, TransformerLens), and the dry run of a claim file on the stand-ins costs minutes, so each
+run that several tests read is made once per session (tests/conftest.py's fixtures)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+DRYRUN = ROOT / "reports" / "dryrun"  # the dry runs' reports (timings per claim), kept for reading
+
+# The dry run of each stand-in claim file: (claim file, hub models it needs, extra arguments).
+# IOI: 3 names (24 prompts) and without the four GPT-2 patching sweeps (slow: test_ioi.py).
+DRY_RUNS = {
+    "ioi": ("test_ioi_tinystories_8m.py", ("roneneldan/TinyStories-8M", "gpt2", "roneneldan/TinyStories-1M",
+                                          "roneneldan/TinyStories-3M"),
+            ("--mc-ioi-names", "John,Mary,Tom", "-k", "not gpt2_sweep")),
+    "pos": ("test_pos_heads_tinystories_1m.py", ("roneneldan/TinyStories-1M",), ()),
+    "one_layer": ("test_one_layer_tinystories.py", ("roneneldan/TinyStories-1Layer-21M",), ()),
+}
+
+# `pytest claims/` as the shared offline run makes it (conftest.claims_run)
+CLAIMS_RUN_ARGS = ("-p", "no:randomly", "--mc-claims-nonfatal")
+
+
+def claims_subprocess(paths, report: Path, *args: str, ok=(0,)) -> dict:
+    """results.json of `pytest <paths> --mc-report report args` in a fresh Python (as a user runs
+    it), from the repository root; its exit status must be in `ok`."""
+    report = Path(report)
+    out = subprocess.run([sys.executable, "-m", "pytest", *map(str, paths), "-q", "-p", "no:cacheprovider",
+                          "--mc-report", str(report), *args], capture_output=True, text=True, cwd=ROOT)
+    assert out.returncode in ok, out.stdout[-3000:] + out.stderr[-1000:]
+    return json.loads((report / "results.json").read_text())
+
+
+def records_of(doc: dict, claim_file: str) -> list[dict]:
+    """The records of one claim file in a report of several."""
+    return [r for r in doc["claims"] if r["nodeid"].startswith(f"claims/{claim_file}::")]
+
+
+class Once:
+    """make(key) computed at first use and kept; a failure is kept too and raised again, so a
+    broken shared run fails each test that reads it, with its message, without running again."""
+
+    def __init__(self, make):
+        self._make, self._done = make, {}
+
+    def __call__(self, key):
+        if key not in self._done:
+            try:
+                self._done[key] = (True, self._make(key))
+            except Exception as exc:  # kept and raised again to every reader
+                self._done[key] = (False, exc)
+        ok, value = self._done[key]
+        if not ok:
+            raise value
+        return value
