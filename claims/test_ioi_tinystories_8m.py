@@ -260,9 +260,10 @@ I4_8M = Claim(
     source=_src("§3.4.1"), published=9.4, expect=within(9.4, 2.0),
     tolerance="9.4 ± 2.0: our names and templates differ from the thesis' (unpublished) test set",
     measure=Measure(partial(m.mean_logit_diff, with_tokens=True), on=IOI), evidence=OBSERVATIONAL,
-    # no positive control yet: a head planted in the random 8M stand-in saturates its final LayerNorm near 2 logits
-    # (9.4 planted gives 1.57), so a model at 9.4 +- 2 needs a constructed unembedding (listed as missing)
     controls=[_stand_in()],
+    missing_control=("positive: a model of TinyStories-8M's shape whose mean IO - S logit difference is 9.4 +- 2; a write "
+                     "planted in the random stand-in is shrunk by its final LayerNorm to under 2 logits (9.4 planted "
+                     "gives 1.57), so it needs a constructed unembedding, not built yet"),
 )
 
 
@@ -276,8 +277,9 @@ I4_GPT2 = Claim(
     source=_src("§3.4.1"), published=3.6, expect=within(3.6, 1.0),
     tolerance="3.6 ± 1.0 (Wang et al. report 3.55 on their own templates)",
     measure=Measure(m.mean_logit_diff, on=IOI), evidence=OBSERVATIONAL,
-    # no positive control yet (as I4.8m: a planted write is shrunk by the final LayerNorm by an amount not set here)
     controls=[_stand_in(GPT2)],
+    missing_control=("positive: a model of GPT-2 small's shape whose mean IO - S logit difference is 3.6 +- 1; a planted "
+                     "write is shrunk by the stand-in's final LayerNorm by an amount not set here (as I4.8m)"),
 )
 
 
@@ -355,9 +357,9 @@ I12 = Claim(
     source=_src("§3.5.1 ('changes correct name probability from 77.3% ...')"), published=0.773,
     expect=within(0.773, 0.1), tolerance="77.3% ± 10 pp: the thesis' prompt set is not published",
     measure=Measure(m.correct_probability, on=IOI), evidence=OBSERVATIONAL,
-    # no positive control yet: on the random stand-in a planted write saturates the final LayerNorm long before
-    # P(IO) over 50,257 tokens reaches 0.77 (listed as missing)
     controls=[_stand_in()],
+    missing_control=("positive: a model of TinyStories-8M's shape giving the IO name 77% of the probability over 50,257 "
+                     "tokens; a write planted in the random stand-in saturates its final LayerNorm long before"),
 )
 
 
@@ -597,6 +599,11 @@ def test_i10_h5_7_sends_s1_to_and(ts8m, measure):
 # receiver edge at the claim's heads is not built yet, so they declare no controls (the report
 # shows "no controls declared"; tests/test_controls.py lists this file until they do).
 
+_NO_PATCHING_CONTROL = ("positive and negative: path patching scores a sender by the share of the clean - corrupt "
+                        "logit difference it recovers, which is about 0 on a random stand-in (a ratio of noise); a "
+                        "control needs a model of the claim's shape with a built sender -> receiver {} edge that "
+                        "moves the logit difference, not built yet")
+
 I11_V = Claim(
     id="I11.v", model=TS8M, statement="H5.7's value reads from H4.0 (V-composition)",
     source=_src("§3.4.2 (edge attribution, fig 3.20)"), published="H4.0 -> H5.7 value",
@@ -604,6 +611,7 @@ I11_V = Claim(
     tolerance="path patching of every earlier head into H5.7's value input: H4.0 among the top 3 by recovery",
     measure=Measure(partial(m.edge_recovery, receiver=(5, 7), component="v", sender=(4, 0)), on=IOI),
     evidence=INTERVENTIONAL,
+    missing_control=_NO_PATCHING_CONTROL.format("value"),
 )
 
 
@@ -619,6 +627,7 @@ I11_Q = Claim(
     tolerance="path patching of every earlier head into H7.7's query input: H5.7 among the top 3 by recovery",
     measure=Measure(partial(m.edge_recovery, receiver=(7, 7), component="q", sender=(5, 7)), on=IOI),
     evidence=INTERVENTIONAL,
+    missing_control=_NO_PATCHING_CONTROL.format("query"),
 )
 
 
@@ -799,6 +808,7 @@ I11_V77 = Claim(
                "the two strongest, either sign, as the figure's blue/red arrows); CI: bootstrap over prompts"),
     measure=Measure(partial(m.top_senders, receiver=(7, 7), component="v", claimed=["MLP0", "embed"]), on=IOI),
     evidence=INTERVENTIONAL,
+    missing_control=_NO_PATCHING_CONTROL.format("value"),
 )
 
 
@@ -812,6 +822,13 @@ _HANDOVER = ("corrupt-to-clean patching of resid_pre by layer x position (S2 ...
              "S2 still holds it entering the last layer; -1, a FAIL, when neither ever recovers half: nothing is handed "
              "over); CI: bootstrap over prompts; the recovery map beside")
 
+_NO_HANDOVER_CONTROL = (
+    "positive and negative: a reader of S2 planted at a chosen layer (ioi_controls.s2_reader_layer) puts the hand-over "
+    "at the right layer on average, but the random stand-in's final LayerNorm shrinks its write below the stand-in's "
+    "own per-prompt spread of the logit difference, so the per-prompt recoveries range over about -19..23 and the "
+    "bootstrap CI of the hand-over layer reaches -1: both controls come out INCONCLUSIVE; a constructed unembedding "
+    "is needed (as for I4.8m)")
+
 I16_8M = Claim(
     id="I16.8m", model=TS8M,
     statement="S2's information reaches END in a late layer of TinyStories-8M (residual-stream patching)",
@@ -819,8 +836,8 @@ I16_8M = Claim(
                 "later layers to get the performance relevant information into the END position')"),
     published="late layer", expect=at_least(4), tolerance=_HANDOVER.format(">= 4 of layers 0-7"),
     measure=Measure(m.resid_handover, on=IOI), evidence=INTERVENTIONAL,
-    controls=[positive("reader in layer 5", partial(C.s2_reader_layer, 5), "the 8M stand-in with END reading S2 in layer 5 (hand-over at 6)"),
-              negative("reader in layer 1", partial(C.s2_reader_layer, 1), "the same reader in layer 1 (hand-over at 2)")],
+    # C.s2_reader_layer(5) / (1) plant END reading S2 in layer 5 / 1: measured 6 [-1, 6] and 2 [-1, 5], both INCONCLUSIVE
+    missing_control=_NO_HANDOVER_CONTROL,
 )
 
 
@@ -835,8 +852,8 @@ I16_GPT2 = Claim(
     source=_src("§3.4.2, fig 3.12 ('just like in GPT2-small')"), published="late layer", expect=at_least(6),
     tolerance=_HANDOVER.format(">= 6 of layers 0-11"), measure=Measure(m.resid_handover, on=IOI),
     evidence=INTERVENTIONAL,
-    controls=[positive("reader in layer 8", partial(C.s2_reader_layer, 8, 20.0, GPT2), "the GPT-2 stand-in with END reading S2 in layer 8"),
-              negative("reader in layer 2", partial(C.s2_reader_layer, 2, 20.0, GPT2), "the same reader in layer 2")],
+    # C.s2_reader_layer(8, 20.0, GPT2): measured 9 [-1, 12], INCONCLUSIVE
+    missing_control=_NO_HANDOVER_CONTROL,
 )
 
 
@@ -878,6 +895,7 @@ I18_GPT2 = Claim(
     measure=Measure(partial(m.strongest_sender, receivers=GPT2_NAME_MOVERS, component="q",
                             senders=[f"L{l}H{h}" for l in (7, 8) for h in range(12)], claimed="L8H6"), on=IOI),
     evidence=INTERVENTIONAL,
+    missing_control=_NO_PATCHING_CONTROL.format("query"),
 )
 
 

@@ -151,7 +151,7 @@ def test_dry_run_gpt2_sweeps(standins):
     """The GPT-2 patching sweeps (I16.gpt2, I8.gpt2, I18.gpt2, I8.fewer) end to end on the exact-config GPT-2
     stand-in (2 names, 8 prompts: hundreds of 124M-parameter forwards on CPU)."""
     doc = claims_subprocess([ROOT / "claims" / "test_ioi_tinystories_8m.py"], DRYRUN / "ioi-gpt2-sweeps",
-                            "--mc-claims-nonfatal", "--mc-ioi-names", "John,Mary", "-k", "gpt2_sweep",
+                            "--mc-claims-nonfatal", "--mc-ioi-names", "John,Mary", "-k", "gpt2_sweep", "--mc-controls", "skip",
                             *standins.args("roneneldan/TinyStories-8M", "gpt2", "roneneldan/TinyStories-1M"))
     assert len(doc["claims"]) == GPT2_SWEEPS and {r["status"] for r in doc["claims"]} <= {"pass", "fail", "inconclusive"}
     assert all(np.isfinite(np.asarray(r["measured"]["value"], dtype=float)).all() for r in doc["claims"])

@@ -565,7 +565,7 @@ def weaker_mover(run: ioi.IOIRun, head: tuple[int, int], reference: tuple[int, i
                    f"recovery_{fmt_item(reference)}_ci": ref_ci})
 
 
-def pattern_similarity(run_a: ioi.IOIRun, head_a: tuple[int, int], run_b: ioi.IOIRun, heads_b) -> Result:
+def pattern_similarity(run_a: ioi.IOIRun, run_b: ioi.IOIRun, head_a: tuple[int, int], heads_b) -> Result:
     """fig 3.17 vs 3.15/3.16 ('the attention pattern of TinyStories-8M's H7.7 is quite similar to those
     of GPT2-small's H9.9 and H9.6'): per prompt, the correlation (cosine after subtracting each row's
     mean) of head_a's END row (model a) and each of heads_b's END rows (model b) on the same prompt
