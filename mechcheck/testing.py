@@ -190,14 +190,14 @@ def calibration(claim: Claim, results: list[dict] | None, mode: str) -> dict:
     """{state, reason} of a claim's controls: calibrated (a positive and a negative control, each
     decided as it must), uncalibrated (one line naming the control that is not, or the kind
     missing), no-controls (an old-style claim), skipped (--mc-controls skip)."""
-    if not claim.controls:
+    missing = [kind for kind in (POSITIVE, NEGATIVE) if all(ctl.kind != kind for ctl in claim.controls)]
+    if not claim.controls and claim.missing_control is None:
         return {"state": "no-controls", "reason": "no controls declared"}
+    if missing:
+        why = f" ({claim.missing_control})" if claim.missing_control else ""
+        return {"state": "uncalibrated", "reason": f"{claim.id}: declares no {' and no '.join(missing)} control{why}"}
     if mode == "skip" or results is None:
         return {"state": "skipped", "reason": "controls not run (--mc-controls skip)"}
-    kinds = {r["kind"] for r in results}
-    for kind in (POSITIVE, NEGATIVE):
-        if kind not in kinds:
-            return {"state": "uncalibrated", "reason": f"{claim.id}: declares no {kind} control"}
     for r in results:
         problem = control_problem(claim, r)
         if problem:

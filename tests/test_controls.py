@@ -30,12 +30,19 @@ CLAIM_FILES = sorted(p.stem for p in (ROOT / "claims").glob("test_*.py"))
 # Claim files not yet converted to declarations with controls (issue #19 converts them one by one);
 # whoever converts one removes it here, and the list must end empty.
 KNOWN_UNCONVERTED = {
-    "test_ioi_tinystories_8m",
     "test_pos_heads_tinystories_1m",
 }
 
+# Claim files whose control models cost minutes each on a cold cache (the IOI thesis': planted 8M and
+# GPT-2 small stand-ins over the IOI prompts, patching sweeps; the POS paper's: 1M-shaped constructed
+# models over the paper's 631 tagged paragraphs, probes on 128 heads). Their generated control tests
+# are `slow`: the slow tier (`make test-slow`, run by CI after `make test`) checks every one of them;
+# `make test` keeps the toy, organism and blog controls and every check below.
+SLOW_CONTROLS = {"test_ioi_tinystories_8m", "test_pos_heads_tinystories_1m"}
+
 CLAIMS = {stem: testing.declared_claims(importlib.import_module(stem)) for stem in CLAIM_FILES}
-CONTROLS = [(c, ctl) for stem in CLAIM_FILES for c in CLAIMS[stem] for ctl in c.controls]
+CONTROLS = [pytest.param(c, ctl, id=f"{c.id}-{ctl.name}", marks=[pytest.mark.slow] if stem in SLOW_CONTROLS else [])
+            for stem in CLAIM_FILES for c in CLAIMS[stem] for ctl in c.controls]
 
 
 @pytest.fixture(scope="module")
@@ -44,7 +51,7 @@ def runner():
     return testing.ControlRunner("reuse")
 
 
-@pytest.mark.parametrize("claim, control", CONTROLS, ids=[f"{c.id}-{ctl.name}" for c, ctl in CONTROLS])
+@pytest.mark.parametrize("claim, control", CONTROLS)
 def test_control_decides_as_declared(runner, claim, control):
     result = next(r for r in runner.run(replace(claim, controls=(control,))) if r["name"] == control.name)
     problem = testing.control_problem(claim, result)
@@ -53,7 +60,9 @@ def test_control_decides_as_declared(runner, claim, control):
 
 @pytest.mark.parametrize("stem", CLAIM_FILES)
 def test_every_claim_declares_a_positive_and_a_negative_control(stem):
-    missing = [f"{c.id}: declares no {kind} control" for c in CLAIMS[stem]
+    """A kind of control may be missing only with its reason declared (`missing_control=`): such a claim is
+    reported uncalibrated with that reason (test_missing_control_is_reported_uncalibrated)."""
+    missing = [f"{c.id}: declares no {kind} control" for c in CLAIMS[stem] if c.missing_control is None
                for kind in (POSITIVE, NEGATIVE) if all(ctl.kind != kind for ctl in c.controls)]
     if stem in KNOWN_UNCONVERTED:
         assert missing, f"{stem} declares its controls now: remove it from KNOWN_UNCONVERTED"
@@ -86,6 +95,20 @@ def test_a_claim_without_a_negative_control_is_named(tmp_path):
     lonely = replace(claim, controls=tuple(ctl for ctl in claim.controls if ctl.kind == POSITIVE))
     assert testing.calibration(lonely, testing.ControlRunner("reuse").run(lonely), "reuse") == {
         "state": "uncalibrated", "reason": "T1: declares no negative control"}
+
+
+def test_missing_control_is_reported_uncalibrated():
+    """A claim that declares why a kind of control is missing (`missing_control=`) is uncalibrated with
+    that reason, whatever --mc-controls says: the report never shows it as calibrated or as an old-style
+    claim without controls."""
+    claim = next(c for c in CLAIMS["test_toy_reverse_increment"] if c.id == "T1")
+    bare = replace(claim, controls=(), missing_control="no model carries the mechanism")
+    for mode in ("run", "reuse", "skip"):
+        assert testing.calibration(bare, [], mode) == {
+            "state": "uncalibrated",
+            "reason": "T1: declares no positive and no negative control (no model carries the mechanism)"}
+    with pytest.raises(ClaimError, match="missing_control= is the reason"):
+        replace(claim, missing_control="").validate()
 
 
 def test_verdict_of_is_the_plugins_decision():

@@ -422,6 +422,9 @@ class Claim:
     evidence: str | None = None  # OBSERVATIONAL or INTERVENTIONAL
     absence: bool = False  # the claim says a mechanism is absent (its positive control must make it FAIL)
     hedge: str | None = None  # the document's own hedge words ("'~' and '?'"): a FAIL reads "the hedge was warranted"
+    # why a kind of control could not be built (e.g. no model at the claim's settings carries the mechanism): the
+    # claim is then reported uncalibrated with this reason, never silently calibrated
+    missing_control: str | None = None
 
     def __post_init__(self):
         object.__setattr__(self, "controls", tuple(self.controls or ()))
@@ -464,6 +467,8 @@ class Claim:
                                  f"description), got {ctl!r:.80}")
             if self.measure is None:
                 raise ClaimError(f"{prefix}{self.id}: controls need measure= (they run the claim's bound measurement)")
+        if self.missing_control is not None and (not isinstance(self.missing_control, str) or not self.missing_control):
+            raise ClaimError(f"{prefix}{self.id}: missing_control= is the reason (a sentence) a kind of control is missing")
         names = [ctl.name for ctl in self.controls]
         dup = next((n for n in names if names.count(n) > 1), None)
         if dup is not None:

@@ -77,6 +77,7 @@ REGISTRY: dict[str, ModelSpec] = {
     s.name: s
     for s in [
         ModelSpec("roneneldan/TinyStories-1M", "hf", 8, 64, 16, _gpt_neo(64, 8)),
+        ModelSpec("roneneldan/TinyStories-3M", "hf", 8, 128, 16, _gpt_neo(128, 8)),  # thesis §3.2: 8M is the smallest able
         ModelSpec("roneneldan/TinyStories-8M", "hf", 8, 256, 16, _gpt_neo(256, 8)),
         ModelSpec("roneneldan/TinyStories-1Layer-21M", "hf", 1, 1024, 16, _gpt_neo(1024, 1)),
         ModelSpec("roneneldan/TinyStories-Instuct-1Layer-21M", "hf", 1, 1024, 16, _gpt_neo(1024, 1)),

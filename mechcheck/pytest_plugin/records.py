@@ -145,7 +145,7 @@ def status(rep, call, allowed: str | None = None) -> tuple[str, str]:
 def control_fields(c: _claim.Claim, results: list[dict] | None, mode: str, decided: bool = True) -> dict:
     """The record's evidence for its verdict: `controls` (each run with the claim's bound measure),
     `calibration` ({state, reason}), `detectable_effect` (absence claims), `controls_mode`."""
-    if not decided and c.controls:
+    if not decided and (c.controls or c.missing_control):
         results = None
         calibration = {"state": "not-run", "reason": "the claim was not decided here (skip or error); controls not run"}
     else:

@@ -1,11 +1,20 @@
-"""One model on the thesis' IOI prompt set (mechcheck.data.ioi_prompts): the clean and corrupted
-forward passes, shared by every IOI claim on that model."""
+"""What the thesis' claims read from one model, prepared once and shared by every claim on it:
+the IOI prompt set's clean and corrupted forward passes (IOIRun, `OnPrompts`) and the head scores
+on repeated tokens (`OnScores`). Both are the `on=` of the claims' bound measures (Measure), so a
+claim and its controls prepare a model the same way."""
 
 from __future__ import annotations
 
+import functools
+import weakref
+from dataclasses import dataclass
+
 import torch
 
+from mechcheck.core.claim import ClaimError, Measure
+from mechcheck.data import data_dir, ioi_prompts, tinystories_validation
 from mechcheck.data.ioi_prompts import IOIPrompts
+from mechcheck.metrics import head_scores
 from mechcheck.metrics.activations import cached
 from mechcheck.metrics.logit_diff import end_logits, logit_diff, logit_diff_from_resid
 from mechcheck.metrics.path_patching import edge_scores, head_output_scores, resid_patching, sender_scores
@@ -80,3 +89,102 @@ class IOIRun:
                                                list(receivers), component, self.metric, self.ld.mean(),
                                                self.ld_corrupted.mean(), senders)
         return self._senders[key]
+
+
+_PREPARED: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()  # bridge -> {preparation: result}
+
+
+def _memo(bridge, key, build):
+    """One preparation per (bridge, settings): claims on one model, alone or in a pair, share it."""
+    per = _PREPARED.setdefault(bridge, {})
+    if key not in per:
+        per[key] = build()
+    return per[key]
+
+
+@dataclass(frozen=True)
+class OnPrompts:
+    """The IOI claims' preparation: the model's IOIRun on the prompt set of `names` (every ordered
+    pair in the four templates, BOS first). A control built at these settings may be handed in
+    already prepared (an IOIRun with planted hooks inside, or an organism's run on its own
+    vocabulary); it is used as it is."""
+
+    names: tuple = ioi_prompts.NAMES
+
+    def __call__(self, model):
+        if isinstance(model, IOIRun):
+            return model
+        return _memo(model, self, lambda: IOIRun(model, ioi_prompts.build(model.tokenizer, names=self.names)))
+
+
+class HeadScores(dict):
+    """Head scores {score: [n_layers, batch, n_heads]} prepared at `settings` (a control's planted
+    scores carry the settings they were computed at, so they can be checked against the claim's)."""
+
+    def __init__(self, scores: dict, settings):
+        super().__init__(scores)
+        self.settings = settings
+
+
+@functools.lru_cache(maxsize=4)
+def story_vocab(tokenizer) -> tuple[int, ...]:
+    """The tokens that occur in the TinyStories sample (BOS excluded): repeated-token scores on
+    them exercise the model's trained embeddings."""
+    return tuple(head_scores.corpus_vocab(tokenizer, tinystories_validation(data_dir()),
+                                          exclude=[tokenizer.bos_token_id]))
+
+
+@dataclass(frozen=True)
+class OnScores:
+    """The head-score claims' preparation: 16 sequences of 50 random tokens repeated once after
+    BOS (seed 0); vocab "all" = uniformly over the vocabulary (the thesis' form), "tinystories" =
+    over the tokens occurring in the TinyStories sample."""
+
+    vocab: str = "all"
+
+    def vocabulary(self, tokenizer):
+        return None if self.vocab == "all" else torch.tensor(story_vocab(tokenizer))
+
+    def __call__(self, model):
+        if isinstance(model, HeadScores):
+            if model.settings != self:
+                raise ClaimError(f"head scores prepared at {model.settings}, the claim reads {self}")
+            return model
+        return _memo(model, self, lambda: HeadScores(
+            {k: v.cpu().numpy() for k, v in head_scores.head_scores(model, vocab=self.vocabulary(model.tokenizer)).items()},
+            self))
+
+
+@dataclass(frozen=True)
+class Each:
+    """Several preparations of one model (e.g. the head scores on both vocabularies)."""
+
+    preparations: tuple
+
+    def __call__(self, model):
+        if isinstance(model, tuple):  # a control prepared per preparation
+            return tuple(p(m) for p, m in zip(self.preparations, model))
+        return tuple(p(model) for p in self.preparations)
+
+
+def on_pair(fn, pair, prepare, **settings):
+    """A measurement of two models (the thesis compares TinyStories-8M with GPT-2 small): each
+    prepared by `prepare` (shared with the one-model claims through the preparation memo), then
+    `fn(a, b, **settings)`."""
+    a, b = pair
+    return fn(prepare(a), prepare(b), **settings)
+
+
+def with_names(measure, names: tuple):
+    """The bound measure with its IOI prompt set's names replaced (`--mc-ioi-names`), every other
+    setting kept: the run's option reaches the claim without retyping its arguments."""
+    if isinstance(measure, OnPrompts):
+        return OnPrompts(tuple(names))
+    if isinstance(measure, Measure):
+        return Measure(with_names(measure.fn, names), with_names(measure.on, names))
+    if isinstance(measure, Each):
+        return Each(tuple(with_names(p, names) for p in measure.preparations))
+    if isinstance(measure, functools.partial):
+        return functools.partial(measure.func, *[with_names(a, names) for a in measure.args],
+                                 **{k: with_names(v, names) for k, v in measure.keywords.items()})
+    return measure

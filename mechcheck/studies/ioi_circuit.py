@@ -370,27 +370,6 @@ def previous_token_baseline(run: ioi.IOIRun, head: tuple[int, int], rows=None) -
     return np.array(out)
 
 
-def gave_attention(run: ioi.IOIRun, head: tuple[int, int], target: str, example: bool = True) -> Result:
-    """Attention of one head from the 'gave' position (right after S2) to `target` minus to the
-    other names: target "IO" (fig 3.17: H7.7 moves IO into 'gave'; minus S1) or "S2" (fig 3.19:
-    H5.7 moves S2 into 'gave'; minus max(S1, IO) and minus the head's previous-token baseline, as
-    S2 is the token before 'gave'); the attention to 'gave' itself is recorded beside."""
-    p = run.prompts
-    gave = _position_after(run, p.pos_s2, "gave")
-    a = {k: _attention(run, head, gave, pos) for k, pos in
-         (("IO", p.pos_io), ("S1", p.pos_s1), ("S2", p.pos_s2), ("gave", gave))}
-    if target == "IO":
-        per = a["IO"] - a["S1"]
-    elif target == "S2":
-        base = previous_token_baseline(run, head)
-        per = a["S2"] - base - np.maximum(a["IO"], a["S1"])
-        a["previous_token_baseline"] = base
-    else:
-        raise ClaimError(f"gave_attention: target must be 'IO' or 'S2', not {target!r}")
-    extra = {"example_pattern": _example(run, head)} if example else {}
-    return Result.of(mean_record(per), **extra, **{f"mean_gave_to_{k}": v.mean() for k, v in a.items()})
-
-
 def _and_to_s1(run: ioi.IOIRun, head: tuple[int, int]):
     """(rows, attention and->S1, attention and->BOS) on the prompts whose template reads
     '{S1} and {IO}' (the 'and' right after S1); no such prompt is one ClaimError line."""
@@ -405,19 +384,6 @@ def _and_to_s1(run: ioi.IOIRun, head: tuple[int, int]):
     s1 = _attention(run, head, pos_and, p.pos_s1[rows], rows)
     bos = _attention(run, head, pos_and, torch.zeros_like(pos_and), rows)
     return rows.numpy(), s1, bos
-
-
-def and_attention(run: ioi.IOIRun, head: tuple[int, int], example: bool = True) -> Result:
-    """fig 3.19 (H5.7 'sends information from S1 to the following "and" position'): the head's
-    attention from the 'and' right after S1 to S1, less the larger of its attention to BOS and its
-    previous-token baseline (S1 is the token before 'and': a previous-token head must not pass),
-    on the prompts whose template reads '{S1} and {IO}' (the others have IO before 'and'), with
-    its CI over those prompts; the raw attention, BOS and baseline beside."""
-    rows, s1, bos = _and_to_s1(run, head)
-    base = previous_token_baseline(run, head, torch.as_tensor(rows))
-    extra = {"example_pattern": _example(run, head)} if example else {}
-    return Result.of(mean_record(s1 - np.maximum(bos, base)), **extra, mean_and_to_S1=s1.mean(), mean_and_to_BOS=bos.mean(),
-                previous_token_baseline=base.mean())
 
 
 def attention_io_over_s_heads(run: ioi.IOIRun, heads) -> Result:
@@ -599,30 +565,7 @@ def weaker_mover(run: ioi.IOIRun, head: tuple[int, int], reference: tuple[int, i
                    f"recovery_{fmt_item(reference)}_ci": ref_ci})
 
 
-def s_inhibition_pattern(run: ioi.IOIRun, head: tuple[int, int]) -> Result:
-    """fig 3.18 (GPT-2's H8.6 'sends information from S2 into the END position and into the "gave"
-    position, but also from S1 into the following "and" position'): the smallest of the head's mean
-    attention END->S2, gave->S2 and and->S1 (the last on the '{S1} and {IO}' prompts only), with the
-    bootstrap CI over prompts of that minimum; the three means beside."""
-    p = run.prompts
-    per = np.full((len(p), 3), np.nan)
-    per[:, 0] = _from_end(run, head)["S2"]
-    per[:, 1] = _attention(run, head, _position_after(run, p.pos_s2, "gave"), p.pos_s2)
-    rows, s1, _ = _and_to_s1(run, head)
-    per[rows, 2] = s1
-    means = np.nanmean(per, 0)
-
-    def stat(x):  # a resample without any '{S1} and {IO}' prompt keeps the full set's and->S1 mean
-        with np.errstate(invalid="ignore"), warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)
-            m = np.nanmean(x, 0)
-        return float(np.where(np.isnan(m), means, m).min())
-
-    return Result.of(value=stat(per), ci=bootstrap_ci(per, stat=stat), n=len(p), mean_END_to_S2=means[0],
-                mean_gave_to_S2=means[1], mean_and_to_S1=means[2], example_pattern=_example(run, head))
-
-
-def pattern_similarity(run_a: ioi.IOIRun, head_a: tuple[int, int], run_b: ioi.IOIRun, heads_b) -> Result:
+def pattern_similarity(run_a: ioi.IOIRun, run_b: ioi.IOIRun, head_a: tuple[int, int], heads_b) -> Result:
     """fig 3.17 vs 3.15/3.16 ('the attention pattern of TinyStories-8M's H7.7 is quite similar to those
     of GPT2-small's H9.9 and H9.6'): per prompt, the correlation (cosine after subtracting each row's
     mean) of head_a's END row (model a) and each of heads_b's END rows (model b) on the same prompt
@@ -661,3 +604,89 @@ def fewer_heads(run_a: ioi.IOIRun, run_b: ioi.IOIRun, models: list[str], thresho
     diff = lambda x: float((x[:, :k].mean(0) >= threshold).sum() - (x[:, k:].mean(0) >= threshold).sum())  # noqa: E731
     return Result.of(value=diff(both), ci=bootstrap_ci(both, stat=diff), n=both.shape[0], models=models,
                 count_a=int((a.mean(0) >= threshold).sum()), count_b=int((b.mean(0) >= threshold).sum()))
+
+
+# ---------------------------------------------------------------- issue #21 (second reading of the thesis)
+
+SENDS = ("END<-S2", "gave<-S2", "and<-S1", "END<-IO", "gave<-IO")
+
+
+def sends_information(run: ioi.IOIRun, heads, pairs, attend: float = 0.3, margin: float = 0.1) -> Result:
+    """One rule for 'the head sends information from X to Y' (figs 3.15-3.19; l.779 decides H5.7
+    'like GPT2-small's H8.6'): for each head and each named pair Y<-X, (a) the raw attention Y->X
+    (the figure's pattern, BOS included), mean over prompts, minus `attend` (the suite's 'attends
+    to'); and (b) where X is the token right before Y in every prompt ('gave' after S2, 'and' after
+    S1), the raw attention minus the head's previous-token baseline, minus `margin`, so a plain
+    previous-token head does not pass. value = the smallest of these margins over heads and pairs
+    (>= 0: every part holds), with the bootstrap CI over prompts of that minimum (resampled
+    jointly; the and-pair reads the '{S1} and {IO}' prompts only). The habit-subtracted forms of
+    the older claims (minus the other names, minus BOS) are in details."""
+    p = run.prompts
+    n = len(p)
+    cols, details = [], {}
+    for pair in pairs:
+        if pair not in SENDS:
+            raise ClaimError(f"sends_information: pair {pair!r}; use one of {', '.join(SENDS)}")
+    for head in heads:
+        end = _from_end(run, head)
+        gave = _position_after(run, p.pos_s2, "gave") if any(x.startswith("gave") for x in pairs) else None
+        for pair in pairs:
+            query, key = pair.split("<-")
+            raw = np.full(n, np.nan)
+            rows = torch.arange(n)
+            if query == "END":
+                raw[:] = end[key]
+                qpos = p.pos_end
+            elif query == "gave":
+                raw[:] = _attention(run, head, gave, {"S2": p.pos_s2, "IO": p.pos_io}[key])
+                qpos = gave
+            else:  # and<-S1
+                r, s1, bos = _and_to_s1(run, head)
+                raw[r] = s1
+                rows = torch.as_tensor(r)
+                qpos = p.pos_s1 + 1
+                details[f"{fmt_item(head)}_{pair}_minus_BOS"] = float(np.mean(s1 - bos))
+            name = f"{fmt_item(head)}_{pair}"
+            cols.append(raw - attend)
+            details[f"{name}_raw"] = float(np.nanmean(raw))
+            kpos = {"S2": p.pos_s2, "S1": p.pos_s1, "IO": p.pos_io}[key]
+            if bool((kpos[rows] == qpos[rows] - 1).all()):  # the key is the token right before the query
+                base = np.full(n, np.nan)
+                base[rows.numpy()] = previous_token_baseline(run, head, rows)
+                cols.append(raw - base - margin)
+                details[f"{name}_minus_previous_token_baseline"] = float(np.nanmean(raw - base))
+            if query in ("END", "gave"):
+                q = qpos
+                others = [k for k in ("IO", "S1", "S2") if k != key]
+                o = np.max([_attention(run, head, q, {"S2": p.pos_s2, "S1": p.pos_s1, "IO": p.pos_io}[k]) for k in others], 0)
+                details[f"{name}_minus_other_names"] = float(np.nanmean(raw - o))
+    per = np.stack(cols, 1)  # [n, parts]
+    full = np.nanmean(per, 0)
+
+    def stat(x):  # a resample without any '{S1} and {IO}' prompt keeps the full set's and-part
+        with np.errstate(invalid="ignore"), warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            m = np.nanmean(x, 0)
+        return float(np.where(np.isnan(m), full, m).min())
+
+    return Result.of(value=stat(per), ci=bootstrap_ci(per, stat=stat), n=n, attend=attend, margin=margin,
+                     example_pattern=_example(run, heads[0]), **details)
+
+
+def absent_in_forms(forms, score: str, threshold: float) -> Result:
+    """I1.8m: absent_head_score decided on the first form (repeated TinyStories tokens), the second
+    (the thesis' uniformly random tokens) recorded beside."""
+    decided, thesis = forms
+    return absent_head_score(decided, score, threshold, thesis_form=thesis)
+
+
+def head_count_ratio(bridges) -> Result:
+    """§3.4.2 ('about the same number of heads as GPT2-small'): r = heads(a) / heads(b), heads =
+    n_layers x n_heads read from the loaded models' configs; value min(r, 1/r) (1 = the same);
+    exact (no CI); both counts and both parameter counts beside."""
+    a, b = bridges
+    ha, hb = a.cfg.n_layers * a.cfg.n_heads, b.cfg.n_layers * b.cfg.n_heads
+    pa, pb = (sum(t.numel() for t in x.parameters()) for x in (a, b))
+    r = ha / hb
+    return Result.of(value=float(min(r, 1 / r)), heads_a=ha, heads_b=hb, parameters_a=pa, parameters_b=pb,
+                     parameter_ratio=pa / pb)

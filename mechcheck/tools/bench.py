@@ -25,7 +25,7 @@ from mechcheck import models
 from mechcheck.report import atomic_write
 
 ROOT = Path(__file__).resolve().parents[2]  # the repository (mechcheck/tools/../..)
-STANDINS = ("roneneldan/TinyStories-1M", "roneneldan/TinyStories-8M", "roneneldan/TinyStories-1Layer-21M", "gpt2")
+STANDINS = ("roneneldan/TinyStories-1M", "roneneldan/TinyStories-3M", "roneneldan/TinyStories-8M", "roneneldan/TinyStories-1Layer-21M", "gpt2")
 SCALING_NAMES = {48: "John,Mary,Tom,Sue", 224: "John,Mary,Tom,Sue,Ben,Anna,Max,Lily",
                  960: "John,Mary,Tom,Sue,Ben,Anna,Max,Lily,Sam,Tim,Lucy,Jack,Kim,Bob,Eva,Dan"}
 
