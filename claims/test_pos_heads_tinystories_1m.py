@@ -60,12 +60,15 @@ def on_text(fn, **settings) -> Measure:
 
 
 @pytest.fixture
-def ts1m(mc_load, mc_data, monkeypatch):
-    """TinyStories-1M, loaded once per session. TEXT reads the data directory from $MECHCHECK_DATA
-    (controls have no pytest options): --mc-data is handed to it here."""
+def ts1m(mc_load, mc_data, monkeypatch, measure):
+    """TinyStories-1M, loaded once per session, with TEXT's shared POSRun built here (set-up time,
+    not the first claim's). TEXT reads the data directory from $MECHCHECK_DATA (controls have no
+    pytest options): --mc-data is handed to it here."""
     if mc_data is not None:
         monkeypatch.setenv(ENV_VAR, str(mc_data))
-    return mc_load(TS1M)
+    model = mc_load(TS1M)
+    measure.prepare(model)
+    return model
 
 
 P1 = Claim(
