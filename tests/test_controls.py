@@ -27,12 +27,6 @@ pytest_plugins = ["pytester"]  # the README example runs as a user's claim file
 ROOT = Path(__file__).resolve().parent.parent
 CLAIM_FILES = sorted(p.stem for p in (ROOT / "claims").glob("test_*.py"))
 
-# Claim files not yet converted to declarations with controls (issue #19 converts them one by one);
-# whoever converts one removes it here, and the list must end empty.
-KNOWN_UNCONVERTED = {
-    "test_pos_heads_tinystories_1m",
-}
-
 # Claim files whose control models cost minutes each on a cold cache (the IOI thesis': planted 8M and
 # GPT-2 small stand-ins over the IOI prompts, patching sweeps; the POS paper's: 1M-shaped constructed
 # models over the paper's 631 tagged paragraphs, probes on 128 heads). Their generated control tests
@@ -64,9 +58,6 @@ def test_every_claim_declares_a_positive_and_a_negative_control(stem):
     reported uncalibrated with that reason (test_missing_control_is_reported_uncalibrated)."""
     missing = [f"{c.id}: declares no {kind} control" for c in CLAIMS[stem] if c.missing_control is None
                for kind in (POSITIVE, NEGATIVE) if all(ctl.kind != kind for ctl in c.controls)]
-    if stem in KNOWN_UNCONVERTED:
-        assert missing, f"{stem} declares its controls now: remove it from KNOWN_UNCONVERTED"
-        pytest.xfail(f"{stem}: not yet converted to declared controls (KNOWN_UNCONVERTED)")
     assert not missing, f"{stem}: " + "; ".join(missing)
 
 
@@ -77,7 +68,8 @@ def _constant(run, value):
 
 @pytest.mark.parametrize("stem, cid", [("test_toy_reverse_increment", "T1"), ("test_induction_organism", "O1"),
                                        ("test_one_layer_tinystories", "B1.find14"),
-                                       ("test_one_layer_tinystories", "B2.attn_out")])
+                                       ("test_one_layer_tinystories", "B2.attn_out"),
+                                       ("test_pos_heads_tinystories_1m", "P1")])
 def test_a_measurement_that_ignores_the_model_fails_its_controls(stem, cid):
     """For one claim of each converted family: a constant measure passes (or fails) everywhere, so
     one of its controls decides the wrong way and the generated test above reports it."""

@@ -224,3 +224,56 @@ def test_the_repos_own_claim_report_validates(claims_run):
     from mechcheck.report import SCHEMA_FILE
 
     jsonschema.validate(_read(claims_run[0] / "results.json"), json.loads(SCHEMA_FILE.read_text()))
+
+
+SHARED_PREPARATION = '''
+import os
+from types import SimpleNamespace
+
+import pytest
+
+from mechcheck.core.claim import Claim, Measure, Source, at_least
+
+PHASES = []
+MODEL = SimpleNamespace(sha256="ab" * 32)
+
+
+def forward_pass(model):
+    PHASES.append(os.environ["PYTEST_CURRENT_TEST"].rsplit(" ", 1)[-1])
+    return 1.0
+
+
+def value(prepared):
+    return dict(value=prepared)
+
+
+def claim(cid):
+    return Claim(id=cid, statement="s", source=Source("d", "w"), model="m", expect=at_least(0.5),
+                 measure=Measure(value, on=forward_pass))
+
+
+@pytest.fixture
+def model(measure):
+    measure.prepare(MODEL)
+    return MODEL
+
+
+@pytest.mark.claim(claim("a"))
+def test_a(model, measure):
+    measure.run(model)
+
+
+@pytest.mark.claim(claim("b"))
+def test_b(model, measure):
+    measure.run(model)
+    assert PHASES == ["(setup)"]
+'''
+
+
+def test_a_shared_preparation_made_in_a_fixture_is_set_up_time_and_made_once(pytester):
+    """`measure.prepare(model)` in the fixture that loads the model computes the claims' shared
+    preparation (Measure(..., on=...)) during set-up, once for every claim on that checkpoint: the
+    first claim's measured time is its own measurement, not the forward pass all of them read."""
+    pytester.makepyfile(test_shared=SHARED_PREPARATION)
+    result = pytester.runpytest_inprocess("-p", "no:cacheprovider", "--mc-report", "rep", "--mc-controls", "skip")
+    result.assert_outcomes(passed=2)

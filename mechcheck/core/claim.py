@@ -360,12 +360,18 @@ class Measure:
     def __call__(self, model, shared=None, key=None) -> dict:
         """Measure `model`; `shared(key, build)` (the session's store) shares the preparation
         under `key` (which model it is: a checkpoint's sha256; default the object itself)."""
+        return self.fn(self.prepare(model, shared, key))
+
+    def prepare(self, model, shared=None, key=None):
+        """What `fn` reads off `model`: `on(model)`, shared under `key` when a store is given
+        (the model itself without `on`). Also called ahead, from a fixture, so that the shared
+        preparation is timed as the claims' set-up (Measurement.prepare)."""
         if self.on is None:
-            return self.fn(model)
+            return model
         if shared is None:
-            return self.fn(self.on(model))
+            return self.on(model)
         which = key if key is not None else ("object", id(model))
-        return self.fn(shared(("measure-on", identity(self.on), which), lambda: self.on(model)))
+        return shared(("measure-on", identity(self.on), which), lambda: self.on(model))
 
     def identity(self) -> str:
         return f"Measure({identity(self.fn)}, on={identity(self.on)})"

@@ -23,6 +23,12 @@ from mechcheck import testing as _testing
 PROP = "mechcheck"
 
 
+def _shared_key(model):
+    """A checkpoint's sha256 keys the preparation the claims on it share (None: the object)."""
+    sha = getattr(model, "sha256", None)
+    return ("sha256", sha) if sha else None
+
+
 class Measurement:
     """What a claim test measured: `record(value, ci=..., n=..., **details)`. `.model` is the
     measured LoadedModel (set by the plugin from mc_load; a test may set it itself) and `.seed`
@@ -47,13 +53,20 @@ class Measurement:
             self.model = model
         bridge = getattr(model, "bridge", model)
         measure = self.claim.measure
-        if isinstance(measure, _claim.Measure):  # a checkpoint's sha256 keys the preparation the claims on it share
-            sha = getattr(model, "sha256", None)
-            out = measure(bridge, self.shared, key=("sha256", sha) if sha else None)
+        if isinstance(measure, _claim.Measure):
+            out = measure(bridge, self.shared, key=_shared_key(model))
         else:
             out = measure(bridge)
         self.record(**{**out, **details})
         return out
+
+    def prepare(self, model) -> None:
+        """Compute the claim's shared preparation (`Measure(..., on=...)`) of `model` now. Called
+        from the fixture that loads the model, it is timed as set-up: the first claim on a model
+        is not charged with the forward pass every claim on it reads."""
+        measure = self.claim.measure if self.claim is not None else None
+        if isinstance(measure, _claim.Measure) and self.shared is not None:
+            measure.prepare(getattr(model, "bridge", model), self.shared, key=_shared_key(model))
 
     def record(self, value, *, ci=None, n=None, **details):
         if isinstance(value, Result):  # a measurement's typed result (mechcheck.core.result)

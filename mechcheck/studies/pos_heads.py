@@ -9,16 +9,20 @@ nouns by query tag, the most recent noun; in both attention conventions, CONVENT
 are never kept, so memory grows with heads x tokens, not with paragraphs x tokens^2. Every
 per-head map covers all heads, so each claim can also say which head best fits its signature.
 `POSRun(bridge, texts)` runs a model; `POSRun.from_activations(...)` takes activations computed
-elsewhere (the controls in tests/ do their own forward pass) and applies the same reductions.
+elsewhere and applies the same reductions. `PaperText(...)` is the paper's input with its settings
+bound; called on a model it is that model's POSRun (the preparation the claims' measures share).
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
+from mechcheck.data import data_dir, paragraphs, tagging, tinystories_validation
 from mechcheck.metrics import probes
 from mechcheck.metrics.activations import cached
 from mechcheck.data.tagging import tokenize_and_tag
@@ -140,8 +144,9 @@ class POSRun:
     """Tagged text and the reductions of its activations that every POS claim reads, for one model."""
 
     def __init__(self, bridge, texts: list[str], max_tokens: int = 128, seed: int = 0, n_train: int | None = None,
-                 min_held_out: int = 0, held_out_tags=(), batch: int = BATCH):
-        tokens, tags = tag_paragraphs(bridge.tokenizer, texts, max_tokens, n_train, min_held_out, held_out_tags)
+                 min_held_out: int = 0, held_out_tags=(), batch: int = BATCH, tagged=None):
+        """`tagged`: (tokens, tags) of `texts` already tagged with these settings (PaperText.tagged)."""
+        tokens, tags = tagged or tag_paragraphs(bridge.tokenizer, texts, max_tokens, n_train, min_held_out, held_out_tags)
         L = bridge.cfg.n_layers
         W_O = bridge.W_O.detach()
         names = [f"blocks.{l}.attn.{k}" for l in range(L) for k in ("hook_k", "hook_q", "hook_z", "hook_pattern")]
@@ -445,6 +450,46 @@ class POSRun:
         """A head's pattern on the first paragraph with a quotation (first EXAMPLE_WIDTH tokens)."""
         ids = self.tokens[self._example_seq, :EXAMPLE_WIDTH].tolist()
         return {"head": f"L{layer}H{head}", "tokens": self.decode(ids), "pattern": self._example[layer, head].round(3)}
+
+
+_TAGGED: dict = {}
+
+
+@dataclass(frozen=True)
+class PaperText:
+    """The paper's input (§2, §4): TinyStories validation paragraphs in file order (the data
+    directory's offline sample, $MECHCHECK_DATA, else the hub's file), at most `max_tokens` tokens
+    each, BOS first, tagged by NLTK (mechcheck.data.tagging); the probes train on the first
+    `n_train` paragraphs and are tested on the paragraphs that follow, until every tag of
+    `held_out_tags` has `min_held_out` tokens.
+
+    Why an object: it is every POS claim's preparation (`Measure(fn, on=PaperText(...))`), so the
+    claim's model and each control model are run on the very same text with the same settings, and
+    the constructed control models read their token classes off the same tagged text."""
+
+    n_train: int
+    min_held_out: int
+    held_out_tags: tuple
+    max_tokens: int = 128
+
+    def texts(self) -> list[str]:
+        data = data_dir()
+        tagging.use_data_dir(data)
+        return paragraphs(tinystories_validation(data))
+
+    def tagged(self, tokenizer) -> tuple[torch.Tensor, np.ndarray]:
+        """(tokens, tags) as tag_paragraphs gives them; tagged once per tokenizer vocabulary and data
+        directory in a process (the claim's model and its controls share the tokenizer)."""
+        vocab = hashlib.sha256(json.dumps(tokenizer.get_vocab(), sort_keys=True).encode()).hexdigest()
+        key = (self, vocab, str(data_dir()))
+        if key not in _TAGGED:
+            _TAGGED[key] = tag_paragraphs(tokenizer, self.texts(), self.max_tokens, self.n_train, self.min_held_out,
+                                          self.held_out_tags)
+        return _TAGGED[key]
+
+    def __call__(self, bridge) -> "POSRun":
+        """The model's POSRun on this text (one forward pass, the reductions every claim reads)."""
+        return POSRun(bridge, [], self.max_tokens, n_train=self.n_train, tagged=self.tagged(bridge.tokenizer))
 
 
 def best_head(head_map: np.ndarray) -> str:

@@ -1,9 +1,11 @@
 """Measurements of "Interpreting Tiny Transformers" (TinyStories-1M POS heads), one per claim.
 
-Why a module (not inline in the claim file): the claim (claims/test_pos_heads_tinystories_1m.py)
-and its controls (tests/test_pos.py) call the same function, so what is shown to pass on a
-constructed quotation head and to fail without it is exactly what the claim computes. Each
-function takes a POSRun and returns keyword arguments for `measure.record(...)`.
+Why a module (not inline in the claim file): each claim of claims/test_pos_heads_tinystories_1m.py
+binds one of these functions with every setting (the head, the layers, the thresholds) and the
+PaperText it reads (`Measure(partial(fn, ...), on=PaperText(...))`); the plugin runs that very
+object on the claim's model and on its controls (mechcheck.studies.pos_constructed), so what is
+shown to pass on a constructed head and to fail without it is exactly what the claim computes.
+Each function takes a POSRun and returns a Result; settings have no defaults (one place: the claim).
 """
 
 from __future__ import annotations
@@ -44,7 +46,7 @@ def _probe_record(run: POSRun, kind: str, tags, head) -> Result:
                 best_head=best_head(lowest), head_map=lowest, claimed_heads=[head], f1=f1)
 
 
-def quote_key_probe(run: POSRun, head=(2, 0)) -> Result:
+def quote_key_probe(run: POSRun, *, head) -> Result:
     """P1: the lower of the `` and '' key-probe F1s of `head` (CI over held-out paragraphs)."""
     rec = _probe_record(run, "key", ("``", "''"), head)
     f1 = rec.pop("f1")
@@ -62,7 +64,7 @@ LATE = (4, 5, 6, 7)  # "late": the second half of TinyStories-1M's 8 layers
 EARLY = (0, 1, 2, 3)
 
 
-def late_layer_exception(f1: np.ndarray, head, late=LATE, margin: float = 0.1) -> float:
+def late_layer_exception(f1: np.ndarray, head, late, margin: float) -> float:
     """How far `head` stands out among the heads of the `late` layers: its F1 minus the larger of
     the best other late head and the other late heads' mean + `margin`; >= 0 means first of the
     late heads and at least `margin` above their mean."""
@@ -70,12 +72,12 @@ def late_layer_exception(f1: np.ndarray, head, late=LATE, margin: float = 0.1) -
     return float(f1[tuple(head)] - max(others.max(), others.mean() + margin))
 
 
-def late_others(f1: np.ndarray, head, late=LATE) -> np.ndarray:
+def late_others(f1: np.ndarray, head, late) -> np.ndarray:
     """F1 of every head of the `late` layers except `head`."""
     return np.array([f1[l, h] for l in late for h in range(f1.shape[1]) if (l, h) != tuple(head)])
 
 
-def past_tense_key_probe(run: POSRun, head=(6, 4), late=LATE, margin: float = 0.1, floor: float | None = None) -> Result:
+def past_tense_key_probe(run: POSRun, *, head, late, margin: float, floor: float | None) -> Result:
     """P4: `head`'s VBD key-probe F1 stands out in the late layers (late_layer_exception) and, with
     `floor` (the published F1 less the tolerance), is itself at least `floor`: the value is the
     smaller of the two margins, with a bootstrap CI over held-out paragraphs; the map of all heads
@@ -114,7 +116,7 @@ def depth_trend(f1: np.ndarray, exception=None) -> float:
     return float(spearmanr(np.arange(len(means)), means).statistic)
 
 
-def past_tense_depth_trend(run: POSRun, exception=(6, 4)) -> Result:
+def past_tense_depth_trend(run: POSRun, *, exception) -> Result:
     """P4.trend: Spearman correlation of layer and mean VBD key-probe F1 per layer, `exception` left
     out of its layer's mean; bootstrap CI over held-out paragraphs."""
     result = run.probe("key")
@@ -122,6 +124,26 @@ def past_tense_depth_trend(run: POSRun, exception=(6, 4)) -> Result:
     return Result.of(value=depth_trend(f1, exception), ci=f1_map_ci(result, "VBD", lambda m: depth_trend(m, exception)),
                 layer_means=layer_means_without(f1, exception), layer_means_with_exception=f1.mean(1),
                 best_head=best_head(f1), head_map=f1, held_out_tokens=run.held_out_counts(("VBD",)))
+
+
+def early_best_heads(f1: np.ndarray, early) -> float:
+    """Mean over the `early` layers of each layer's best head's F1: how well probes trained on those
+    layers find the tag (a layer-level reading: one layer's heads range widely)."""
+    return float(f1[list(early)].max(1).mean())
+
+
+def past_tense_early_layers(run: POSRun, *, early, late) -> Result:
+    """P4.early: VBD key-probe F1 is high in the `early` layers: the mean over those layers of their
+    best head's F1 (early_best_heads), bootstrap CI over held-out paragraphs; the heads' plain mean
+    per layer, the best head of each layer and the `late` layers' value for comparison recorded."""
+    result = run.probe("key")
+    f1 = result.f1("VBD")
+    stat = lambda m: early_best_heads(m, early)  # noqa: E731
+    best = [f"L{l}H{int(np.argmax(f1[l]))}" for l in early]
+    return Result.of(value=stat(f1), ci=f1_map_ci(result, "VBD", stat), best_per_layer=f1.max(1), best_early_heads=best,
+                     layer_means=f1.mean(1), early_heads_mean=float(f1[list(early)].mean()),
+                     late_best_heads=early_best_heads(f1, late), best_head=best_head(f1), head_map=f1,
+                     held_out_tokens=run.held_out_counts(("VBD",)))
 
 
 def good_heads(f1: np.ndarray, threshold: float, layers=None) -> int:
@@ -141,7 +163,7 @@ def many_mostly_early(f1: np.ndarray, threshold: float, many: int) -> int:
     return min(good_heads(f1, threshold) - many, early_minus_late(f1, threshold) - 1)
 
 
-def conjunction_key_probe(run: POSRun, threshold: float = 0.8, many: int = 16) -> Result:
+def conjunction_key_probe(run: POSRun, *, threshold: float, many: int) -> Result:
     """P10.cc: CC key-probe F1 of all heads; value: many_mostly_early (at least `many` heads reach
     `threshold`, and more of them in the early layers 0-3 than in the late layers 4-7)."""
     result = run.probe("key")
@@ -153,7 +175,7 @@ def conjunction_key_probe(run: POSRun, threshold: float = 0.8, many: int = 16) -
                 held_out_tokens=run.held_out_counts(("CC",)))
 
 
-def modal_key_probe(run: POSRun, threshold: float = 0.8) -> Result:
+def modal_key_probe(run: POSRun, *, threshold: float) -> Result:
     """P10.md: MD key-probe F1 of all heads; value: the number of heads reaching `threshold`."""
     result = run.probe("key")
     f1 = result.f1("MD")
@@ -163,7 +185,7 @@ def modal_key_probe(run: POSRun, threshold: float = 0.8) -> Result:
                 held_out_tokens=run.held_out_counts(("MD",)))
 
 
-def possessive_query_probe(run: POSRun, head=(5, 5)) -> dict:
+def possessive_query_probe(run: POSRun, *, head) -> dict:
     """P7: PRP$ query-probe F1 of `head` (CI over held-out paragraphs)."""
     rec = _probe_record(run, "query", ("PRP$",), head)
     rec.pop("f1")
@@ -179,17 +201,17 @@ def activity(run: POSRun, mask: np.ndarray, head) -> Result:
     return Result.of(value=ratio[head], ci=ci, n=n, best_head=best_head(ratio), head_map=ratio, claimed_heads=[head])
 
 
-def quote_activity(run: POSRun, head=(2, 0)) -> dict:
+def quote_activity(run: POSRun, *, head) -> dict:
     """P2: activity inside quotations / outside."""
     return activity(run, run.in_quote, head)
 
 
-def past_tense_activity(run: POSRun, head=(6, 4)) -> dict:
+def past_tense_activity(run: POSRun, *, head) -> dict:
     """P5: activity on the token right before a VBD / elsewhere."""
     return activity(run, run.before_vbd(), head)
 
 
-def definite_noun_activity(run: POSRun, head=(5, 5)) -> Result:
+def definite_noun_activity(run: POSRun, *, head) -> Result:
     """P8: activity on PRP$ and the definite article ("the"/"The") right before a noun / elsewhere;
     the ratio on every DT + PRP$ before a noun (the earlier reading) is recorded beside it."""
     rec = activity(run, run.prp_the_before_noun(), head)
@@ -197,7 +219,7 @@ def definite_noun_activity(run: POSRun, head=(5, 5)) -> Result:
                 every_dt_ratio=run.activity_ratio(run.prp_dt_before_noun())[tuple(head)])
 
 
-def quote_attention(run: POSRun, head=(2, 0)) -> Result:
+def quote_attention(run: POSRun, *, head) -> Result:
     """P3: mean attention from in-quote tokens to their opening quote; closing-quote row recorded."""
     att = run.attention_to_opening_quote()
     closing = run.closing_quote_attention()
@@ -206,7 +228,7 @@ def quote_attention(run: POSRun, head=(2, 0)) -> Result:
                 example_pattern=run.example_pattern(*head))
 
 
-def quote_closing_shift(run: POSRun, head=(2, 0)) -> Result:
+def quote_closing_shift(run: POSRun, *, head) -> Result:
     """P3.closing: the shift to the end mark (POSRun.closing_shift): at the closing quote, `head`'s
     attention on the end mark (the closing-quote token itself) minus its attention on the opening
     quote, less its own self-attention inside quotations; bootstrap CI over paragraphs."""
@@ -217,7 +239,7 @@ def quote_closing_shift(run: POSRun, head=(2, 0)) -> Result:
                 closing_quote_row={k: v[tuple(head)] for k, v in closing.items()})
 
 
-def past_tense_attention(run: POSRun, head=(6, 4)) -> Result:
+def past_tense_attention(run: POSRun, *, head) -> Result:
     """P6: from the token before a VBD, share of the attention on keys other than BOS and self that
     goes to earlier VBD tokens; the raw mass (BOS and self included) is recorded beside it."""
     att = run.attention_to_earlier_vbd("excluded")
@@ -235,20 +257,20 @@ def _noun_share_record(run: POSRun, query_class: str, head) -> Result:
                 attention_by_tag=dict(list(run.attention_by_tag(query_class, *head).items())[:8]))
 
 
-def possessive_noun_attention(run: POSRun, head=(5, 5)) -> dict:
+def possessive_noun_attention(run: POSRun, *, head) -> dict:
     """P9: from PRP$, share of the attention on keys other than BOS and self that goes to nouns; the
     raw mass (BOS and self included) is recorded beside it."""
     return _noun_share_record(run, "prp$", head)
 
 
-def past_tense_noun_attention(run: POSRun, head=(6, 4)) -> Result:
+def past_tense_noun_attention(run: POSRun, *, head) -> Result:
     """P6.nouns (§5.2 body text): from the token before a VBD, share of the attention (BOS and self
     excluded) on nouns, as P9 measures it; the past-tense reading (P6's value) recorded beside it."""
     return Result.of(_noun_share_record(run, "before_vbd", head),
                 vbd_reading=run.attention_to_earlier_vbd("excluded")[tuple(head)])
 
 
-def recent_noun_attention(run: POSRun, head=(5, 5)) -> Result:
+def recent_noun_attention(run: POSRun, *, head) -> Result:
     """P9.recent (fig 4c): from "the"/PRP$ right before a noun, with >= 2 earlier nouns, the fraction
     of positions where `head`'s most attended earlier noun is the most recent one; CI over paragraphs."""
     frac, n, chance = run.most_recent_noun()
@@ -260,7 +282,7 @@ def recent_noun_attention(run: POSRun, head=(5, 5)) -> Result:
 MIN_QUERY_TOKENS = 20  # a tag's bar in appendix D counts when at least this many query tokens carry it
 
 
-def nn_attention_lead(sums: np.ndarray, rows: np.ndarray, tag_names, leaders=("DT", "PRP$")) -> float:
+def nn_attention_lead(sums: np.ndarray, rows: np.ndarray, tag_names, leaders) -> float:
     """Appendix D: the smaller of `leaders`' mean attention on NN minus the largest other tag's
     (tags with >= MIN_QUERY_TOKENS query tokens); sums and rows [T] summed over paragraphs."""
     mean = np.where(rows > 0, sums / np.maximum(rows, 1), np.nan)
@@ -269,7 +291,7 @@ def nn_attention_lead(sums: np.ndarray, rows: np.ndarray, tag_names, leaders=("D
     return float(np.nan_to_num(min(lead), nan=0.0) - (max(other) if other else 0.0))
 
 
-def noun_attended_by(run: POSRun, head=(5, 5), leaders=("DT", "PRP$")) -> Result:
+def noun_attended_by(run: POSRun, *, head, leaders) -> Result:
     """P9.by_tag (appendix D, fig 8): `head`'s mean attention on NN tokens by the tag of the
     attending token (BOS and self excluded, renormalised); value: how far DT and PRP$ lead every
     other tag; bootstrap CI over paragraphs. The raw-pattern bars are recorded beside it."""
