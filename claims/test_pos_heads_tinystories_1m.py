@@ -6,7 +6,7 @@ Each claim is one declaration (mechcheck.core.claim.Claim): a function of
 mechcheck.studies.pos_measures with every setting bound (the head, layers, thresholds), read off
 one shared preparation, TEXT (the tagged text and one forward pass: `on=TEXT`), its evidence rung
 (observational: probes, activity, attention) and its controls: models of the 1M shape with the
-paper's heads built in, or swapped, faint, replaced or absent (mechcheck.studies.pos_constructed),
+paper's heads built in, or swapped, replaced or absent (mechcheck.studies.pos_constructed),
 on which the plugin runs the very same bound measurement. A test body only runs the claim's
 measure on the checkpoint.
 
@@ -51,7 +51,10 @@ QUOTE_HEAD, PAST_HEAD, NOUN_HEAD = (2, 0), (6, 4), (5, 5)
 # the text every claim reads, and its one forward pass per model (the claims' shared preparation)
 TEXT = PaperText(n_train=150, min_held_out=200, held_out_tags=("``", "''", "VBD", "PRP$", "CC", "MD"))
 CONTROLS = pos_constructed.controls(TEXT)
-PAPER, SWAPPED, FAINT, CURRENT, RANDOM = (CONTROLS[k] for k in ("paper", "swapped", "faint", "current-token", "random"))
+PAPER, SWAPPED, CURRENT, RANDOM = (CONTROLS[k] for k in ("paper", "swapped", "current-token", "random"))
+# Not a control: the "faint" layout (every VBD key reading at 0.15 of its strength). The probes fit
+# standardised key vectors, so a weaker reading of the same direction is as decodable: measured cold,
+# P4.early gave PASS 0.9002 [0.895, 0.9063] on it (a negative must FAIL) and P4.trend FAIL -0.4762.
 
 
 def on_text(fn, **settings) -> Measure:
@@ -195,9 +198,10 @@ P4_EARLY = Claim(
     "over layers 0-3 (of 8, as P10.cc) of each layer's best head's F1, because one layer's heads range widely (the "
     "released table has L0H0 0.704, L0H1 0.156, L0H3 0.722), so neither every head nor the heads' plain mean is what "
     "fig 3a shows as 'high' (the plain mean is in details.early_heads_mean); CI over held-out paragraphs. "
-    "P4.trend tests the fall; a model whose VBD F1 falls but is nowhere high must fail this claim (control 'faint VBD')",
+    "P4.trend tests the fall; a model whose VBD F1 falls but is nowhere high must fail this claim (no control builds "
+    "one yet: a weaker VBD reading decodes as well after the probes' standardisation; the random-weight model fails it)",
     measure=on_text(pos_measures.past_tense_early_layers, early=EARLY, late=LATE),
-    evidence=OBSERVATIONAL, controls=[PAPER, FAINT, RANDOM],
+    evidence=OBSERVATIONAL, controls=[PAPER, RANDOM],
 )
 
 
@@ -212,9 +216,9 @@ P4_TREND = Claim(
                   "layers' is P4.early"), published="falls with depth", expect=at_most(-0.7),
     tolerance="Spearman correlation of layer index and mean VBD key-probe F1 of the layer's heads <= -0.7, L6H4 "
     "(the stated exception) left out of layer 6's mean; CI over held-out paragraphs. The fall only: whether the early "
-    "layers are high is P4.early (the faint control passes this claim and fails that one)",
+    "layers are high is P4.early",
     measure=on_text(pos_measures.past_tense_depth_trend, exception=PAST_HEAD),
-    evidence=OBSERVATIONAL, controls=[PAPER, replace(FAINT, kind=POSITIVE), SWAPPED, RANDOM],
+    evidence=OBSERVATIONAL, controls=[PAPER, SWAPPED, RANDOM],
 )
 
 

@@ -22,8 +22,6 @@ Layouts (`LAYOUTS`):
 - "swapped": the same model with the other readings: VBD rising with depth, CC read by late heads,
   MD by 48 heads, no PRP$ query reading; L2H0 stays on the opening quote at the closing one; L6H4
   attends to the last noun from every token; L5H5 attends from "a"/"an" to the first noun.
-- "faint": "paper" with every VBD key reading at FAINT of its strength: F1 still falls with depth
-  but is nowhere high (P4.trend holds, P4.early must not).
 - "current-token": "paper" with L2H0 attending to the current token everywhere (a current-token
   head must not pass P3.closing).
 - `random_weights()`: the same architecture and seed without any of it.
@@ -51,8 +49,7 @@ MARK = {"VBD": 3, "CC": 4, "MD": 5, "noun": 6, "PRP$": 7}
 STRENGTH = 3.0  # of a mark in the embedding, and of a head reading it
 FALLING = (3.0, 2.0, 1.2, 0.6, 0.0, 0.0, 0.0, 0.0)  # VBD key reading per layer ("paper")
 EXCEPTION = 1.5  # L6H4's VBD reading: high, yet below the early heads' (not the argmax of all 128)
-FAINT = 0.15  # "faint": every VBD reading at this fraction
-LAYOUTS = ("paper", "swapped", "faint", "current-token")
+LAYOUTS = ("paper", "swapped", "current-token")  # no "faint" VBD layout: the probes standardise, a weaker reading decodes as well
 
 
 def config() -> TransformerBridgeConfig:
@@ -89,8 +86,6 @@ def key_reads(layout: str) -> dict[str, np.ndarray]:
     else:
         vbd[:] = falling
         vbd[6, 4] = EXCEPTION
-        if layout == "faint":
-            vbd *= FAINT
         cc[0:4, 0:6] = STRENGTH
         md[1, 7] = md[3, 9] = md[6, 2] = STRENGTH
     return {"VBD": vbd, "CC": cc, "MD": md}
@@ -223,9 +218,6 @@ def controls(text: PaperText) -> dict:
         "swapped": negative("swapped heads", partial(constructed, "swapped", text),
                             "the same model with the other readings (VBD rising, CC late, MD in 48 heads, L2H0 stays "
                             "on the opening quote, L6H4 on the last noun, L5H5 from a/an to the first noun)"),
-        "faint": negative("faint VBD", partial(constructed, "faint", text),
-                          f"the paper's layout with every VBD key reading at {FAINT:g} of its strength (falling, "
-                          "nowhere high)"),
         "current-token": negative("current-token L2H0", partial(constructed, "current-token", text),
                                   "the paper's layout with L2H0 attending to the current token everywhere"),
         "random": negative("random weights", random_weights, "the 1M-shaped model with random weights"),
