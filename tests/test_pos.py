@@ -15,7 +15,7 @@ import pytest
 import torch
 
 from mechcheck import models, testing
-from mechcheck.data import data_dir, gpt2_tokenizer, tagging
+from mechcheck.data import data_dir, gpt2_tokenizer, paragraphs, tagging, tinystories_validation
 from mechcheck.studies import pos_constructed, pos_measures
 from mechcheck.studies.pos_heads import PaperText
 
@@ -155,17 +155,17 @@ def test_published_f1_values_have_one_provenance():
 
 def test_dry_run_on_the_exact_config_checkpoint(dry_run):
     """Every POS claim runs end to end on the exact-config random TinyStories-1M; values finite,
-    each names its best-fitting head. Reads the session's one POS dry run (conftest.dry_run)."""
+    each names its best-fitting head. Reads the session's one POS dry run (conftest.dry_run, with
+    --mc-controls skip)."""
     doc = dry_run("pos")
     assert len(doc["claims"]) == len(CLAIMS) == 17
     assert {r["status"] for r in doc["claims"]} <= {"pass", "fail", "inconclusive"}
     assert all(np.isfinite(np.asarray(r["measured"]["value"], dtype=float)).all() for r in doc["claims"])
     assert all(r["measured"]["details"]["best_head"].startswith("L") for r in doc["claims"])
-    # every record carries its controls (the same bound measure on the constructed models), decided as declared
+    # the dry run skips the controls (minutes each cold): every record says so, with its evidence rung; each
+    # control is run and decided by tests/test_controls.py's generated tests in the slow tier (SLOW_CONTROLS)
     for r in doc["claims"]:
-        assert {c["kind"] for c in r["controls"]} == {"positive", "negative"}, r["id"]
-        assert r["evidence"] == "observational" and r["calibration"] == {"state": "calibrated", "reason": ""}, (
-            r["id"], r["calibration"])
+        assert r["evidence"] == "observational" and r["calibration"]["state"] == "skipped", (r["id"], r["calibration"])
 
 
 def test_claims_skip_with_one_reason_without_the_checkpoint(claims_run):
