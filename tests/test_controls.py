@@ -69,7 +69,8 @@ def _constant(run, value):
 @pytest.mark.parametrize("stem, cid", [("test_toy_reverse_increment", "T1"), ("test_induction_organism", "O1"),
                                        ("test_one_layer_tinystories", "B1.find14"),
                                        ("test_one_layer_tinystories", "B2.attn_out"),
-                                       ("test_pos_heads_tinystories_1m", "P1")])
+                                       ("test_pos_heads_tinystories_1m", "P1"),
+                                       ("test_ioi_tinystories_8m", "I3.8m")])
 def test_a_measurement_that_ignores_the_model_fails_its_controls(stem, cid):
     """For one claim of each converted family: a constant measure passes (or fails) everywhere, so
     one of its controls decides the wrong way and the generated test above reports it."""
