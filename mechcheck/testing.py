@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from mechcheck.core import claim as _claim
-from mechcheck.core.claim import NEGATIVE, POSITIVE, Claim, ClaimError, Control
+from mechcheck.core.claim import POSITIVE, Claim, ClaimError, Control
 from mechcheck.core.files import atomic_write
 from mechcheck.data import cache_root
 
@@ -190,7 +190,7 @@ def calibration(claim: Claim, results: list[dict] | None, mode: str) -> dict:
     """{state, reason} of a claim's controls: calibrated (a positive and a negative control, each
     decided as it must), uncalibrated (one line naming the control that is not, or the kind
     missing), no-controls (an old-style claim), skipped (--mc-controls skip)."""
-    missing = [kind for kind in (POSITIVE, NEGATIVE) if all(ctl.kind != kind for ctl in claim.controls)]
+    missing = claim.missing_kinds()
     if not claim.controls and claim.missing_control is None:
         return {"state": "no-controls", "reason": "no controls declared"}
     if missing:

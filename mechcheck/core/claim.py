@@ -480,6 +480,10 @@ class Claim:
         if dup is not None:
             raise ClaimError(f"{prefix}{self.id}: two controls are named {dup!r}")
 
+    def missing_kinds(self) -> list[str]:
+        """The kinds of control (POSITIVE, NEGATIVE) this claim declares none of."""
+        return [kind for kind in (POSITIVE, NEGATIVE) if all(ctl.kind != kind for ctl in self.controls)]
+
     def settings(self) -> str:
         """The bound measurement's identity (part of the controls' cache key)."""
         return identity(self.measure)
