@@ -823,7 +823,7 @@ _HANDOVER = ("corrupt-to-clean patching of resid_pre by layer x position (S2 ...
              "over); CI: bootstrap over prompts; the recovery map beside")
 
 _NO_HANDOVER_CONTROL = (
-    "positive and negative: a reader of S2 planted at a chosen layer (ioi_controls.s2_reader_layer) puts the hand-over "
+    "positive and negative: a reader of S2 planted at a chosen layer puts the hand-over "
     "at the right layer on average, but the random stand-in's final LayerNorm shrinks its write below the stand-in's "
     "own per-prompt spread of the logit difference, so the per-prompt recoveries range over about -19..23 and the "
     "bootstrap CI of the hand-over layer reaches -1: both controls come out INCONCLUSIVE; a constructed unembedding "
@@ -836,7 +836,7 @@ I16_8M = Claim(
                 "later layers to get the performance relevant information into the END position')"),
     published="late layer", expect=at_least(4), tolerance=_HANDOVER.format(">= 4 of layers 0-7"),
     measure=Measure(m.resid_handover, on=IOI), evidence=INTERVENTIONAL,
-    # C.s2_reader_layer(5) / (1) plant END reading S2 in layer 5 / 1: measured 6 [-1, 6] and 2 [-1, 5], both INCONCLUSIVE
+    # readers planted in layer 5 / 1 (s2_reader_layer, 87fa69f): measured 6 [-1, 6] and 2 [-1, 5], both INCONCLUSIVE
     missing_control=_NO_HANDOVER_CONTROL,
 )
 
@@ -852,7 +852,7 @@ I16_GPT2 = Claim(
     source=_src("§3.4.2, fig 3.12 ('just like in GPT2-small')"), published="late layer", expect=at_least(6),
     tolerance=_HANDOVER.format(">= 6 of layers 0-11"), measure=Measure(m.resid_handover, on=IOI),
     evidence=INTERVENTIONAL,
-    # C.s2_reader_layer(8, 20.0, GPT2): measured 9 [-1, 12], INCONCLUSIVE
+    # a reader planted in layer 8 (s2_reader_layer, 87fa69f): measured 9 [-1, 12], INCONCLUSIVE
     missing_control=_NO_HANDOVER_CONTROL,
 )
 

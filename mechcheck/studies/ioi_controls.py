@@ -221,31 +221,6 @@ def planted_drop(logits: float, name: str = TS8M):
     return planted_dla(((layer, 0, -logits),), name)
 
 
-@functools.cache
-def s2_reader_layer(layer: int, logits: float = 20.0, name: str = TS8M):
-    """The stand-in with END reading S2's clean-vs-corrupted residual (entering the MLP of `layer`)
-    along IO - S: S2's information reaches END exactly at layer + 1 (residual patching's hand-over)."""
-    plain = stand_in_run(name)
-    b, p, n = plain.bridge, plain.prompts, len(plain.prompts)
-    v = _direction(b, p)
-    v = v / v.norm(dim=-1, keepdim=True)
-    hook = f"blocks.{layer}.hook_resid_mid"
-    idx = torch.arange(n)
-    r = plain.cache[hook][idx, p.pos_s2] - plain.corrupted_cache[hook][idx, p.pos_s2]
-    mid = 0.5 * ((plain.cache[hook][idx, p.pos_s2] + plain.corrupted_cache[hook][idx, p.pos_s2]) * r).sum(-1)
-    rows = _Rows(n)
-
-    def plant(x, hook):
-        rr = rows(0, x.shape[0])
-        bi = torch.arange(x.shape[0])
-        a = ((x[bi, p.pos_s2[rr]] * r[rr]).sum(-1) - mid[rr]) / r[rr].pow(2).sum(-1)
-        x = x.clone()
-        x[bi, p.pos_end[rr]] += logits * a[:, None] * v[rr]
-        return x
-
-    return _prepared(b, p, [(hook, plant)], sweeps=("resid_patching",))
-
-
 # ---------------------------------------------------------------- planted head scores (repeated tokens)
 
 HALF = 50  # the head scores' settings: 16 x [BOS] r r, 50 tokens repeated once
