@@ -209,8 +209,11 @@ def write(directory: Path, records: list[dict], run: dict, created: str) -> dict
     """Render everything first (a crash while rendering leaves the previous report untouched),
     then replace results.json, summary.md and index.html together. Non-finite numbers become null
     and a file that cannot be rendered says so, so the report of the claims that ran is never lost."""
-    doc = strict(build(records, run))
-    texts = {"results.json": json.dumps(doc, indent=2, sort_keys=True, allow_nan=False) + "\n",
+    results = json.dumps(strict(build(records, run)), indent=2, sort_keys=True, allow_nan=False) + "\n"
+    # The human-readable files render results.json as written (keys sorted), so a report merged
+    # from shards, which reads results.json, renders byte for byte as the serial run's.
+    doc = json.loads(results)
+    texts = {"results.json": results,
              "summary.md": _rendered("summary.md", summary_markdown, doc, created),
              "index.html": _rendered("index.html", render, doc, created)}
     replace_together(Path(directory), texts)
