@@ -565,14 +565,22 @@ def weaker_mover(run: ioi.IOIRun, head: tuple[int, int], reference: tuple[int, i
                    f"recovery_{fmt_item(reference)}_ci": ref_ci})
 
 
-def pattern_similarity(run_a: ioi.IOIRun, run_b: ioi.IOIRun, head_a: tuple[int, int], heads_b) -> Result:
+def pattern_similarity(run_a: ioi.IOIRun, run_b: ioi.IOIRun | None = None, *, head_a: tuple[int, int], heads_b,
+                       example: bool = False) -> Result:
     """fig 3.17 vs 3.15/3.16 ('the attention pattern of TinyStories-8M's H7.7 is quite similar to those
     of GPT2-small's H9.9 and H9.6'): per prompt, the correlation (cosine after subtracting each row's
     mean) of head_a's END row (model a) and each of heads_b's END rows (model b) on the same prompt
     (both models read the GPT-2 tokenizer, so the prompts are the same tokens); the value is the
     smaller of the heads' mean correlations, with the bootstrap CI over prompts of that minimum.
     Centred, because two near-uniform rows (heads that attend nowhere in particular, as in random
-    models) have a cosine near 1 but no correlation."""
+    models) have a cosine near 1 but no correlation.
+
+    run_b None: heads of one model compared (model b is model a: figs 3.15 vs 3.16, H9.9 vs H9.6).
+    example: only the thesis' clean sentence (ioi_prompts.CLEAN_EXAMPLE, the input of its figures;
+    a statement the author limits to 'this input'): the value is that prompt's correlation, exact
+    (no CI: one input), and the prompt-set means are recorded beside as `all_prompts_*` (the
+    general reading the author declines, not decided)."""
+    run_b = run_a if run_b is None else run_b
     if not torch.equal(run_a.prompts.tokens.cpu(), run_b.prompts.tokens.cpu()):
         raise ClaimError("pattern_similarity: the two models must read the same prompt tokens")
     p = run_a.prompts
@@ -587,8 +595,18 @@ def pattern_similarity(run_a: ioi.IOIRun, run_b: ioi.IOIRun, head_a: tuple[int, 
     a = end_rows(run_a, head_a)
     cos = np.stack([torch.nn.functional.cosine_similarity(a, end_rows(run_b, h), dim=-1).numpy() for h in heads_b], 1)
     stat = lambda x: float(x.mean(0).min())  # noqa: E731
-    return Result.of(value=stat(cos), ci=bootstrap_ci(cos, stat=stat), n=cos.shape[0],
-                **{f"mean_correlation_{fmt_item(h)}": float(cos[:, i].mean()) for i, h in enumerate(heads_b)})
+    means = {f"mean_correlation_{fmt_item(h)}": float(cos[:, i].mean()) for i, h in enumerate(heads_b)}
+    if not example:
+        return Result.of(value=stat(cos), ci=bootstrap_ci(cos, stat=stat), n=cos.shape[0], **means)
+    if ioi_prompts.CLEAN_EXAMPLE not in p.texts:
+        raise ClaimError(f"pattern_similarity: the thesis' example {ioi_prompts.CLEAN_EXAMPLE!r} is not in the prompt set")
+    i = p.texts.index(ioi_prompts.CLEAN_EXAMPLE)
+    return Result.of(value=stat(cos[i : i + 1]), n=1, prompt=ioi_prompts.CLEAN_EXAMPLE,
+                     **{f"correlation_{fmt_item(h)}": float(cos[i, j]) for j, h in enumerate(heads_b)},
+                     all_prompts_value=stat(cos), all_prompts_ci=bootstrap_ci(cos, stat=stat),
+                     **{f"all_prompts_{k}": v for k, v in means.items()},
+                     example_pattern=_example(run_a, head_a),
+                     **{f"example_pattern_{fmt_item(h)}": _example(run_b, h) for h in heads_b})
 
 
 def fewer_heads(run_a: ioi.IOIRun, run_b: ioi.IOIRun, models: list[str], threshold: float = 0.05) -> Result:
