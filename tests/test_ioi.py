@@ -131,7 +131,7 @@ def test_ablating_the_name_movers_drops_the_logit_difference(name_mover):
     assert abs(small) < drop / 3
 
 
-N_CLAIMS = 45  # claims in claims/test_ioi_tinystories_8m.py
+N_CLAIMS = 48  # claims in claims/test_ioi_tinystories_8m.py
 GPT2_SWEEPS = 4  # of which GPT-2 patching sweeps (test names with "gpt2_sweep"): minutes each on a CPU stand-in
 
 
@@ -229,6 +229,18 @@ def test_edge_measures_on_the_organism(name_mover):
     assert testing.verdict_of(reads, ioi_circuit.top_senders(run, (1, 0), "q", ["L0H2", "embed"])) == "fail"
     with pytest.raises(ClaimError, match="do not write into"):
         ioi_circuit.top_senders(run, (1, 0), "v", ["MLP0", "embed"])  # attention-only: no MLP0
+
+
+def test_no_strong_sender_detects_the_organisms_sender(name_mover):
+    """I20's absence measure (it declares no controls: a random stand-in's recoveries are a ratio of
+    noise) at its threshold on the trained name-mover organism, whose movers' queries read L0H2: it
+    finds L0H2 and decides FAIL (a synergizing sender is there), with a finite detectable effect."""
+    run, absent = name_mover["trained"], _claim("I20")
+    mover, _ = _mover(run)
+    out = ioi_circuit.no_strong_sender(run, mover, "q", absent.expect.threshold)
+    assert out["top_sender"] == "L0H2" and out["value"] > 0.2
+    assert testing.verdict_of(absent, out) == "fail"
+    assert out["detectable_effect"] is not None and out["detectable_effect"] < out["value"]
 
 
 def test_resid_patching_is_exact_and_finds_the_hand_over(name_mover):

@@ -250,17 +250,18 @@ def absent_head_score(scores: dict, score: str, threshold: float, thesis_form: d
     return out
 
 
-def detectable_shift(per_item: np.ndarray, axis: int, decides_fail, grid) -> tuple[float | None, tuple]:
+def detectable_shift(per_item: np.ndarray, axis: int, decides_fail, grid, sign: float = -1.0) -> tuple[float | None, tuple]:
     """The smallest shift a on `grid` that, added to every item of the least active head (smallest
     |mean|), makes `decides_fail(ci of the minimum over heads)` true: the strength of a planted
-    head (e.g. a negative name mover writing -a logits at END) that the check would detect."""
+    head (e.g. a negative name mover writing -a logits at END) that the check would detect.
+    sign=+1: the shift is +a and the CI is that of the maximum over heads (e.g. a planted sender)."""
     x = np.moveaxis(np.asarray(per_item, dtype=float), axis, -1)  # [..., n]
     head = np.unravel_index(np.abs(x.mean(-1)).argmin(), x.shape[:-1])
 
     def fails(a):
         planted = x.copy()
-        planted[head] = planted[head] - a
-        return decides_fail(max_ci(planted, axis=-1, sign=-1.0))
+        planted[head] = planted[head] + sign * a
+        return decides_fail(max_ci(planted, axis=-1, sign=sign))
 
     return _smallest_detected(grid, fails), tuple(int(i) for i in head)
 
@@ -514,18 +515,43 @@ def top_senders(run: ioi.IOIRun, receiver: tuple[int, int], component: str, clai
                 **{f"recovery_{c}": float(mean[names.index(c)]) for c in claimed})
 
 
-def strongest_sender(run: ioi.IOIRun, receivers, component: str, senders: list[str], claimed: str) -> Result:
+def strongest_sender(run: ioi.IOIRun, receivers, component: str, senders: list[str], claimed: str,
+                     absolute: bool = False) -> Result:
     """fig 3.18 ('H8.6 ... which is the strongest S-inhibition head'): path patching of each
     sender into the `component` input of all `receivers` at once (the name movers' queries); the
     value is the claimed sender's mean recovery minus the largest other sender's, with the
-    bootstrap CI over prompts of that margin; every sender's recovery beside."""
+    bootstrap CI over prompts of that margin; every sender's recovery beside. absolute: the
+    senders are compared by |mean recovery| (strength either sign, as top_senders / fig 3.20)."""
     names, x = _sender_stack(run.senders(receivers, component, senders))
     i = names.index(claimed)
     rest = [j for j in range(len(names)) if j != i]
-    margin = lambda c: c.mean(0)[i] - c.mean(0)[rest].max()  # noqa: E731
+    size = np.abs if absolute else (lambda v: v)
+    margin = lambda c: size(c.mean(0))[i] - size(c.mean(0))[rest].max()  # noqa: E731
     mean = x.mean(0)
     return Result.of(value=float(margin(x)), ci=bootstrap_ci(x, stat=margin), n=x.shape[0],
-                recovery={s: float(v) for s, v in zip(names, mean)}, runner_up=names[rest[int(mean[rest].argmax())]])
+                recovery={s: float(v) for s, v in zip(names, mean)}, runner_up=names[rest[int(size(mean)[rest].argmax())]])
+
+
+def no_strong_sender(run: ioi.IOIRun, receiver: tuple[int, int], component: str, threshold: float) -> Result:
+    """§3.5.1 ('there's no corresponding S-inhibition head that synergizes with' H6.11): path patching
+    of every earlier head into the receiver's q (or v) input (I11.q's measurement, IOIRun.edges); the
+    value is the largest mean recovery over those heads (signed: a sender that helps the receiver
+    move the right name), with the bootstrap CI of that maximum over prompts (simultaneous over
+    heads), and detectable_effect: the smallest recovery a added to the least active head's edge
+    that the check decides FAIL (whole CI above threshold). The receiver's own head-patching
+    recovery (I8's measurement) and the five strongest senders beside."""
+    x = run.edges(receiver, component).float().numpy()  # [layer, heads, n]
+    if x.size == 0:
+        raise ClaimError(f"{fmt_item(receiver)} has no earlier head")
+    mean = x.mean(-1)
+    top = tuple(int(i) for i in np.unravel_index(mean.argmax(), mean.shape))
+    order = np.argsort(-mean.ravel())[:5]
+    effect, at = detectable_shift(x, -1, lambda ci: ci[0] > threshold, np.round(np.arange(0.005, 1.001, 0.005), 3),
+                                  sign=1.0)
+    return Result.of(value=float(mean.max()), ci=max_ci(x, axis=-1), n=x.shape[-1], top_sender=fmt_item(top),
+                     strongest=[f"{fmt_item(np.unravel_index(i, mean.shape))} {mean.ravel()[i]:+.3f}" for i in order],
+                     receiver_head_patching=float(head_recovery(run)[receiver].mean()),
+                     detectable_effect=effect, detectable_effect_head=fmt_item(at), head_map=mean)
 
 
 def patching_top_k(run: ioi.IOIRun, heads, k: int = 5) -> Result:
@@ -565,14 +591,22 @@ def weaker_mover(run: ioi.IOIRun, head: tuple[int, int], reference: tuple[int, i
                    f"recovery_{fmt_item(reference)}_ci": ref_ci})
 
 
-def pattern_similarity(run_a: ioi.IOIRun, run_b: ioi.IOIRun, head_a: tuple[int, int], heads_b) -> Result:
+def pattern_similarity(run_a: ioi.IOIRun, run_b: ioi.IOIRun | None = None, *, head_a: tuple[int, int], heads_b,
+                       example: bool = False) -> Result:
     """fig 3.17 vs 3.15/3.16 ('the attention pattern of TinyStories-8M's H7.7 is quite similar to those
     of GPT2-small's H9.9 and H9.6'): per prompt, the correlation (cosine after subtracting each row's
     mean) of head_a's END row (model a) and each of heads_b's END rows (model b) on the same prompt
     (both models read the GPT-2 tokenizer, so the prompts are the same tokens); the value is the
     smaller of the heads' mean correlations, with the bootstrap CI over prompts of that minimum.
     Centred, because two near-uniform rows (heads that attend nowhere in particular, as in random
-    models) have a cosine near 1 but no correlation."""
+    models) have a cosine near 1 but no correlation.
+
+    run_b None: heads of one model compared (model b is model a: figs 3.15 vs 3.16, H9.9 vs H9.6).
+    example: only the thesis' clean sentence (ioi_prompts.CLEAN_EXAMPLE, the input of its figures;
+    a statement the author limits to 'this input'): the value is that prompt's correlation, exact
+    (no CI: one input), and the prompt-set means are recorded beside as `all_prompts_*` (the
+    general reading the author declines, not decided)."""
+    run_b = run_a if run_b is None else run_b
     if not torch.equal(run_a.prompts.tokens.cpu(), run_b.prompts.tokens.cpu()):
         raise ClaimError("pattern_similarity: the two models must read the same prompt tokens")
     p = run_a.prompts
@@ -587,8 +621,18 @@ def pattern_similarity(run_a: ioi.IOIRun, run_b: ioi.IOIRun, head_a: tuple[int, 
     a = end_rows(run_a, head_a)
     cos = np.stack([torch.nn.functional.cosine_similarity(a, end_rows(run_b, h), dim=-1).numpy() for h in heads_b], 1)
     stat = lambda x: float(x.mean(0).min())  # noqa: E731
-    return Result.of(value=stat(cos), ci=bootstrap_ci(cos, stat=stat), n=cos.shape[0],
-                **{f"mean_correlation_{fmt_item(h)}": float(cos[:, i].mean()) for i, h in enumerate(heads_b)})
+    means = {f"mean_correlation_{fmt_item(h)}": float(cos[:, i].mean()) for i, h in enumerate(heads_b)}
+    if not example:
+        return Result.of(value=stat(cos), ci=bootstrap_ci(cos, stat=stat), n=cos.shape[0], **means)
+    if ioi_prompts.CLEAN_EXAMPLE not in p.texts:
+        raise ClaimError(f"pattern_similarity: the thesis' example {ioi_prompts.CLEAN_EXAMPLE!r} is not in the prompt set")
+    i = p.texts.index(ioi_prompts.CLEAN_EXAMPLE)
+    return Result.of(value=stat(cos[i : i + 1]), n=1, prompt=ioi_prompts.CLEAN_EXAMPLE,
+                     **{f"correlation_{fmt_item(h)}": float(cos[i, j]) for j, h in enumerate(heads_b)},
+                     all_prompts_value=stat(cos), all_prompts_ci=bootstrap_ci(cos, stat=stat),
+                     **{f"all_prompts_{k}": v for k, v in means.items()},
+                     example_pattern=_example(run_a, head_a),
+                     **{f"example_pattern_{fmt_item(h)}": _example(run_b, h) for h in heads_b})
 
 
 def fewer_heads(run_a: ioi.IOIRun, run_b: ioi.IOIRun, models: list[str], threshold: float = 0.05) -> Result:
