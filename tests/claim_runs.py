@@ -62,3 +62,12 @@ class Once:
         if not ok:
             raise value
         return value
+
+
+def untimed(records: list[dict]) -> list[dict]:
+    """Records without what may differ between two runs of the same claims: `timing`, and each
+    control's `cached` (whether this run measured the control or read what an earlier run wrote to
+    the controls cache: a second run reuses the first's). The controls' values and statuses are
+    still compared."""
+    return [{k: ([{a: b for a, b in c.items() if a != "cached"} for c in v] if k == "controls" and isinstance(v, list)
+                 else v) for k, v in r.items() if k != "timing"} for r in records]

@@ -19,6 +19,7 @@ from mechcheck.models import toy
 from mechcheck.models import CheckpointError
 from mechcheck.core.warning import MechcheckWarning
 
+pytest_plugins = ["pytester"]
 ROOT = Path(__file__).resolve().parent.parent
 TOY_SEED0 = toy.find_checkpoint(toy.TrainConfig(seed=0))
 ORGANISM = organisms.SHIPPED_DIR / f"{organisms.INDUCTION.key()}.safetensors"
@@ -72,17 +73,20 @@ CASES = [
 
 
 @pytest.mark.parametrize("claims, model, make, line, code", [c[1:] for c in CASES], ids=[c[0] for c in CASES])
-def test_bad_checkpoint_is_one_line(tmp_path, claims, model, make, line, code):
+def test_bad_checkpoint_is_one_line(pytester, claims, model, make, line, code):
+    """The shipped claim file run on the bad checkpoint in-process (issue #24: a fresh interpreter per
+    case cost ~10 s of imports; the plugin, the loader and the report are the same code), controls
+    skipped (they do not depend on the checkpoint; tests/test_controls.py checks them)."""
+    tmp_path = pytester.path
     path = make(tmp_path)
-    out = subprocess.run(
-        [sys.executable, "-m", "pytest", str(ROOT / "claims" / claims), "-q", "-p", "no:cacheprovider",
-         "--mc-model", f"{model}={path}", "--mc-report", str(tmp_path / "rep")],
-        capture_output=True, text=True, cwd=tmp_path,
-    )
-    assert out.returncode == code, out.stdout[-2000:]
+    result = pytester.runpytest_inprocess(str(ROOT / "claims" / claims), "-q", "-p", "no:cacheprovider",
+                                          "--mc-model", f"{model}={path}", "--mc-report", str(tmp_path / "rep"),
+                                          "--mc-controls", "skip")
+    stdout = result.stdout.str()
+    assert int(result.ret) == code, stdout[-2000:]
     expected = line.format(path=path.resolve())
-    assert expected in out.stdout, out.stdout[-2000:]
-    assert "Traceback" not in out.stdout and "the above" not in out.stdout
+    assert expected in stdout, stdout[-2000:]
+    assert "Traceback" not in stdout and "the above" not in stdout
     doc = json.loads((tmp_path / "rep" / "results.json").read_text())
     ours = [r for r in doc["claims"] if r["model"]["name"] == model and r["id"] != "O1.phase"]
     assert ours and {r["status"] for r in ours} == {"error"}

@@ -1,6 +1,14 @@
-"""`mechcheck merge`: the toy claims split in 3 shards by pytest-split (`--splits 3 --group i`), run
-one after another and merged, equal the serial report (apart from timings and creation time);
-reports that do not fit together are refused with one line, and nothing is written."""
+"""`mechcheck merge`: the whole offline `pytest claims/` run (the toy claims on the shipped seeds,
+O1/O2 on the organism's series, every hub-model claim's skip with its reason) split in 3 shards by
+pytest-split (`--splits 3 --group i`), run one after another and merged, equals the session's serial
+run (conftest.claims_run) apart from timings, creation time and whether a control was read from the
+cache; reports that do not fit together are refused with one line, and nothing is written.
+
+Issue #24: the shards used to be of the toy claims only, beside a serial run of their own (4 runs);
+now 3 runs, and the serial report is the one the session already made. The merge covers every
+claim family, dict-valued `published` values (B2's statistics, P1's per-tag F1s) and skip records
+included, which the toy claims alone did not.
+"""
 
 from __future__ import annotations
 
@@ -16,24 +24,19 @@ import pytest
 from mechcheck import report
 from mechcheck.report.merge import main as merge
 
+from claim_runs import CLAIMS_RUN_ARGS, claims_subprocess, untimed  # tests/claim_runs.py
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def _pytest(report_dir: Path, *args: str) -> None:
-    out = subprocess.run([sys.executable, "-m", "pytest", str(ROOT / "claims" / "test_toy_reverse_increment.py"),
-                          "-q", "-p", "no:randomly", "-p", "no:cacheprovider", "--mc-claims-nonfatal",
-                          "--mc-report", str(report_dir), *args], cwd=ROOT, capture_output=True, text=True)
-    assert out.returncode == 0, out.stdout[-3000:]
-
-
 @pytest.fixture(scope="module")
-def shards(tmp_path_factory):
-    """(serial report, [3 shard reports]) of the toy claims."""
+def shards(tmp_path_factory, claims_run):
+    """(serial report, [3 shard reports]) of the offline claims run, the serial one the session's."""
     d = tmp_path_factory.mktemp("shards")
-    _pytest(d / "serial")
     for i in (1, 2, 3):
-        _pytest(d / f"shard{i}", "--splits", "3", "--group", str(i), "--durations-path", str(d / "none.json"))
-    return d / "serial", [d / f"shard{i}" for i in (1, 2, 3)]
+        claims_subprocess([ROOT / "claims"], d / f"shard{i}", *CLAIMS_RUN_ARGS, "--splits", "3", "--group", str(i),
+                          "--durations-path", str(d / "none.json"))
+    return claims_run[0], [d / f"shard{i}" for i in (1, 2, 3)]
 
 
 def _doc(d: Path) -> dict:
@@ -41,8 +44,10 @@ def _doc(d: Path) -> dict:
 
 
 def _untimed(text: str) -> str:
-    """A rendered report without its creation time and timings."""
+    """A rendered report without its creation time, timings and cache provenance of controls."""
     text = re.sub(r"Created [^.]*UTC", "Created -", text)
+    text = re.sub(r"(\d+) controls, \d+ read from the cache (.*?), \d+ measured", r"\1 controls, - read from the cache \2, - measured", text)
+    text = text.replace(" (cached)", "")
     text = re.sub(r"\| \d+\.\d\d \|$", "| - |", text, flags=re.M)
     text = re.sub(r"<td>\d+\.\d\d</td>", "<td>-</td>", text)
     return re.sub(r"Time: .* set-up \(", "Time: - (", text)
@@ -51,11 +56,14 @@ def _untimed(text: str) -> str:
 def test_three_shards_merged_equal_the_serial_report(shards, tmp_path, capsys):
     serial, parts = shards
     sizes = [len(_doc(p)["claims"]) for p in parts]
-    assert all(sizes) and sum(sizes) == len(_doc(serial)["claims"]) == 30  # 10 toy claims x 3 seeds, a third each
+    n = len(_doc(serial)["claims"])
+    assert all(sizes) and sum(sizes) == n
+    assert {r["model"]["name"] if isinstance(r["model"], dict) else r["model"] for r in _doc(serial)["claims"]} >= {
+        "mechcheck/toy-reverse-increment", "roneneldan/TinyStories-1M", "gpt2"}  # every family, skips included
     assert merge([str(tmp_path / "all"), *map(str, parts)]) == 0
-    assert "30 records from 3 reports" in capsys.readouterr().out
+    assert f"{n} records from 3 reports" in capsys.readouterr().out
     a, b = _doc(serial), _doc(tmp_path / "all")
-    strip = lambda d: {**d, "claims": [{k: v for k, v in r.items() if k != "timing"} for r in d["claims"]]}  # noqa: E731
+    strip = lambda d: {**d, "claims": untimed(d["claims"])}  # noqa: E731
     assert strip(a) == strip(b)
     for name in ("summary.md", "index.html"):
         assert _untimed((tmp_path / "all" / name).read_text()) == _untimed((serial / name).read_text())

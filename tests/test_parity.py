@@ -56,16 +56,18 @@ def test_cuda_without_cuda_is_one_line(monkeypatch, capsys):
 
 
 def test_cpu_vs_cpu_on_a_subset(tmp_path, capsys, standins):
-    """End to end on a cheap subset (a toy claim and a POS claim on the 1M stand-in); the full
-    suite is what `python -m mechcheck parity` runs by default. The stand-in is the session's
+    """End to end on a cheap subset (a toy claim, and an IOI claim on the TinyStories-1M stand-in:
+    I4.1m, about 5 s of claim time a side, where the POS P2 it replaced needed the 35-second POSRun
+    on each side; the command, the stand-in overrides and the comparison are the same code); the
+    full suite is what `python -m mechcheck parity` runs by default. The stand-in is the session's
     (conftest.standins, also read by the dry runs): parity finds it written and reuses it."""
     standins.args("roneneldan/TinyStories-1M")
     code = parity.main(["--devices", "cpu", "cpu", "--models", "roneneldan/TinyStories-1M", "--standins",
-                        str(standins.folder), "--out", str(tmp_path / "parity.md"), "-k", "T1 and seed0 or P2",
-                        "claims/test_toy_reverse_increment.py", "claims/test_pos_heads_tinystories_1m.py"])
+                        str(standins.folder), "--out", str(tmp_path / "parity.md"), "-k", "T1 and seed0 or test_i4_1m",
+                        "claims/test_toy_reverse_increment.py", "claims/test_ioi_tinystories_8m.py"])
     out = capsys.readouterr().out
     assert code == 0, out
-    assert "verdict: PARITY" in out and "| T1[seed0] | pass | pass | yes | 0 | 0 | yes |" in out and "| P2 |" in out
+    assert "verdict: PARITY" in out and "| T1[seed0] | pass | pass | yes | 0 | 0 | yes |" in out and "| I4.1m |" in out
     assert (tmp_path / "parity.md").read_text() == out
 
 

@@ -193,23 +193,32 @@ def standin_series(tmp_path_factory):
     return d, broken
 
 
-def _run(pytester, name, *args):
-    pytester.makepyfile(test_s=CLAIM_1M.format(model=TS1M))
-    pytester.makepyfile(loadlog=LOADLOG)
-    log = pytester.path / f"{name}.loads"
-    env = {"MC_LOADLOG": str(log), "PYTHONPATH": os.pathsep.join([str(pytester.path), str(ROOT)])}
-    proc = subprocess.run([sys.executable, "-m", "pytest", "-p", "loadlog", "-p", "no:randomly", "-q",
-                           "--mc-report", name, *args], cwd=pytester.path, capture_output=True, text=True,
+def _run(folder: Path, name, *args):
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "test_s.py").write_text(CLAIM_1M.format(model=TS1M))
+    (folder / "loadlog.py").write_text(LOADLOG)
+    log = folder / f"{name}.loads"
+    env = {"MC_LOADLOG": str(log), "PYTHONPATH": os.pathsep.join([str(folder), str(ROOT)])}
+    proc = subprocess.run([sys.executable, "-m", "pytest", "-p", "loadlog", "-p", "no:randomly", "-p", "no:cacheprovider",
+                           "-q", "--mc-report", name, *args], cwd=folder, capture_output=True, text=True,
                           env={**os.environ, **env})
-    doc = json.loads((pytester.path / name / "results.json").read_text())
+    doc = json.loads((folder / name / "results.json").read_text())
     loads = log.read_text().split("\n")[:-1] if log.exists() else []
     return proc, doc, loads
 
 
-def test_standin_series_one_record_per_step_and_load(pytester, standin_series):
+@pytest.fixture(scope="module")
+def serial_series(tmp_path_factory, standin_series):
+    """(folder, (process, results.json, loads)) of the serial --mc-series run over the good series, made
+    once for the two tests that read it (issue #24: the parallel test ran its own serial run)."""
     good, _ = standin_series
+    folder = tmp_path_factory.mktemp("series-serial")
     # -W error: the series fixture raised pytest's PytestRemovedIn10Warning on every series run
-    proc, doc, loads = _run(pytester, "rep", "--mc-series", f"{TS1M}={good}", "-W", "error::pytest.PytestRemovedIn10Warning")
+    return folder, _run(folder, "rep", "--mc-series", f"{TS1M}={good}", "-W", "error::pytest.PytestRemovedIn10Warning")
+
+
+def test_standin_series_one_record_per_step_and_load(serial_series):
+    folder, (proc, doc, loads) = serial_series
     assert proc.returncode == 0, proc.stdout[-2000:]
     assert "PytestRemovedIn10Warning" not in proc.stdout
     got = [(r["id"], r["param"], r["step"], r["status"]) for r in doc["claims"]]
@@ -217,16 +226,16 @@ def test_standin_series_one_record_per_step_and_load(pytester, standin_series):
     assert sorted(p.rsplit("/", 1)[1] for p in (line.split()[1] for line in loads)) == \
         ["checkpoint-0", "checkpoint-1000", "checkpoint-2000"]  # each step loaded once
     assert doc["counts"]["pass"] == 2  # the headline: the last checkpoint of each claim
-    summary = (pytester.path / "rep" / "summary.md").read_text()
+    summary = (folder / "rep" / "summary.md").read_text()
     assert "## Checkpoint series: S1 on roneneldan/TinyStories-1M" in summary
     assert "2 pass, 0 fail, 0 inconclusive, 0 skip, 0 error, 0 not encoded. Counts are of each checkpoint series' last " \
         "checkpoint (step 2000 of roneneldan/TinyStories-1M; 4 earlier checkpoints' records are in the series sections)." in summary
-    assert (pytester.path / "rep" / "index.html").read_text().count("data:image/png;base64,") == 2
+    assert (folder / "rep" / "index.html").read_text().count("data:image/png;base64,") == 2
 
 
-def test_broken_checkpoint_mid_series_is_an_error_record(pytester, standin_series):
+def test_broken_checkpoint_mid_series_is_an_error_record(tmp_path, standin_series):
     _, broken = standin_series
-    proc, doc, _ = _run(pytester, "rep", "--mc-series", f"{TS1M}={broken}")
+    proc, doc, _ = _run(tmp_path, "rep", "--mc-series", f"{TS1M}={broken}")
     assert proc.returncode == 1
     by = {(r["id"], r["step"]): r for r in doc["claims"]}
     assert [by[("S1", s)]["status"] for s in (0, 1000, 2000)] == ["pass", "error", "pass"]
@@ -234,10 +243,11 @@ def test_broken_checkpoint_mid_series_is_an_error_record(pytester, standin_serie
     assert "\n" not in by[("S1", 1000)]["message"]
 
 
-def test_standin_series_parallel_loads_once_and_equals_serial(pytester, standin_series):
+def test_standin_series_parallel_loads_once_and_equals_serial(tmp_path, standin_series, serial_series):
+    """Against the serial run of the test above (serial_series), in a folder of its own."""
     good, _ = standin_series
-    _, serial, _ = _run(pytester, "serial", "--mc-series", f"{TS1M}={good}")
-    proc, par, loads = _run(pytester, "par", "--mc-series", f"{TS1M}={good}", "-n", "2", "--dist", "loadgroup")
+    serial = serial_series[1][1]
+    proc, par, loads = _run(tmp_path, "par", "--mc-series", f"{TS1M}={good}", "-n", "2", "--dist", "loadgroup")
     assert proc.returncode == 0, proc.stdout[-2000:]
     assert len(loads) == 3 and len({line.split()[1] for line in loads}) == 3  # once in total
     assert {line.split()[0] for line in loads} == {"gw0", "gw1"}
@@ -285,16 +295,19 @@ def test_organism_series_of_81_checkpoints(tmp_path, organism_every25):
 
 
 def test_bench_series_smoke(tmp_path, monkeypatch):
-    """`mechcheck bench series` on 2 checkpoints: it runs and counts one load per checkpoint
-    (timings are not asserted). Its checkpoints come from the shipped series (every 250 steps)
-    instead of the every-25 run, which is trained when not cached (the slow test above)."""
+    """`mechcheck bench series` on 2 checkpoints, serial: it runs and counts one load per
+    checkpoint (timings are not asserted). Its checkpoints come from the shipped series (every 250
+    steps) instead of the every-25 run, which is trained when not cached (the slow test above).
+    Issue #24: serial only (--workers 1, one claims run instead of two); that a `-n 2 --dist
+    loadgroup` series run loads each checkpoint once in total and reports what the serial run does
+    is checked by test_standin_series_parallel_loads_once_and_equals_serial."""
     from mechcheck.tools import bench_series
 
     monkeypatch.setattr(bench_series, "every25", lambda: organisms.SERIES_DIR)
-    assert bench_series.main(["--out", str(tmp_path), "--sizes", "2", "--workers", "2"]) == 0
+    assert bench_series.main(["--out", str(tmp_path), "--sizes", "2", "--workers", "1"]) == 0
     rows = json.loads((tmp_path / "bench_series.json").read_text())
     assert [(r["checkpoints"], r["workers"], r["records"], r["loads"], r["distinct_loaded"]) for r in rows] == \
-        [(2, 1, 6, 2, 2), (2, 2, 6, 2, 2)]  # O1, O2, O2.kcomp at 2 checkpoints (O1.phase deselected: too few)
+        [(2, 1, 6, 2, 2)]  # O1, O2, O2.kcomp at 2 checkpoints (O1.phase deselected: too few)
     assert "| checkpoints | workers |" in (tmp_path / "bench_series.md").read_text()
 
 

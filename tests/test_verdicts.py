@@ -7,10 +7,8 @@ without --mc-claims-nonfatal / --mc-allow-inconclusive), and a real toy checkpoi
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -20,6 +18,7 @@ from mechcheck.core.claim import ClaimError, ClaimFailed, ClaimInconclusive, at_
 from mechcheck.report import SCHEMA_FILE, STATUSES
 
 ROOT = Path(__file__).resolve().parent.parent
+pytest_plugins = ["pytester"]
 
 
 # --- the rule ---------------------------------------------------------------------------------
@@ -152,13 +151,14 @@ def test_inconclusive(measure):
 '''
 
 
-def _pytest(tmp: Path, *args: str, file: str = "test_claims.py") -> tuple[subprocess.CompletedProcess, dict]:
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1"}
-    out = subprocess.run([sys.executable, "-m", "pytest", file, "-q", "-p", "no:cacheprovider",
-                          "-p", "no:randomly", "--mc-report", "rep", *args],
-                         capture_output=True, text=True, cwd=tmp, env=env, timeout=600)
-    doc = json.loads((tmp / "rep" / "results.json").read_text())
-    return out, doc
+def _pytest(pytester, *args: str, file: str = "test_claims.py") -> tuple[SimpleNamespace, dict]:
+    """(returncode, stdout) and results.json of `pytest file` in pytester's folder, in-process (issue #24:
+    a fresh interpreter per case cost ~8 s of imports; the plugin, its options, verdicts, exit status,
+    terminal lines and report are the same code either way, as in test_bad_input)."""
+    result = pytester.runpytest_inprocess(file, "-q", "-p", "no:cacheprovider", "-p", "no:randomly",
+                                          "--mc-report", "rep", *args)
+    doc = json.loads((pytester.path / "rep" / "results.json").read_text())
+    return SimpleNamespace(returncode=int(result.ret), stdout=result.stdout.str()), doc
 
 
 def _statuses(doc) -> dict:
@@ -166,9 +166,9 @@ def _statuses(doc) -> dict:
 
 
 @pytest.fixture
-def claims_dir(tmp_path):
-    (tmp_path / "test_claims.py").write_text(CLAIMS)
-    return tmp_path
+def claims_dir(pytester):
+    (pytester.path / "test_claims.py").write_text(CLAIMS)
+    return pytester
 
 
 def test_plugin_reports_inconclusive_and_fails_the_run_by_default(claims_dir):
@@ -192,12 +192,12 @@ def test_plugin_reports_inconclusive_and_fails_the_run_by_default(claims_dir):
     replication = "I on mechcheck/toy-reverse-increment: holds in 1 of 2 decided runs (3 in all; 1 inconclusive, "
     assert replication in out.stdout
     assert "2 pass, 3 fail, 1 inconclusive, 0 skip, 0 error, 0 not encoded" in out.stdout
-    summary = (claims_dir / "rep" / "summary.md").read_text()
+    summary = (claims_dir.path / "rep" / "summary.md").read_text()
     assert "6 claims: 2 pass, 3 fail, 1 inconclusive, 0 skip, 0 error, 0 not encoded." in summary
     assert "| I[0] | doc.md: fig 1 | mechcheck/toy-reverse-increment | 0.51 [0.48, 0.55] | >= 0.5 | — | INCONCLUSIVE |" in summary
     assert "- " + replication in summary
     assert "`test_claims.py::test_inconclusive[0]` INCONCLUSIVE: I: 95% CI [0.48, 0.55] straddles" in summary
-    page = (claims_dir / "rep" / "index.html").read_text()
+    page = (claims_dir.path / "rep" / "index.html").read_text()
     assert "background:#bc4c00'>INCONCLUSIVE</span>" in page and "1 inconclusive" in page
 
 
@@ -207,9 +207,9 @@ def test_plugin_reports_inconclusive_and_fails_the_run_by_default(claims_dir):
     (["--mc-claims-nonfatal"], 0, "1 xfailed"),  # treated like a claim that does not hold
     (["--mc-claims-nonfatal", "--mc-allow-inconclusive"], 0, "2 passed"),
 ])
-def test_exit_codes_for_an_inconclusive_claim(tmp_path, args, code, outcome):
-    (tmp_path / "test_two.py").write_text(PASS_AND_INCONCLUSIVE)
-    out, doc = _pytest(tmp_path, *args, file="test_two.py")
+def test_exit_codes_for_an_inconclusive_claim(pytester, args, code, outcome):
+    (pytester.path / "test_two.py").write_text(PASS_AND_INCONCLUSIVE)
+    out, doc = _pytest(pytester, *args, file="test_two.py")
     assert out.returncode == code, out.stdout[-3000:]
     assert outcome in out.stdout
     assert _statuses(doc) == {"P": "pass", "I": "inconclusive"}  # the record says inconclusive in every mode
@@ -256,7 +256,7 @@ def test_inconclusive(run, measure):
 '''
 
 
-def test_a_real_toy_checkpoint_reaches_every_verdict(tmp_path):
+def test_a_real_toy_checkpoint_reaches_every_verdict(pytester):
     """T2's measurement (toy_circuit.reversed_attention, with its bootstrap CI over the 5536
     holdout sequences) on the shipped seed-0 checkpoint, against thresholds placed below the CI,
     and inside it (the CI's midpoint, as the threshold of ">=" and as the lower edge of the band
@@ -272,9 +272,9 @@ def test_a_real_toy_checkpoint_reaches_every_verdict(tmp_path):
     assert hi - lo > 1e-5, (lo, hi)
     middle, below = round((lo + hi) / 2, 6), round(lo - 0.05, 6)
     assert lo < middle < hi and claim.verdict(at_least(middle), got["value"], got["ci"]) == "inconclusive"
-    (tmp_path / "test_claims.py").write_text(TOY_CLAIMS.format(path=str(path), below=below, middle=middle,
+    (pytester.path / "test_claims.py").write_text(TOY_CLAIMS.format(path=str(path), below=below, middle=middle,
                                                                    band=round(middle + 0.5, 6)))
-    out, doc = _pytest(tmp_path, "--mc-claims-nonfatal")
+    out, doc = _pytest(pytester, "--mc-claims-nonfatal")
     assert out.returncode == 0, out.stdout[-3000:]
     assert {r["nodeid"].split("::")[1]: r["status"] for r in doc["claims"]} == {
         "test_pass": "pass", "test_fail": "fail", "test_inconclusive_band": "inconclusive",

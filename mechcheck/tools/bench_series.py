@@ -127,7 +127,7 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for n in sizes:
-            for workers in (1, args.workers):
+            for workers in sorted({1, args.workers}):  # --workers 1: the serial run alone
                 rows.append(run_case(source, n, workers, Path(tmp)))
     for r in rows:  # marginal cost: what one more checkpoint adds, start-up (imports, workers) excluded
         first = next(s for s in rows if s["workers"] == r["workers"])
