@@ -115,7 +115,7 @@ def test_p0(mc_load, measure):
 def test_claim_on_unreachable_model_skips_with_one_reason(pytester, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     pytester.makepyfile(test_p=CLAIM_ON_1M)
-    result = pytester.runpytest_subprocess("--mc-report", "rep", "-rs")
+    result = pytester.runpytest_inprocess("--mc-report", "rep", "-rs")
     result.assert_outcomes(skipped=1)
     result.stdout.fnmatch_lines(["*checkpoint roneneldan/TinyStories-1M not reachable (HF_HUB_OFFLINE=1*--mc-model*"])
     rec = json.loads((pytester.path / "rep" / "results.json").read_text())["claims"][0]
@@ -124,7 +124,7 @@ def test_claim_on_unreachable_model_skips_with_one_reason(pytester, monkeypatch)
 
 def test_claim_on_override_runs_and_records_the_hash(pytester, tiny_1m):
     pytester.makepyfile(test_p=CLAIM_ON_1M)
-    result = pytester.runpytest_subprocess("--mc-report", "rep", "--mc-model", f"roneneldan/TinyStories-1M={tiny_1m}")
+    result = pytester.runpytest_inprocess("--mc-report", "rep", "--mc-model", f"roneneldan/TinyStories-1M={tiny_1m}")
     result.assert_outcomes(passed=1)
     rec = json.loads((pytester.path / "rep" / "results.json").read_text())["claims"][0]
     assert rec["model"]["sha256"] == models.sha256_of([tiny_1m / "model.safetensors"])
@@ -134,7 +134,7 @@ def test_claim_on_override_runs_and_records_the_hash(pytester, tiny_1m):
 def test_claim_on_wrong_architecture_errors_in_one_line(pytester, tmp_path):
     eight = models.save_random("roneneldan/TinyStories-8M", tmp_path / "8m")
     pytester.makepyfile(test_p=CLAIM_ON_1M)
-    result = pytester.runpytest_subprocess("--mc-report", "rep", "--mc-model", f"roneneldan/TinyStories-1M={eight}")
+    result = pytester.runpytest_inprocess("--mc-report", "rep", "--mc-model", f"roneneldan/TinyStories-1M={eight}")
     result.assert_outcomes(failed=1)  # loaded in the test body; the record says error
     result.stdout.fnmatch_lines(["CheckpointError: *a gpt_neo model with 8 layers x d_model 256*"])
     assert "Traceback" not in result.stdout.str()
@@ -197,7 +197,7 @@ def test_out_of_memory_is_the_claims_error_in_one_line(pytester):
     """A device out-of-memory in one claim (raised here by a fake measurement) is that claim's
     error, one line naming the fixes; the run goes on to the next claim."""
     pytester.makepyfile(test_oom=OOM_CLAIMS)
-    result = pytester.runpytest_subprocess("--mc-report", "rep")
+    result = pytester.runpytest_inprocess("--mc-report", "rep")
     result.assert_outcomes(failed=1, passed=1)
     assert "Traceback" not in result.stdout.str()
     result.stdout.fnmatch_lines(["OutOfMemoryError: CUDA out of memory. Tried to allocate 2.00 GiB; run on the CPU "

@@ -5,8 +5,6 @@ tests/test_controls.py)."""
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -20,6 +18,7 @@ from mechcheck.core.claim import claim_of
 from mechcheck.testing import verdict_of
 from mechcheck.models import CheckpointError
 
+pytest_plugins = ["pytester"]
 ROOT = Path(__file__).resolve().parent.parent
 T3 = claim_of(claims.test_t3_mlp_ablation)
 
@@ -156,30 +155,32 @@ def test_corrupt_and_wrong_checkpoints_are_one_clear_error(tmp_path):
         toy.load(tampered)
 
 
-def test_claims_on_a_corrupt_override_error_in_one_line(tmp_path):
+def _toy_claims(pytester, *args: str):
+    """(exit status, terminal output) of the shipped toy claim file run in-process (issue #24: a fresh
+    interpreter cost ~10 s of imports; the plugin and the report are the same code)."""
+    result = pytester.runpytest_inprocess(str(ROOT / "claims" / "test_toy_reverse_increment.py"), "-q", *args)
+    return int(result.ret), result.stdout.str()
+
+
+def test_claims_on_a_corrupt_override_error_in_one_line(pytester):
+    tmp_path = pytester.path
     bad = tmp_path / "bad.safetensors"
     bad.write_bytes(b"garbage")
-    out = subprocess.run(
-        [sys.executable, "-m", "pytest", str(ROOT / "claims" / "test_toy_reverse_increment.py"), "-q",
-         "--mc-model", f"mechcheck/toy-reverse-increment={bad}", "--mc-report", str(tmp_path / "rep")],
-        capture_output=True, text=True, cwd=ROOT,
-    )
-    assert out.returncode == 1
-    assert "CheckpointError: " in out.stdout and "Traceback" not in out.stdout
+    code, stdout = _toy_claims(pytester, "--mc-model", f"mechcheck/toy-reverse-increment={bad}",
+                               "--mc-report", str(tmp_path / "rep"))
+    assert code == 1
+    assert "CheckpointError: " in stdout and "Traceback" not in stdout
     doc = json.loads((tmp_path / "rep" / "results.json").read_text())
     assert {r["status"] for r in doc["claims"]} == {"error"} and len(doc["claims"]) == 10  # T1-T7, T2.y0, T5.plus1, T7.whole
     assert all(r["param"] == "checkpoint" for r in doc["claims"])
 
 
-def test_override_runs_the_claims_on_that_checkpoint(tmp_path):
+def test_override_runs_the_claims_on_that_checkpoint(pytester):
+    tmp_path = pytester.path
     ckpt = toy.find_checkpoint(toy.TrainConfig(seed=2))
-    out = subprocess.run(
-        [sys.executable, "-m", "pytest", str(ROOT / "claims" / "test_toy_reverse_increment.py"), "-q",
-         "--mc-model", f"mechcheck/toy-reverse-increment={ckpt}", "--mc-report", str(tmp_path / "rep"),
-         "--mc-claims-nonfatal"],
-        capture_output=True, text=True, cwd=ROOT,
-    )
-    assert out.returncode == 0, out.stdout[-2000:]
+    code, stdout = _toy_claims(pytester, "--mc-model", f"mechcheck/toy-reverse-increment={ckpt}",
+                               "--mc-report", str(tmp_path / "rep"), "--mc-claims-nonfatal")
+    assert code == 0, stdout[-2000:]
     doc = json.loads((tmp_path / "rep" / "results.json").read_text())
     assert {r["model"]["sha256"] for r in doc["claims"]} == {checkpoints.sha256(ckpt)}
     status = {r["id"]: r["status"] for r in doc["claims"]}
