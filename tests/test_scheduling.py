@@ -10,6 +10,8 @@ import pytest
 
 from mechcheck.pytest_plugin import scheduling
 
+from claim_runs import untimed  # tests/claim_runs.py: records apart from timings
+
 pytest_plugins = ["pytester"]
 
 MODELS = ["mechcheck/toy-reverse-increment", "roneneldan/TinyStories-1M", "roneneldan/TinyStories-8M"]
@@ -62,10 +64,6 @@ def _run(pytester, log, name, *args):
     return doc, loads
 
 
-def _strip(doc):
-    return [{k: v for k, v in r.items() if k != "timing"} for r in doc["claims"]]
-
-
 def test_loadgroup_loads_each_model_once_and_equals_serial(suite):
     pytester, log = suite
     serial, serial_loads = _run(pytester, log, "serial")
@@ -73,7 +71,7 @@ def test_loadgroup_loads_each_model_once_and_equals_serial(suite):
     assert Counter(m for _, m in serial_loads) == Counter(MODELS)
     assert Counter(m for _, m in par_loads) == Counter(MODELS)  # once in total, not once per file
     assert {w for w, _ in par_loads} == {"gw0", "gw1"}  # and both workers got work
-    assert len(serial["claims"]) == 12 and _strip(par) == _strip(serial)
+    assert len(serial["claims"]) == 12 and untimed(par["claims"]) == untimed(serial["claims"])
 
 
 def test_loadfile_control_loads_a_model_on_each_worker(suite):

@@ -21,6 +21,8 @@ from mechcheck.models import series
 from mechcheck.core.warning import MechcheckWarning
 from mechcheck.report import series as series_report
 
+from claim_runs import untimed  # tests/claim_runs.py: records apart from timings
+
 pytest_plugins = ["pytester"]
 ROOT = Path(__file__).resolve().parent.parent
 TS1M = "roneneldan/TinyStories-1M"
@@ -251,8 +253,7 @@ def test_standin_series_parallel_loads_once_and_equals_serial(tmp_path, standin_
     assert proc.returncode == 0, proc.stdout[-2000:]
     assert len(loads) == 3 and len({line.split()[1] for line in loads}) == 3  # once in total
     assert {line.split()[0] for line in loads} == {"gw0", "gw1"}
-    strip = lambda d: [{k: v for k, v in r.items() if k != "timing"} for r in d["claims"]]  # noqa: E731
-    assert strip(par) == strip(serial)
+    assert untimed(par["claims"]) == untimed(serial["claims"])
 
 
 # ------------------------------------------------------------------ the organism, every 25 steps
