@@ -96,6 +96,10 @@ def _readers(plants, name=TS8M):
     return partial(C.s2_reader_heads, tuple(plants), name)
 
 
+def _edge(senders, receiver, component, logits=4.0, base=(), name=TS8M):
+    return partial(C.planted_edge, tuple(senders), receiver, component, logits, tuple(base), name)
+
+
 PREV = "prev"  # a planted previous-token head (every query on the token before it)
 
 
@@ -595,14 +599,10 @@ def test_i10_h5_7_sends_s1_to_and(ts8m, measure):
     measure.run(ts8m)
 
 
-# Path patching (edge) claims: their measure is bound like every claim's; a constructed sender ->
-# receiver edge at the claim's heads is not built yet, so they declare no controls (the report
-# shows "no controls declared"; tests/test_controls.py lists this file until they do).
-
-_NO_PATCHING_CONTROL = ("positive and negative: path patching scores a sender by the share of the clean - corrupt "
-                        "logit difference it recovers, which is about 0 on a random stand-in (a ratio of noise); a "
-                        "control needs a model of the claim's shape with a built sender -> receiver {} edge that "
-                        "moves the logit difference, not built yet")
+# Path patching (edge) claims. A random stand-in's recoveries are a ratio of noise (its clean - corrupted
+# logit difference is about 0), so their controls are edges built into the stand-in
+# (ioi_controls.planted_edge): the sender writes, clean minus corrupted, what the receiver's query or
+# value reads, by that route alone to first order, and the receiver turns it into logits along IO - S.
 
 I11_V = Claim(
     id="I11.v", model=TS8M, statement="H5.7's value reads from H4.0 (V-composition)",
@@ -611,7 +611,9 @@ I11_V = Claim(
     tolerance="path patching of every earlier head into H5.7's value input: H4.0 among the top 3 by recovery",
     measure=Measure(partial(m.edge_recovery, receiver=(5, 7), component="v", sender=(4, 0)), on=IOI),
     evidence=INTERVENTIONAL,
-    missing_control=_NO_PATCHING_CONTROL.format("value"),
+    controls=[positive("H4.0 -> H5.7 value", _edge(["L4H0"], (5, 7), "v"),
+                       "the 8M stand-in with H4.0 writing at S2 what H5.7's value reads, H5.7 writing 4 logits from it"),
+              negative("H4.1 -> H5.7 value", _edge(["L4H1"], (5, 7), "v"), "the edge from H4.1 instead; H4.0 random")],
 )
 
 
@@ -627,7 +629,9 @@ I11_Q = Claim(
     tolerance="path patching of every earlier head into H7.7's query input: H5.7 among the top 3 by recovery",
     measure=Measure(partial(m.edge_recovery, receiver=(7, 7), component="q", sender=(5, 7)), on=IOI),
     evidence=INTERVENTIONAL,
-    missing_control=_NO_PATCHING_CONTROL.format("query"),
+    controls=[positive("H5.7 -> H7.7 query", _edge(["L5H7"], (7, 7), "q"),
+                       "the 8M stand-in with H5.7 writing at END what H7.7's query reads, H7.7 writing 4 logits from it"),
+              negative("H5.6 -> H7.7 query", _edge(["L5H6"], (7, 7), "q"), "the edge from H5.6 instead; H5.7 random")],
 )
 
 
@@ -815,13 +819,13 @@ I20 = Claim(
                f"FAIL"),
     measure=Measure(partial(m.no_strong_sender, receiver=(6, 11), component="q", threshold=SYNERGY), on=IOI),
     evidence=INTERVENTIONAL,
-    # the unplanted 8M stand-in (120 prompts), measured: max 0.0002, CI [-3.42, 3.43] (INCONCLUSIVE), detectable_effect
-    # None (not even a recovery of 1.0 added to a sender would be decided): the ratio of noise below. The measure on
-    # the trained name-mover organism, whose movers' queries read L0H2, decides FAIL there (tests/test_ioi.py)
-    missing_control=(_NO_PATCHING_CONTROL.format("query") + "; on the random stand-in the largest recovery's CI spans "
-                     "about -3.4..3.4 and no planted recovery up to 1.0 is detectable, so neither an unplanted negative "
-                     "(PASS) nor a planted positive with its effect (FAIL) can decide; the detectable effect on the real "
-                     "checkpoint is computed from its own per-prompt recoveries (detectable_effect)"),
+    # the unplanted 8M stand-in (120 prompts), measured: max 0.0002, CI [-3.42, 3.43] (INCONCLUSIVE): a ratio of
+    # noise, so both controls carry a logit difference of their own (H7.7 reading S2, 9-10 logits)
+    controls=[negative("no edge into H6.11's query", partial(C.planted_readers, ((7, 7, 10.0),)),
+                       "the 8M stand-in with H7.7 reading S2 and writing 10 logits; nothing reaches H6.11's query"),
+              positive("a sender recovering 0.1 through H6.11's query", _edge(["L3H5"], (6, 11), "q", 1.0, [(7, 7, 9.0)]),
+                       "the same with H3.5 writing at END what H6.11's query reads and H6.11 writing 1 logit of the 10 "
+                       "from it (a tenth of the logit difference)", effect=0.1)],
 )
 
 
@@ -839,7 +843,10 @@ I11_V77 = Claim(
                "the two strongest, either sign, as the figure's blue/red arrows); CI: bootstrap over prompts"),
     measure=Measure(partial(m.top_senders, receiver=(7, 7), component="v", claimed=["MLP0", "embed"]), on=IOI),
     evidence=INTERVENTIONAL,
-    missing_control=_NO_PATCHING_CONTROL.format("value"),
+    controls=[positive("MLP0 and embed -> H7.7 value", _edge(["MLP0", "embed"], (7, 7), "v"),
+                       "the 8M stand-in with MLP0 and the embedding writing at S2 what H7.7's value reads"),
+              negative("MLP0 and H3.5 -> H7.7 value", _edge(["MLP0", "L3H5"], (7, 7), "v"),
+                       "H3.5 instead of the embedding")],
 )
 
 
@@ -864,7 +871,9 @@ I11_MLP0 = Claim(
     evidence=INTERVENTIONAL,
     # the unplanted 8M stand-in, measured: margin 0.0059, CI [-0.0078, 0.0078] (INCONCLUSIVE; recoveries MLP0 +0.0063,
     # embed +0.0004 of a gap that is noise)
-    missing_control=_NO_PATCHING_CONTROL.format("value"),
+    controls=[positive("MLP0 -> H7.7 value", _edge(["MLP0"], (7, 7), "v"),
+                       "the 8M stand-in with MLP0 writing at S2 what H7.7's value reads, H7.7 writing 4 logits from it"),
+              negative("embed -> H7.7 value", _edge(["embed"], (7, 7), "v"), "swapped: the embedding writes it")],
 )
 
 
@@ -950,7 +959,9 @@ I18_GPT2 = Claim(
     measure=Measure(partial(m.strongest_sender, receivers=GPT2_NAME_MOVERS, component="q",
                             senders=[f"L{l}H{h}" for l in (7, 8) for h in range(12)], claimed="L8H6"), on=IOI),
     evidence=INTERVENTIONAL,
-    missing_control=_NO_PATCHING_CONTROL.format("query"),
+    controls=[positive("H8.6 -> H9.9 query", _edge(["L8H6"], (9, 9), "q", name=GPT2),
+                       "the GPT-2 stand-in with H8.6 writing at END what H9.9's query reads, H9.9 writing 4 logits from it"),
+              negative("H8.10 -> H9.9 query", _edge(["L8H10"], (9, 9), "q", name=GPT2), "the edge from H8.10 instead")],
 )
 
 

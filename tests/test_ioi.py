@@ -217,7 +217,7 @@ def _claim(cid):
 
 
 def test_edge_measures_on_the_organism(name_mover):
-    """I18.gpt2's and I11.v77's edge measures (those claims declare no controls yet) at their
+    """I18.gpt2's and I11.v77's edge measures (their controls are stand-ins with built edges) at their
     thresholds on the name-mover organism, whose movers' queries read L0H2: each passes with the
     senders the organism has and fails with others (decided by the plugin's rule, verdict_of)."""
     run = name_mover["trained"]
@@ -232,9 +232,10 @@ def test_edge_measures_on_the_organism(name_mover):
 
 
 def test_no_strong_sender_detects_the_organisms_sender(name_mover):
-    """I20's absence measure (it declares no controls: a random stand-in's recoveries are a ratio of
-    noise) at its threshold on the trained name-mover organism, whose movers' queries read L0H2: it
-    finds L0H2 and decides FAIL (a synergizing sender is there), with a finite detectable effect."""
+    """I20's absence measure (its controls are stand-ins with and without a built edge, as a random
+    stand-in's recoveries are a ratio of noise) at its threshold on a trained model: the name-mover
+    organism, whose movers' queries read L0H2: it finds L0H2 and decides FAIL (a synergizing sender
+    is there), with a finite detectable effect."""
     run, absent = name_mover["trained"], _claim("I20")
     mover, _ = _mover(run)
     out = ioi_circuit.no_strong_sender(run, mover, "q", absent.expect.threshold)

@@ -24,6 +24,7 @@ from mechcheck import models
 from mechcheck.data import cache_root, data_dir, gpt2_tokenizer, ioi_prompts
 from mechcheck.metrics import head_scores
 from mechcheck.metrics.logit_diff import _at_end, _direction
+from mechcheck.metrics.path_patching import _weights as _weights_of
 from mechcheck.models import organisms
 from mechcheck.studies import ioi, ioi_circuit
 
@@ -292,3 +293,242 @@ def planted_probability(target: float, name: str = TS8M):
 def organism_vs(name: str):
     """The name-mover organism's bridge (2 layers x 4 heads) and a stand-in of `name`."""
     return name_mover(True).bridge, stand_in(name)
+
+
+# ---------------------------------------------------------------- planted edges (path patching)
+
+class _PlantedRun(ioi.IOIRun):
+    """An IOIRun whose planting hooks stay in place for its lazy sweeps too (head patching, edges,
+    senders: computed on first use by whichever claim asks), not only for its two caches."""
+
+    def __init__(self, bridge, prompts, hooks):
+        self._plants = list(hooks)
+        with _hooks(bridge, self._plants):
+            super().__init__(bridge, prompts)
+
+    def _under(self, sweep, *args):
+        with _hooks(self.bridge, self._plants):
+            return sweep(*args)
+
+    def head_patching(self):
+        return self._under(super().head_patching)
+
+    def resid_patching(self):
+        return self._under(super().resid_patching)
+
+    def edges(self, receiver, component):
+        return self._under(super().edges, receiver, component)
+
+    def senders(self, receivers, component, senders=None):
+        return self._under(super().senders, receivers, component, senders)
+
+
+def _reads_s2(plain, point: str):
+    """How a component at hook `point` tells the clean prompt from the corrupted one: per prompt,
+    the unplanted clean - corrupted activation r at S2 and the midpoint, so that
+    a = (x_S2 . r - mid) / |r|^2 is +1/2 on the clean prompt and -1/2 on the corrupted one (a read
+    of which name stands at S2 from the residual stream the component itself sees)."""
+    i, s2 = torch.arange(len(plain.prompts)), plain.prompts.pos_s2
+    c, k = plain.cache[point][i, s2], plain.corrupted_cache[point][i, s2]
+    r = c - k
+    return r, 0.5 * ((c + k) * r).sum(-1), r.pow(2).sum(-1)
+
+
+def _sign(x, rows, s2, read):
+    r, mid, r2 = read
+    return ((x[torch.arange(x.shape[0]), s2[rows]] * r[rows]).sum(-1) - mid[rows]) / r2[rows]
+
+
+def _sender_points(sender: str):
+    """(hook read for the sender's S2 signal, hook its write goes into, head or None) of a sender
+    named as path patching names it: "embed", "MLPx" or "LxHy"."""
+    if sender == "embed":
+        return "blocks.0.hook_resid_pre", "blocks.0.hook_resid_pre", None
+    if sender.startswith("MLP"):
+        point = f"blocks.{int(sender[3:])}.hook_resid_post"
+        return point, point, None
+    layer, head = (int(x) for x in sender[1:].split("H"))
+    return f"blocks.{layer}.hook_resid_pre", f"blocks.{layer}.attn.hook_z", head
+
+
+def _readout(receiver, prompts, shift):
+    """What a planted receiver reads, per row: its END output z along the z that writes the logit
+    difference (`shift`), read on its hook_z, which fires after hook_q / hook_v and so sees a
+    path-patched query or value (hook_pattern fires only after hook_z on these bridges)."""
+    layer, head = receiver
+    unit = shift / shift.norm(dim=-1, keepdim=True)
+
+    def read(act, rows):
+        r = torch.arange(act.shape[0])
+        return (act[r, prompts.pos_end[rows], head] * unit[rows]).sum(-1)
+    return f"blocks.{layer}.attn.hook_z", read
+
+
+def _sender_hooks(plain, sender: str, write_at, U, rows):
+    """Hooks making `sender` write a * U[prompt] at positions `write_at`, a = +1/2 on the clean
+    prompt and -1/2 on the corrupted one as the sender reads S2 (_reads_s2): a component whose
+    clean - corrupted write is U, the thing path patching moves along an edge."""
+    read_point, write_point, head = _sender_points(sender)
+    read, s2, state = _reads_s2(plain, read_point), plain.prompts.pos_s2, {}
+
+    def sign(x, hook):
+        rr = rows(read_point + "|read", x.shape[0])
+        state["a"], state["rows"] = _sign(x, rr, s2, read), rr
+        return x
+
+    def write(x, hook):
+        if read_point == write_point:
+            sign(x, hook)
+        x = x.clone()
+        rr, a, r = state["rows"], state["a"], torch.arange(x.shape[0])
+        if head is None:
+            x[r, write_at[rr]] += a[:, None] * U[rr]
+        else:
+            x[r, write_at[rr], head] += a[:, None] * U[rr]
+        return x
+
+    return ([] if read_point == write_point else [(read_point, sign)]) + [(write_point, write)]
+
+
+def _readout_of(bridge, prompts, hooks, point, read):
+    """The receiver's readout per prompt on the clean and on the corrupted prompts, with `hooks`."""
+    n, got = len(prompts), []
+
+    def keep(act, hook):
+        got.append(read(act, torch.arange(act.shape[0]) % n))
+        return act
+
+    with _hooks(bridge, list(hooks) + [(point, keep)]), torch.no_grad():
+        bridge(prompts.tokens)
+        bridge(prompts.corrupted)
+    return got[0], got[1]
+
+
+def _gradients(plain, sender: str, positions, receiver, component: str, point, read):
+    """Per prompt, the gradient of the receiver's readout (clean prompts) with respect to what
+    `sender` writes at `positions`, through the whole model (total) and through the receiver's
+    `component` input alone (edge: the write added to that input only, as path patching adds it):
+    (total, edge), each [n, dim]."""
+    b, p, n = plain.bridge, plain.prompts, len(plain.prompts)
+    _, write_point, s_head = _sender_points(sender)
+    layer, head = receiver
+    dim = b.cfg.d_head if s_head is not None else b.cfg.d_model
+    s_layer = None if s_head is None else int(sender[1:].split("H")[0])
+    r = torch.arange(n)
+    out = []
+    for route in ("total", "edge"):
+        e, store = torch.zeros(n, dim, requires_grad=True), {}
+        if route == "total":
+            def add(x, hook):
+                x = x.clone()
+                if s_head is None:
+                    x[r, positions] = x[r, positions] + e
+                else:
+                    x[r, positions, s_head] = x[r, positions, s_head] + e
+                return x
+            hooks = [(write_point, add)]
+        else:
+            W, bias = (w[layer, head] for w in _weights_of(b, component))
+
+            def keep(x, hook):
+                store["resid"] = x
+                return x
+
+            def patch(x, hook):
+                x = x.clone()
+                write = e @ b.W_O[s_layer, s_head] if s_head is not None else e
+                delta = torch.zeros_like(store["resid"])
+                delta[r, positions] = write
+                x[:, :, head] = b.blocks[layer].ln1(store["resid"] + delta) @ W + bias
+                return x
+            hooks = [(f"blocks.{layer}.hook_resid_pre", keep), (f"blocks.{layer}.attn.hook_{component}", patch)]
+        got = []
+
+        def keep_read(act, hook):
+            got.append(read(act, r))
+            return act
+
+        with _hooks(b, hooks + [(point, keep_read)]), torch.enable_grad():
+            b(p.tokens)
+            got[0].sum().backward()
+        out.append(e.grad.detach())
+    return out[0], out[1]
+
+
+def _base_hooks(plain, plants, rows):
+    """Heads (layer, head, logits) that read which name stands at S2 from their own layer's
+    residual stream and write logits * a along IO - S at END (a = +1/2 clean, -1/2 corrupted): a
+    logit difference that no edge into another head carries."""
+    hooks, p = [], plain.prompts
+    for layer, head, logits in plants:
+        point, state = f"blocks.{layer}.hook_resid_pre", {}
+        read, shift = _reads_s2(plain, point), _shift(plain.bridge, plain, layer, head, logits).detach()
+
+        def sign(x, hook, point=point, read=read, state=state):
+            rr = rows(point + f"|base{head}", x.shape[0])
+            state["a"], state["rows"] = _sign(x, rr, p.pos_s2, read), rr
+            return x
+
+        def write(z, hook, head=head, shift=shift, state=state):
+            z = z.clone()
+            rr = state["rows"]
+            z[torch.arange(z.shape[0]), p.pos_end[rr], head] += state["a"][:, None] * shift[rr]
+            return z
+
+        hooks += [(point, sign), (f"blocks.{layer}.attn.hook_z", write)]
+    return hooks
+
+
+EDGE_GAIN = 20.0  # a planted sender moves the receiver's readout 20x its unplanted clean - corrupted span (rms)
+
+
+@functools.cache
+def planted_edge(senders: tuple, receiver: tuple, component: str, logits: float, base: tuple = (),
+                 name: str = TS8M):
+    """A sender -> receiver edge built into the stand-in, for the path-patching claims: each of
+    `senders` ("embed", "MLPx", "LxHy") writes, clean minus corrupted, a vector U that moves the
+    receiver's readout (_readout) through its `component` input by EDGE_GAIN times the readout's
+    unplanted span and, to first order, not at all by any other route (U is orthogonal to the
+    gradient of the other routes: later layers reading the write, the receiver's other inputs);
+    the receiver reads it (a_r, calibrated to +1/2 on the clean prompt and -1/2 on the corrupted
+    one) and writes logits * a_r along IO - S at END. `base` heads (_base_hooks) add a logit
+    difference no edge carries, so a sender's path-patching recovery is about
+    logits / (logits + sum of base logits). A query edge is written at END (the name mover's
+    query), a value edge at S2 (the name it moves)."""
+    plain = stand_in_run(name)
+    b, p, n = plain.bridge, plain.prompts, len(plain.prompts)
+    layer, head = receiver
+    positions = p.pos_end if component == "q" else p.pos_s2
+    shift = _shift(b, plain, layer, head, 1.0).detach()
+    point, read = _readout(receiver, p, shift)
+    clean, corrupt = _readout_of(b, p, [], point, read)
+    span = EDGE_GAIN * float((clean - corrupt).pow(2).mean().sqrt())
+    U = {}
+    for s in senders:
+        total, edge = _gradients(plain, s, positions, receiver, component, point, read)
+        other = total - edge
+        u = edge - other * (edge * other).sum(-1, keepdim=True) / other.pow(2).sum(-1, keepdim=True)
+        U[s] = span * u / (u * edge).sum(-1, keepdim=True)
+
+    def sender_hooks(rows):
+        return [h for s in senders for h in _sender_hooks(plain, s, positions, U[s], rows)]
+
+    clean, corrupt = _readout_of(b, p, sender_hooks(_Rows(n)) + _base_hooks(plain, base, _Rows(n)), point, read)
+    mid, width = (clean + corrupt) / 2, clean - corrupt
+    rows = _Rows(n)
+
+    def receive(z, hook):
+        rr = rows("receiver", z.shape[0])
+        a = (read(z, rr) - mid[rr]) / width[rr]
+        z = z.clone()
+        z[torch.arange(z.shape[0]), p.pos_end[rr], head] += logits * a[:, None] * shift[rr]
+        return z
+
+    return _PlantedRun(b, p, sender_hooks(rows) + _base_hooks(plain, base, rows) + [(point, receive)])
+
+
+@functools.cache
+def planted_readers(plants: tuple, name: str = TS8M):
+    """Only the base heads of planted_edge: a logit difference of sum(logits) that no edge carries."""
+    plain = stand_in_run(name)
+    return _PlantedRun(plain.bridge, plain.prompts, _base_hooks(plain, plants, _Rows(len(plain.prompts))))
