@@ -264,10 +264,10 @@ I4_8M = Claim(
     source=_src("§3.4.1"), published=9.4, expect=within(9.4, 2.0),
     tolerance="9.4 ± 2.0: our names and templates differ from the thesis' (unpublished) test set",
     measure=Measure(partial(m.mean_logit_diff, with_tokens=True), on=IOI), evidence=OBSERVATIONAL,
-    controls=[_stand_in()],
-    missing_control=("positive: a model of TinyStories-8M's shape whose mean IO - S logit difference is 9.4 +- 2; a write "
-                     "planted in the random stand-in is shrunk by its final LayerNorm to under 2 logits (9.4 planted "
-                     "gives 1.57), so it needs a constructed unembedding, not built yet"),
+    controls=[_stand_in(),
+              positive("mean logit difference 9.4", partial(C.planted_value, "logit_diff", 9.4, 2.0),
+                       "the 8M stand-in, its unembedding sharpened x2 (the random one cannot reach 7.4), with a "
+                       "last-layer write along IO - S set so that the mean logit difference is 9.4")],
 )
 
 
@@ -281,9 +281,9 @@ I4_GPT2 = Claim(
     source=_src("§3.4.1"), published=3.6, expect=within(3.6, 1.0),
     tolerance="3.6 ± 1.0 (Wang et al. report 3.55 on their own templates)",
     measure=Measure(m.mean_logit_diff, on=IOI), evidence=OBSERVATIONAL,
-    controls=[_stand_in(GPT2)],
-    missing_control=("positive: a model of GPT-2 small's shape whose mean IO - S logit difference is 3.6 +- 1; a planted "
-                     "write is shrunk by the stand-in's final LayerNorm by an amount not set here (as I4.8m)"),
+    controls=[_stand_in(GPT2),
+              positive("mean logit difference 3.6", partial(C.planted_value, "logit_diff", 3.6, 1.0, GPT2),
+                       "the GPT-2 stand-in with a last-layer write along IO - S set so that the mean logit difference is 3.6")],
 )
 
 
@@ -361,9 +361,10 @@ I12 = Claim(
     source=_src("§3.5.1 ('changes correct name probability from 77.3% ...')"), published=0.773,
     expect=within(0.773, 0.1), tolerance="77.3% ± 10 pp: the thesis' prompt set is not published",
     measure=Measure(m.correct_probability, on=IOI), evidence=OBSERVATIONAL,
-    controls=[_stand_in()],
-    missing_control=("positive: a model of TinyStories-8M's shape giving the IO name 77% of the probability over 50,257 "
-                     "tokens; a write planted in the random stand-in saturates its final LayerNorm long before"),
+    controls=[_stand_in(),
+              positive("P(IO) 0.773", partial(C.planted_value, "probability", 0.773, 4.0),
+                       "the 8M stand-in, its unembedding sharpened x4 (the random one gives IO under 0.1% of 50,257 "
+                       "tokens), with a last-layer write along IO - S set so that the mean P(IO) at END is 0.773")],
 )
 
 
@@ -820,10 +821,11 @@ I20 = Claim(
     measure=Measure(partial(m.no_strong_sender, receiver=(6, 11), component="q", threshold=SYNERGY), on=IOI),
     evidence=INTERVENTIONAL,
     # the unplanted 8M stand-in (120 prompts), measured: max 0.0002, CI [-3.42, 3.43] (INCONCLUSIVE): a ratio of
-    # noise, so both controls carry a logit difference of their own (H7.7 reading S2, 9-10 logits)
-    controls=[negative("no edge into H6.11's query", partial(C.planted_readers, ((7, 7, 10.0),)),
-                       "the 8M stand-in with H7.7 reading S2 and writing 10 logits; nothing reaches H6.11's query"),
-              positive("a sender recovering 0.1 through H6.11's query", _edge(["L3H5"], (6, 11), "q", 1.0, [(7, 7, 9.0)]),
+    # noise, so both controls carry a logit difference of their own (a writer reading S2, 9-10 logits)
+    controls=[negative("no edge into H6.11's query", partial(C.planted_writers, ((7, 10.0),)),
+                       "the 8M stand-in with a layer-7 writer reading S2 and writing 10 logits at END; nothing reaches "
+                       "H6.11's query"),
+              positive("a sender recovering 0.1 through H6.11's query", _edge(["L3H5"], (6, 11), "q", 1.0, [(7, 9.0)]),
                        "the same with H3.5 writing at END what H6.11's query reads and H6.11 writing 1 logit of the 10 "
                        "from it (a tenth of the logit difference)", effect=0.1)],
 )
@@ -881,17 +883,11 @@ I11_MLP0 = Claim(
 def test_i11_h7_7_value_reads_mlp0_over_embed(ts8m, measure):
     measure.run(ts8m)
 
+
 _HANDOVER = ("corrupt-to-clean patching of resid_pre by layer x position (S2 ... END): the first layer whose END "
              "recovers more than its S2, and at least half of the logit difference, is in the second half ({0}; 8 when "
              "S2 still holds it entering the last layer; -1, a FAIL, when neither ever recovers half: nothing is handed "
              "over); CI: bootstrap over prompts; the recovery map beside")
-
-_NO_HANDOVER_CONTROL = (
-    "positive and negative: a reader of S2 planted at a chosen layer puts the hand-over "
-    "at the right layer on average, but the random stand-in's final LayerNorm shrinks its write below the stand-in's "
-    "own per-prompt spread of the logit difference, so the per-prompt recoveries range over about -19..23 and the "
-    "bootstrap CI of the hand-over layer reaches -1: both controls come out INCONCLUSIVE; a constructed unembedding "
-    "is needed (as for I4.8m)")
 
 I16_8M = Claim(
     id="I16.8m", model=TS8M,
@@ -900,8 +896,9 @@ I16_8M = Claim(
                 "later layers to get the performance relevant information into the END position')"),
     published="late layer", expect=at_least(4), tolerance=_HANDOVER.format(">= 4 of layers 0-7"),
     measure=Measure(m.resid_handover, on=IOI), evidence=INTERVENTIONAL,
-    # readers planted in layer 5 / 1 (s2_reader_layer, 87fa69f): measured 6 [-1, 6] and 2 [-1, 5], both INCONCLUSIVE
-    missing_control=_NO_HANDOVER_CONTROL,
+    controls=[positive("S2 -> END in layer 5", partial(C.planted_writers, ((5, 6.0),)),
+                       "the 8M stand-in with a writer in layer 5 reading S2 and writing the answer at END"),
+              negative("S2 -> END in layer 1", partial(C.planted_writers, ((1, 6.0),)), "the same writer in layer 1")],
 )
 
 
@@ -916,8 +913,10 @@ I16_GPT2 = Claim(
     source=_src("§3.4.2, fig 3.12 ('just like in GPT2-small')"), published="late layer", expect=at_least(6),
     tolerance=_HANDOVER.format(">= 6 of layers 0-11"), measure=Measure(m.resid_handover, on=IOI),
     evidence=INTERVENTIONAL,
-    # a reader planted in layer 8 (s2_reader_layer, 87fa69f): measured 9 [-1, 12], INCONCLUSIVE
-    missing_control=_NO_HANDOVER_CONTROL,
+    controls=[positive("S2 -> END in layer 8", partial(C.planted_writers, ((8, 6.0),), 1.0, GPT2),
+                       "the GPT-2 stand-in with a writer in layer 8 reading S2 and writing the answer at END"),
+              negative("S2 -> END in layer 2", partial(C.planted_writers, ((2, 6.0),), 1.0, GPT2),
+                       "the same writer in layer 2")],
 )
 
 

@@ -277,25 +277,12 @@ def config_pair(a: str, b: str):
     return stand_in(a), stand_in(b)
 
 
-@functools.cache
-def planted_probability(target: float, name: str = TS8M):
-    """The stand-in with H7.7 writing along IO - S at END, its strength set (bisection over the
-    logits it writes) so that the mean probability of IO at END is `target`: a model whose
-    baseline P(correct) is the published one."""
-    lo, hi = 0.0, 64.0
-    for _ in range(14):
-        mid = (lo + hi) / 2
-        p = ioi_circuit.correct_probability(planted_dla.__wrapped__(((7, 7, mid),), name))["value"]
-        lo, hi = (mid, hi) if p < target else (lo, mid)
-    return planted_dla(((7, 7, round(hi, 3)),), name)
-
-
 def organism_vs(name: str):
     """The name-mover organism's bridge (2 layers x 4 heads) and a stand-in of `name`."""
     return name_mover(True).bridge, stand_in(name)
 
 
-# ---------------------------------------------------------------- planted edges (path patching)
+# ---------------------------------------------------------------- planted runs that read S2
 
 class _PlantedRun(ioi.IOIRun):
     """An IOIRun whose planting hooks stay in place for its lazy sweeps too (head patching, edges,
@@ -338,6 +325,71 @@ def _sign(x, rows, s2, read):
     r, mid, r2 = read
     return ((x[torch.arange(x.shape[0]), s2[rows]] * r[rows]).sum(-1) - mid[rows]) / r2[rows]
 
+
+# ---------------------------------------------------------------- residual writers (logit difference, hand-over)
+
+def _writer_hooks(plain, plants, rows):
+    """Writers (layer, logits) that read which name stands at S2 from their layer's residual stream
+    and add logits * a along IO - S at END to that layer's output (a = +1/2 clean, -1/2 corrupted;
+    logits at the unplanted final LayerNorm scale). Why the residual stream and not a head's z: a
+    head can only write in its 16 dimensions of W_O, mostly off the IO - S direction, and the final
+    LayerNorm shrinks that surplus' logits away; a write along IO - S is shrunk least."""
+    b, p = plain.bridge, plain.prompts
+    d = _direction(b, p)
+    d = d - d.mean(-1, keepdim=True)
+    unit = d * _at_end(plain.cache["ln_final.hook_scale"], p) / d.pow(2).sum(-1, keepdim=True)  # 1 logit
+    hooks = []
+    for layer, logits in plants:
+        point, state = f"blocks.{layer}.hook_resid_pre", {}
+        read = _reads_s2(plain, point)
+
+        def sign(x, hook, point=point, read=read, state=state):
+            rr = rows(point + "|writer", x.shape[0])
+            state["a"], state["rows"] = _sign(x, rr, p.pos_s2, read), rr
+            return x
+
+        def write(x, hook, logits=logits, state=state):
+            x = x.clone()
+            rr = state["rows"]
+            x[torch.arange(x.shape[0]), p.pos_end[rr]] += logits * state["a"][:, None] * unit[rr]
+            return x
+
+        hooks += [(point, sign), (f"blocks.{layer}.hook_resid_post", write)]
+    return hooks
+
+
+@functools.cache
+def planted_writers(plants: tuple, sharpen: float = 1.0, name: str = TS8M):
+    """The stand-in with residual writers (_writer_hooks): S2's information reaches END in the layer
+    of each writer, so residual-stream patching hands over right after it. sharpen > 1 divides the
+    final LayerNorm's scale (the logits of every token times `sharpen`): a sharper unembedding, for a
+    logit difference or a probability beyond what the random stand-in's unembedding can reach."""
+    plain = stand_in_run(name)
+    hooks = _writer_hooks(plain, plants, _Rows(len(plain.prompts)))
+    if sharpen != 1.0:
+        hooks.append(("ln_final.hook_scale", lambda scale, hook: scale / sharpen))
+    return _PlantedRun(plain.bridge, plain.prompts, hooks)
+
+
+_MEAN = {"logit_diff": lambda run: float(run.ld.mean()),
+         "probability": lambda run: float(ioi_circuit.correct_probability(run)["value"])}
+
+
+@functools.cache
+def planted_value(metric: str, target: float, sharpen: float = 1.0, name: str = TS8M):
+    """The stand-in with a writer in its last layer whose strength is set (bisection) so that the
+    mean `metric` ("logit_diff" or "probability" of IO at END) over the prompt set is `target`: a
+    model whose baseline is the published one."""
+    last = stand_in(name).cfg.n_layers - 1
+    lo, hi = 0.0, 64.0
+    for _ in range(14):
+        mid = (lo + hi) / 2
+        value = _MEAN[metric](planted_writers.__wrapped__(((last, mid),), sharpen, name))
+        lo, hi = (mid, hi) if value < target else (lo, mid)
+    return planted_writers(((last, round(hi, 3)),), sharpen, name)
+
+
+# ---------------------------------------------------------------- planted edges (path patching)
 
 def _sender_points(sender: str):
     """(hook read for the sender's S2 signal, hook its write goes into, head or None) of a sender
@@ -455,30 +507,6 @@ def _gradients(plain, sender: str, positions, receiver, component: str, point, r
     return out[0], out[1]
 
 
-def _base_hooks(plain, plants, rows):
-    """Heads (layer, head, logits) that read which name stands at S2 from their own layer's
-    residual stream and write logits * a along IO - S at END (a = +1/2 clean, -1/2 corrupted): a
-    logit difference that no edge into another head carries."""
-    hooks, p = [], plain.prompts
-    for layer, head, logits in plants:
-        point, state = f"blocks.{layer}.hook_resid_pre", {}
-        read, shift = _reads_s2(plain, point), _shift(plain.bridge, plain, layer, head, logits).detach()
-
-        def sign(x, hook, point=point, read=read, state=state):
-            rr = rows(point + f"|base{head}", x.shape[0])
-            state["a"], state["rows"] = _sign(x, rr, p.pos_s2, read), rr
-            return x
-
-        def write(z, hook, head=head, shift=shift, state=state):
-            z = z.clone()
-            rr = state["rows"]
-            z[torch.arange(z.shape[0]), p.pos_end[rr], head] += state["a"][:, None] * shift[rr]
-            return z
-
-        hooks += [(point, sign), (f"blocks.{layer}.attn.hook_z", write)]
-    return hooks
-
-
 EDGE_GAIN = 20.0  # a planted sender moves the receiver's readout 20x its unplanted clean - corrupted span (rms)
 
 
@@ -491,9 +519,9 @@ def planted_edge(senders: tuple, receiver: tuple, component: str, logits: float,
     unplanted span and, to first order, not at all by any other route (U is orthogonal to the
     gradient of the other routes: later layers reading the write, the receiver's other inputs);
     the receiver reads it (a_r, calibrated to +1/2 on the clean prompt and -1/2 on the corrupted
-    one) and writes logits * a_r along IO - S at END. `base` heads (_base_hooks) add a logit
-    difference no edge carries, so a sender's path-patching recovery is about
-    logits / (logits + sum of base logits). A query edge is written at END (the name mover's
+    one) and writes logits * a_r along IO - S at END. `base` writers ((layer, logits), _writer_hooks)
+    add a logit difference that no edge into a head carries, so a sender's path-patching recovery is
+    about the receiver's share of the whole. A query edge is written at END (the name mover's
     query), a value edge at S2 (the name it moves)."""
     plain = stand_in_run(name)
     b, p, n = plain.bridge, plain.prompts, len(plain.prompts)
@@ -513,7 +541,7 @@ def planted_edge(senders: tuple, receiver: tuple, component: str, logits: float,
     def sender_hooks(rows):
         return [h for s in senders for h in _sender_hooks(plain, s, positions, U[s], rows)]
 
-    clean, corrupt = _readout_of(b, p, sender_hooks(_Rows(n)) + _base_hooks(plain, base, _Rows(n)), point, read)
+    clean, corrupt = _readout_of(b, p, sender_hooks(_Rows(n)) + _writer_hooks(plain, base, _Rows(n)), point, read)
     mid, width = (clean + corrupt) / 2, clean - corrupt
     rows = _Rows(n)
 
@@ -524,11 +552,4 @@ def planted_edge(senders: tuple, receiver: tuple, component: str, logits: float,
         z[torch.arange(z.shape[0]), p.pos_end[rr], head] += logits * a[:, None] * shift[rr]
         return z
 
-    return _PlantedRun(b, p, sender_hooks(rows) + _base_hooks(plain, base, rows) + [(point, receive)])
-
-
-@functools.cache
-def planted_readers(plants: tuple, name: str = TS8M):
-    """Only the base heads of planted_edge: a logit difference of sum(logits) that no edge carries."""
-    plain = stand_in_run(name)
-    return _PlantedRun(plain.bridge, plain.prompts, _base_hooks(plain, plants, _Rows(len(plain.prompts))))
+    return _PlantedRun(b, p, sender_hooks(rows) + _writer_hooks(plain, base, rows) + [(point, receive)])
