@@ -466,10 +466,10 @@ def _gradients(plain, sender: str, positions, receiver, component: str, point, r
     layer, head = receiver
     dim = b.cfg.d_head if s_head is not None else b.cfg.d_model
     s_layer = None if s_head is None else int(sender[1:].split("H")[0])
-    r = torch.arange(n)
+    r = torch.arange(n, device=b.cfg.device)
     out = []
     for route in ("total", "edge"):
-        e, store = torch.zeros(n, dim, requires_grad=True), {}
+        e, store = torch.zeros(n, dim, device=b.cfg.device, requires_grad=True), {}
         if route == "total":
             def add(x, hook):
                 x = x.clone()
