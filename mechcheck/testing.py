@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
+from collections import OrderedDict
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
@@ -27,6 +28,9 @@ from mechcheck.core.files import atomic_write
 from mechcheck.data import cache_root
 
 MODES = ("run", "reuse", "skip")
+# control models a runner holds at once: the claims next to each other share theirs; all of a claim file's
+# would not fit in memory (the IOI file's slow controls, held to the end, reached 23 GB)
+HELD = 4
 _PKG = Path(__file__).resolve().parent
 
 
@@ -97,7 +101,7 @@ class ControlRunner:
             raise ValueError(f"controls mode {mode!r}; use one of {', '.join(MODES)}")
         self.mode = mode
         self.directory = directory
-        self._models: dict[str, object] = {}
+        self._models: OrderedDict[str, object] = OrderedDict()
         self._shared: dict = {}
         self._done: dict[str, dict] = {}
 
@@ -108,9 +112,14 @@ class ControlRunner:
 
     def _model(self, control: Control):
         key = _claim.identity(control.build)
-        if key not in self._models:
-            self._models[key] = control.build()
-        return self._models[key]
+        if key in self._models:
+            self._models.move_to_end(key)
+            return self._models[key]
+        model = self._models[key] = control.build()
+        while len(self._models) > HELD:  # the oldest model goes, with the preparations made of it
+            _, old = self._models.popitem(last=False)
+            self._shared = {k: v for k, v in self._shared.items() if k[-1] != ("object", id(old))}
+        return model
 
     def _path(self, key: str) -> Path:
         return (self.directory or cache_dir()) / f"{hashlib.sha256(key.encode()).hexdigest()[:24]}.json"

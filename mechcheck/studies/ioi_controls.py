@@ -9,7 +9,8 @@ control can never drift from its claim. Each builder returns what the claim's pr
 the planting hooks in place (the bridge runs attention inside the HF module, so a pattern edit
 reaches the cache the claims read, not later layers: TransformerLens warns so, silenced here).
 
-Builders are memoised: a stand-in is built once per process and shared by every claim's controls.
+Builders are memoised: a stand-in is built once per process and shared by every claim's controls;
+a planted model is kept while it is among its builder's HELD most recent ones.
 """
 
 from __future__ import annotations
@@ -29,6 +30,9 @@ from mechcheck.models import organisms
 from mechcheck.studies import ioi, ioi_circuit
 
 TS8M, GPT2, TS3M = "roneneldan/TinyStories-8M", "gpt2", "roneneldan/TinyStories-3M"
+# planted models held at once per builder: neighbouring claims share theirs, while a whole claim file's
+# (a GPT-2 IOIRun with its caches is about 0.6 GB) would not fit in memory (the slow controls reached 23 GB)
+HELD = 2
 
 
 # ---------------------------------------------------------------- the models
@@ -127,7 +131,7 @@ def _plant_rows(prompts, plants, rows_of):
     return [(f"blocks.{layer}.attn.hook_pattern", hook_for(layer)) for layer in sorted({p[0] for p in plants})]
 
 
-@functools.cache
+@functools.lru_cache(maxsize=HELD)
 def planted_attention(plants: tuple, name: str = TS8M):
     """The stand-in's IOIRun with the thesis' attention rows planted (a pattern the claim names)."""
     plain = stand_in_run(name)
@@ -145,7 +149,7 @@ def _shift(bridge, run, layer, head, logits):
     return logits * w / w.pow(2).sum(-1, keepdim=True)
 
 
-@functools.cache
+@functools.lru_cache(maxsize=HELD)
 def planted_dla(plants: tuple, name: str = TS8M):
     """Heads whose END output writes a fixed number of logits along IO - S (plants = ((layer, head,
     logits), ...)): direct effects the DLA claims read, the same in clean and corrupted runs."""
@@ -167,7 +171,7 @@ def planted_dla(plants: tuple, name: str = TS8M):
     return _prepared(b, plain.prompts, [(f"blocks.{l}.attn.hook_z", hook_for(l)) for l in sorted(by_layer)])
 
 
-@functools.cache
+@functools.lru_cache(maxsize=HELD)
 def s2_reader_heads(plants: tuple, name: str = TS8M):
     """Heads that read which name stands at S2 and write the answer at END (plants = ((layer, head,
     logits), ...)): each head's END output adds `logits` x a along IO - S, where a = +1/2 when S2
@@ -203,7 +207,7 @@ def s2_reader_heads(plants: tuple, name: str = TS8M):
     return _prepared(b, p, hooks, sweeps=("head_patching",))
 
 
-@functools.cache
+@functools.lru_cache(maxsize=HELD)
 def negative_mover(logits: float, name: str = TS8M):
     """A negative name mover of `logits` (DLA -logits) planted at the head the unplanted check
     finds least active (where its detectable effect is measured)."""
@@ -212,7 +216,7 @@ def negative_mover(logits: float, name: str = TS8M):
     return planted_dla(((head[0], head[1], -logits),), name)
 
 
-@functools.cache
+@functools.lru_cache(maxsize=HELD)
 def planted_drop(logits: float, name: str = TS8M):
     """A head writing -logits at the flattest step of the logit-lens curve (I5's detectable effect)."""
     plain = stand_in_run(name)
@@ -247,7 +251,7 @@ def _score_plant(head, strength, kind):
     return (f"blocks.{head[0]}.attn.hook_pattern", plant)
 
 
-@functools.cache
+@functools.lru_cache(maxsize=HELD)
 def planted_scores(kind: str, heads: tuple, strength: float, vocab: str = "all", name: str = TS8M):
     """The stand-in's head scores at the claims' settings with `heads` planted as `kind` heads of
     `strength`; heads = ("weakest",) plants at the head the absence check finds least active (where
@@ -358,7 +362,7 @@ def _writer_hooks(plain, plants, rows):
     return hooks
 
 
-@functools.cache
+@functools.lru_cache(maxsize=HELD)
 def planted_writers(plants: tuple, sharpen: float = 1.0, name: str = TS8M):
     """The stand-in with residual writers (_writer_hooks): S2's information reaches END in the layer
     of each writer, so residual-stream patching hands over right after it. sharpen > 1 divides the
@@ -375,7 +379,7 @@ _MEAN = {"logit_diff": lambda run: float(run.ld.mean()),
          "probability": lambda run: float(ioi_circuit.correct_probability(run)["value"])}
 
 
-@functools.cache
+@functools.lru_cache(maxsize=HELD)
 def planted_value(metric: str, target: float, sharpen: float = 1.0, name: str = TS8M):
     """The stand-in with a writer in its last layer whose strength is set (bisection) so that the
     mean `metric` ("logit_diff" or "probability" of IO at END) over the prompt set is `target`: a
@@ -510,7 +514,7 @@ def _gradients(plain, sender: str, positions, receiver, component: str, point, r
 EDGE_GAIN = 20.0  # a planted sender moves the receiver's readout 20x its unplanted clean - corrupted span (rms)
 
 
-@functools.cache
+@functools.lru_cache(maxsize=HELD)
 def planted_edge(senders: tuple, receiver: tuple, component: str, logits: float, base: tuple = (),
                  name: str = TS8M):
     """A sender -> receiver edge built into the stand-in, for the path-patching claims: each of
