@@ -4,8 +4,10 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 PYTEST_ARGS ?=
+# make test's xdist workers (issue #24): 2 on the 2-core CI machine; TEST_WORKERS=0 runs it serially
+TEST_WORKERS ?= 2
 
-.PHONY: report test test-slow setup clean-venv
+.PHONY: report test test-slow test-controls setup clean-venv
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -25,15 +27,24 @@ report: setup
 # reason). Claims that do not hold are shown as xfail and recorded as FAIL in reports/test;
 # errors (NaN, broken model, bad input) still fail. Slow checks (-m slow) are not selected.
 # --durations=15: the slowest tests, so a regression in the suite's own time shows in every run.
+# -n $(TEST_WORKERS) --dist loadgroup: the tests that read one shared run stay on one worker
+# (tests/conftest.py), the claims on one model too (mechcheck's scheduler), heaviest first
+# (.test_durations, pytest-split's stored durations of this suite).
 test: setup
 	HF_HUB_OFFLINE=1 $(BIN)/pytest tests/ claims/ -m "not slow" --mc-claims-nonfatal \
-		--mc-report reports/test --durations=15 $(PYTEST_ARGS)
+		-n $(TEST_WORKERS) --dist loadgroup --mc-report reports/test --durations=15 $(PYTEST_ARGS)
 
 # The slow tier: retraining the shipped checkpoints, the wheel outside the repository, the probes
 # against scikit-learn, TransformerLens' path patching as the oracle, the GPT-2 sweeps' dry run and
 # the organism's 81-checkpoint series (README "Tests and markers"). CI runs it after `make test`.
 test-slow: setup
-	HF_HUB_OFFLINE=1 $(BIN)/pytest tests/ -m slow --durations=15 $(PYTEST_ARGS)
+	HF_HUB_OFFLINE=1 $(BIN)/pytest tests/ -m "slow and not controls" -n $(TEST_WORKERS) --dist loadgroup \
+		--durations=15 $(PYTEST_ARGS)
+
+# The IOI and POS claims' controls (planted 8M / GPT-2 small stand-ins, the GPT-2 patching sweeps,
+# 1M-shaped constructed models): over an hour of CPU on a cold controls cache, so not in CI.
+test-controls: setup
+	HF_HUB_OFFLINE=1 $(BIN)/pytest tests/test_controls.py -m controls --durations=15 $(PYTEST_ARGS)
 
 clean-venv:
 	rm -rf $(VENV)

@@ -3,9 +3,15 @@
 Shared claim runs (issue #24): each claims run that several tests read is made once per test
 session, at its first use, and kept: `claims_run` (`pytest claims/` offline, as CI runs it),
 `dry_run` (one claim file on the exact-config random stand-ins) and `standins` (the stand-in
-checkpoints). Every test that reads one says in its docstring what it still checks. Under
-`pytest -n N --dist loadgroup` a session fixture lives once per worker, so the tests reading one
-share an `xdist_group` (set here) and land on one worker.
+checkpoints). Every test that reads one says in its docstring what it still checks.
+
+`make test` runs under `-n 2 --dist loadgroup` (issue #24). A session fixture lives once per
+worker, so the tests reading `claims_run` (eight tests, three of which start more claims runs of
+their own) share an `xdist_group` (set here) and land on one worker. `dry_run` and `standins` are
+not grouped: each family's dry run is read by one test, so the POS and IOI dry runs (the two
+heaviest tests) can run on different workers; a stand-in two workers need is written twice (a few
+seconds). Each worker gets its share of the cores (torch threads, and OMP_NUM_THREADS for the claims
+runs it starts): two workers each running torch on every core spin-wait on each other.
 """
 
 import os
@@ -20,7 +26,23 @@ from claim_runs import CLAIMS_RUN_ARGS, DRY_RUNS, DRYRUN, ROOT, Once, claims_sub
 from standins import Standins  # noqa: E402
 
 # the fixtures below -> the xdist group of the tests that read them
-SHARED_GROUPS = {"claims_run": "claims_run", "dry_run": "dry_run", "standins": "dry_run"}
+SHARED_GROUPS = {"claims_run": "claims_run"}
+
+
+_SERIAL_THREADS = []  # torch's thread count before a worker took its share: a serial run's
+
+
+def pytest_configure(config):
+    """In an xdist worker: torch threads = cores // workers here and in every process it starts
+    (tests compare runs made within one session, all under the same setting)."""
+    import torch
+
+    from mechcheck.pytest_plugin.scheduling import share_cpu_threads
+
+    _SERIAL_THREADS.append(torch.get_num_threads())
+    threads = share_cpu_threads()
+    if threads is not None:
+        os.environ["OMP_NUM_THREADS"] = str(threads)
 
 
 def pytest_collection_modifyitems(items):
@@ -28,8 +50,21 @@ def pytest_collection_modifyitems(items):
     computes each run once, on one worker."""
     for item in items:
         groups = {SHARED_GROUPS[f] for f in getattr(item, "fixturenames", ()) if f in SHARED_GROUPS}
-        for group in sorted(groups)[:1]:  # one group per test (claims_run before dry_run)
+        for group in sorted(groups)[:1]:  # one group per test
             item.add_marker(pytest.mark.xdist_group(group))
+
+
+@pytest.fixture
+def serial_threads():
+    """torch with a serial run's thread count for one test, under xdist too: a test that compares
+    bytes with a file made outside the session (the shipped checkpoints were trained serially) needs
+    the same reductions, and torch's CPU reductions depend on the thread count."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(_SERIAL_THREADS[0])
+    yield _SERIAL_THREADS[0]
+    torch.set_num_threads(before)
 
 
 @pytest.fixture

@@ -30,12 +30,14 @@ CLAIM_FILES = sorted(p.stem for p in (ROOT / "claims").glob("test_*.py"))
 # Claim files whose control models cost minutes each on a cold cache (the IOI thesis': planted 8M and
 # GPT-2 small stand-ins over the IOI prompts, patching sweeps; the POS paper's: 1M-shaped constructed
 # models over the paper's 631 tagged paragraphs, probes on 128 heads). Their generated control tests
-# are `slow`: the slow tier (`make test-slow`, run by CI after `make test`) checks every one of them;
+# are `slow` and `controls`: `make test-controls` checks every one of them (over an hour of CPU cold
+# on 2 cores, so not in CI's 30 minutes; the GPT-2 sweeps' controls are most of it);
 # `make test` keeps the toy, organism and blog controls and every check below.
 SLOW_CONTROLS = {"test_ioi_tinystories_8m", "test_pos_heads_tinystories_1m"}
+_COLD = [pytest.mark.slow, pytest.mark.controls]
 
 CLAIMS = {stem: testing.declared_claims(importlib.import_module(stem)) for stem in CLAIM_FILES}
-CONTROLS = [pytest.param(c, ctl, id=f"{c.id}-{ctl.name}", marks=[pytest.mark.slow] if stem in SLOW_CONTROLS else [])
+CONTROLS = [pytest.param(c, ctl, id=f"{c.id}-{ctl.name}", marks=_COLD if stem in SLOW_CONTROLS else [])
             for stem in CLAIM_FILES for c in CLAIMS[stem] for ctl in c.controls]
 
 

@@ -129,7 +129,8 @@ def test_cache_trains_once_and_is_deterministic(tmp_path, monkeypatch):
 
 
 @pytest.mark.slow
-def test_full_retraining_reproduces_shipped_seed0(tmp_path):
+def test_full_retraining_reproduces_shipped_seed0(tmp_path, serial_threads):
+    """Bytes equal to the shipped checkpoint's, trained as it was: serially (serial_threads)."""
     cfg = toy.TrainConfig(seed=0)
     model, _ = toy.train(cfg)
     path = toy.save(model, cfg, tmp_path)

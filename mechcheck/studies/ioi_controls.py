@@ -526,7 +526,12 @@ def planted_edge(senders: tuple, receiver: tuple, component: str, logits: float,
     one) and writes logits * a_r along IO - S at END. `base` writers ((layer, logits), _writer_hooks)
     add a logit difference that no edge into a head carries, so a sender's path-patching recovery is
     about the receiver's share of the whole. A query edge is written at END (the name mover's
-    query), a value edge at S2 (the name it moves)."""
+    query), a value edge at S2 (the name it moves).
+
+    `logits` is nominal: the receiver's write is sized at the unplanted final LayerNorm scale, which
+    the writes themselves raise, so the planted model's logit difference is smaller than `logits`
+    (as with _writer_hooks' writers). The path-patching claims read recoveries, shares of the
+    difference the model actually has, so their controls decide on those shares, never on `logits`."""
     plain = stand_in_run(name)
     b, p, n = plain.bridge, plain.prompts, len(plain.prompts)
     layer, head = receiver
