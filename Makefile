@@ -28,8 +28,8 @@ report: setup
 # errors (NaN, broken model, bad input) still fail. Slow checks (-m slow) are not selected.
 # --durations=15: the slowest tests, so a regression in the suite's own time shows in every run.
 # -n $(TEST_WORKERS) --dist loadgroup: the tests that read one shared run stay on one worker
-# (tests/conftest.py), the claims on one model too (mechcheck's scheduler), heaviest first
-# (.test_durations, pytest-split's stored durations of this suite).
+# (tests/conftest.py), the claims on one model too (mechcheck's scheduler); each worker gives torch
+# its share of the cores. 8.8 min on a quiet 2-core machine (README "Tests and markers").
 test: setup
 	HF_HUB_OFFLINE=1 $(BIN)/pytest tests/ claims/ -m "not slow" --mc-claims-nonfatal \
 		-n $(TEST_WORKERS) --dist loadgroup --mc-report reports/test --durations=15 $(PYTEST_ARGS)
@@ -42,7 +42,8 @@ test-slow: setup
 		--durations=15 $(PYTEST_ARGS)
 
 # The IOI and POS claims' controls (planted 8M / GPT-2 small stand-ins, the GPT-2 patching sweeps,
-# 1M-shaped constructed models): over an hour of CPU on a cold controls cache, so not in CI.
+# 1M-shaped constructed models): over an hour of CPU on a cold controls cache, so not in CI. Serial:
+# one process peaks at 15 GB (the 4 most recent control models held); two would not fit in 24 GB.
 test-controls: setup
 	HF_HUB_OFFLINE=1 $(BIN)/pytest tests/test_controls.py -m controls --durations=15 $(PYTEST_ARGS)
 
