@@ -21,20 +21,26 @@ import json
 import time
 from importlib import resources
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
-from transformer_lens.config import TransformerBridgeConfig
-from transformer_lens.model_bridge import TransformerBridge
-from transformer_lens.model_bridge.sources import build_bridge_from_module
-from transformer_lens.model_bridge.sources.native import NativeModel, initialize_native_model
 
 from mechcheck.core.files import atomic_write_with
 from mechcheck.data import cache_root
 from mechcheck.models import CheckpointError, verify
 
-__all__ = ["CheckpointError", "NativeModel", "initialize_native_model", "shipped_dir", "sha256", "save",
+if TYPE_CHECKING:
+    from transformer_lens.config import TransformerBridgeConfig
+    from transformer_lens.model_bridge.sources.native import NativeModel
+
+# TransformerLens is imported where a model is built, not here: importing its model bridge costs
+# 5-9 s on 2 cores, and every Python that loads the pytest plugin imports this module (an xdist
+# controller, a test run that loads no model) and would pay it: a trivial `pytest` went from 14.8 s
+# to 3.5 s (issue #24).
+
+__all__ = ["CheckpointError", "bridge_config", "shipped_dir", "sha256", "save",
            "read_sidecar", "load_native", "find", "bridge", "random_bridge", "train"]
 
 
@@ -46,6 +52,13 @@ def shipped_dir(first: str, *rest: str) -> Path:
     if (here / "shipped").is_dir():  # a namespace package: joinpath gives a real path on disk
         return Path(resources.files("mechcheck.shipped").joinpath(first)).joinpath(*rest)
     return (here.parent / "fixtures").joinpath(first, *rest)
+
+
+def bridge_config(**fields) -> TransformerBridgeConfig:
+    """TransformerLens' config of a native model (imported here, at first use: see above)."""
+    from transformer_lens.config import TransformerBridgeConfig  # at first use (note above)
+
+    return TransformerBridgeConfig(**fields)
 
 
 def cache_dir(kind: str) -> Path:
@@ -100,6 +113,8 @@ def load_native(path: Path, config: TransformerBridgeConfig, what: str) -> Nativ
     except (SafetensorError, OSError, ValueError) as exc:
         why = str(exc).splitlines()[0][:160] if str(exc) else type(exc).__name__
         raise CheckpointError(f"{path}: not a readable safetensors file, truncated or corrupt ({why})") from None
+    from transformer_lens.model_bridge.sources.native import NativeModel  # at first use (note above)
+
     model = NativeModel(copy.deepcopy(config))
     want = {k: tuple(v.shape) for k, v in model.state_dict().items()}
     why = verify.compare(str(path), what, want, {k: tuple(v.shape) for k, v in state.items()})
@@ -122,6 +137,8 @@ def find(name: str, kind: str, shipped: Path) -> Path | None:
 def bridge(model: torch.nn.Module, tokenizer=None, device: str = "cpu", name: str = "native"):
     """A TransformerBridge around a deep copy of `model` (so weight edits on the bridge never
     touch the caller's model), through TL's public build_bridge_from_module."""
+    from transformer_lens.model_bridge.sources import build_bridge_from_module  # at first use (note above)
+
     model = copy.deepcopy(model).to(device)
     b = build_bridge_from_module(model, architecture="TransformerLensNative", tl_config=copy.deepcopy(model.cfg),
                                  device=device, model_name=name)
@@ -132,6 +149,8 @@ def bridge(model: torch.nn.Module, tokenizer=None, device: str = "cpu", name: st
 
 def random_bridge(config: TransformerBridgeConfig, tokenizer=None, device: str = "cpu"):
     """The random-weight control of an architecture (seeded by config.seed): TL's boot_native."""
+    from transformer_lens.model_bridge import TransformerBridge  # at first use (note above)
+
     b = TransformerBridge.boot_native(copy.deepcopy(config), device=device)
     if tokenizer is not None:
         b.tokenizer = tokenizer
@@ -140,6 +159,8 @@ def random_bridge(config: TransformerBridgeConfig, tokenizer=None, device: str =
 
 def new_model(config: TransformerBridgeConfig, seed: int) -> NativeModel:
     """A freshly initialised NativeModel (the start of training), seeded."""
+    from transformer_lens.model_bridge.sources.native import NativeModel, initialize_native_model  # at first use (note above)
+
     torch.manual_seed(seed)
     model = NativeModel(config)
     initialize_native_model(model, config, seed=seed)

@@ -25,17 +25,20 @@ import json
 import dataclasses
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
-from transformer_lens.config import TransformerBridgeConfig
 
 from mechcheck.models import checkpoints
 from mechcheck.core.warning import warn
 from mechcheck.data import DataError, data_dir, gpt2_tokenizer, ioi_prompts
 from mechcheck.models import INDUCTION_ORGANISM, LoadedModel
-from mechcheck.models.checkpoints import NativeModel, initialize_native_model  # noqa: F401  (re-exported)
 from mechcheck.models import CheckpointError
+
+if TYPE_CHECKING:
+    from transformer_lens.config import TransformerBridgeConfig
+    from transformer_lens.model_bridge.sources.native import NativeModel
 
 SHIPPED_DIR = checkpoints.shipped_dir("organisms")
 
@@ -57,7 +60,7 @@ class Recipe:
     seed: int = 0
 
     def config(self) -> TransformerBridgeConfig:
-        return TransformerBridgeConfig(
+        return checkpoints.bridge_config(
             n_layers=self.n_layers, d_model=self.d_model, n_heads=self.n_heads,
             d_head=self.d_model // self.n_heads, d_mlp=None if self.attn_only else 4 * self.d_model,
             d_vocab=self.d_vocab, n_ctx=self.n_ctx, act_fn="gelu", normalization_type="LNPre",

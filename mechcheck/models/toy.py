@@ -14,15 +14,18 @@ import json
 import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
-from transformer_lens.config import TransformerBridgeConfig
 
 from mechcheck.models import checkpoints
 from mechcheck.core.warning import warn
 from mechcheck.models import TOY, LoadedModel
-from mechcheck.models.checkpoints import NativeModel, initialize_native_model  # noqa: F401  (re-exported)
+
+if TYPE_CHECKING:
+    from transformer_lens.config import TransformerBridgeConfig
+    from transformer_lens.model_bridge.sources.native import NativeModel
 
 BOS = 4
 N_IN = 8  # x0..x7
@@ -111,7 +114,7 @@ def split() -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def bridge_config(seed: int = 0) -> TransformerBridgeConfig:
-    return TransformerBridgeConfig(**MODEL_CONFIG, seed=seed)
+    return checkpoints.bridge_config(**MODEL_CONFIG, seed=seed)
 
 
 def output_logits(logits: torch.Tensor) -> torch.Tensor:

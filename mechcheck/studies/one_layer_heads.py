@@ -217,6 +217,16 @@ def planted_pattern(str_tokens: list[str], n_heads: int = N_HEADS, swap: tuple =
     return pat
 
 
+_SCRATCH: list = []  # the control checkpoints' folders, removed when the process ends
+
+
+def _scratch_dir(prefix: str) -> str:
+    """A temporary folder that lives as long as this process (TemporaryDirectory removes it at
+    exit): each process wrote 13 MB per control checkpoint to /tmp and left it there."""
+    _SCRATCH.append(tempfile.TemporaryDirectory(prefix=prefix))
+    return _SCRATCH[-1].name
+
+
 @functools.lru_cache(maxsize=None)
 def _small_checkpoint(seed: int) -> str:
     """A random one-layer GPT-Neo with TinyStories-1Layer-21M's config at hidden 64, on disk."""
@@ -224,7 +234,7 @@ def _small_checkpoint(seed: int) -> str:
 
     cfg = {k: v for k, v in models.spec(ONE_LAYER).hf_config.items() if k != "model_type"}
     torch.manual_seed(seed)
-    path = tempfile.mkdtemp(prefix="mechcheck-one-layer-")
+    path = _scratch_dir("mechcheck-one-layer-")
     GPTNeoForCausalLM(GPTNeoConfig(**cfg | {"hidden_size": 64})).save_pretrained(path)
     return path
 
@@ -276,7 +286,7 @@ def planted(swap: tuple = (), seed: int = 0):
 
 @functools.lru_cache(maxsize=None)
 def _exact_checkpoint(seed: int) -> str:
-    return str(models.save_random(ONE_LAYER, tempfile.mkdtemp(prefix="mechcheck-one-layer-exact-"), seed=seed))
+    return str(models.save_random(ONE_LAYER, _scratch_dir("mechcheck-one-layer-exact-"), seed=seed))
 
 
 def exact_random(seed: int = 0):

@@ -33,7 +33,6 @@ from functools import partial
 
 import numpy as np
 import torch
-from transformer_lens.config import TransformerBridgeConfig
 
 from mechcheck.core.claim import negative, positive
 from mechcheck.data import data_dir, gpt2_tokenizer
@@ -52,9 +51,10 @@ EXCEPTION = 1.5  # L6H4's VBD reading: high, yet below the early heads' (not the
 LAYOUTS = ("paper", "swapped", "current-token")  # no "faint" VBD layout: the probes standardise, a weaker reading decodes as well
 
 
-def config() -> TransformerBridgeConfig:
-    return TransformerBridgeConfig(n_layers=N_LAYERS, d_model=D_MODEL, n_heads=N_HEADS, d_head=D_HEAD, d_mlp=D_MLP,
-                                   d_vocab=D_VOCAB, n_ctx=256, act_fn="gelu", normalization_type="LNPre", seed=SEED)
+def config():
+    """The constructed model's TransformerLens config (built at first use: checkpoints.bridge_config)."""
+    return checkpoints.bridge_config(n_layers=N_LAYERS, d_model=D_MODEL, n_heads=N_HEADS, d_head=D_HEAD, d_mlp=D_MLP,
+                                     d_vocab=D_VOCAB, n_ctx=256, act_fn="gelu", normalization_type="LNPre", seed=SEED)
 
 
 def lexicon(tokenizer, text: PaperText) -> dict[str, set]:
