@@ -144,3 +144,16 @@ def test_unreadable_durations_file_is_a_warning_not_silence(tmp_path):
         assert _durations(config) == {}
     missing = SimpleNamespace(getoption=lambda name, default=None: str(tmp_path / "none"), rootpath=tmp_path)
     assert _durations(missing) == {}  # no file is the normal case: no warning
+
+
+def test_large_blocks_stay_on_the_heap_unless_the_user_set_malloc(monkeypatch):
+    """glibc's mmap threshold is raised (the page faults of freshly mapped activations cost the POS
+    dry run 29 s of kernel time on 2 cores); a MALLOC_MMAP_THRESHOLD_ the user set is left alone."""
+    import platform
+    import sys
+
+    monkeypatch.setenv("MALLOC_MMAP_THRESHOLD_", "65536")
+    assert scheduling.keep_large_blocks_on_the_heap() is False
+    monkeypatch.delenv("MALLOC_MMAP_THRESHOLD_")
+    glibc = sys.platform.startswith("linux") and platform.libc_ver()[0] == "glibc"
+    assert scheduling.keep_large_blocks_on_the_heap() is glibc

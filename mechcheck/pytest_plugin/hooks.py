@@ -40,6 +40,7 @@ def pytest_addoption(parser, pluginmanager):
 
 
 def pytest_configure(config):
+    _scheduling.keep_large_blocks_on_the_heap()
     if config.getoption("mc_share_cores"):
         _scheduling.share_cpu_threads()
         if not hasattr(config, "workerinput"):
