@@ -37,7 +37,11 @@ SLOW_CONTROLS = {"test_ioi_tinystories_8m", "test_pos_heads_tinystories_1m"}
 _COLD = [pytest.mark.slow, pytest.mark.controls]
 
 CLAIMS = {stem: testing.declared_claims(importlib.import_module(stem)) for stem in CLAIM_FILES}
-CONTROLS = [pytest.param(c, ctl, id=f"{c.id}-{ctl.name}", marks=_COLD if stem in SLOW_CONTROLS else [])
+# One xdist group per claim file: a file's claims share their control models and the preparation
+# made of each (the blog's 131 controls read 28 models' role scores); spread over two workers, each
+# worker built and scored most of them again (issue #24).
+CONTROLS = [pytest.param(c, ctl, id=f"{c.id}-{ctl.name}",
+                         marks=[pytest.mark.xdist_group(f"controls-{stem}"), *(_COLD if stem in SLOW_CONTROLS else [])])
             for stem in CLAIM_FILES for c in CLAIMS[stem] for ctl in c.controls]
 
 
