@@ -22,6 +22,11 @@ from pathlib import Path  # noqa: E402
 
 import pytest  # noqa: E402
 
+# The plugin imports TransformerLens at first use (mechcheck.models.checkpoints); the tests import it
+# up front: pytester's in-process runs remove the modules first imported inside them, and `datasets`
+# (imported by TransformerLens) cannot be imported twice in one process (pyarrow extension types).
+import transformer_lens.model_bridge  # noqa: E402, F401
+
 from claim_runs import CLAIMS_RUN_ARGS, DRY_RUNS, DRYRUN, ROOT, Once, claims_subprocess  # noqa: E402
 from standins import Standins  # noqa: E402
 
