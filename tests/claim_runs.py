@@ -7,9 +7,13 @@ run that several tests read is made once per session (tests/conftest.py's fixtur
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
+
+from filelock import FileLock  # torch's own dependency
 
 ROOT = Path(__file__).resolve().parent.parent
 DRYRUN = ROOT / "reports" / "dryrun"  # the dry runs' reports (timings per claim), kept for reading
@@ -43,6 +47,29 @@ def claims_subprocess(paths, report: Path, *args: str, ok=(0,)) -> dict:
 def records_of(doc: dict, claim_file: str) -> list[dict]:
     """The records of one claim file in a report of several."""
     return [r for r in doc["claims"] if r["nodeid"].startswith(f"claims/{claim_file}::")]
+
+
+def session_root(tmp_path_factory) -> Path:
+    """The temporary folder every process of this test session shares: under xdist each worker's
+    base folder is popen-gwN inside the session's, so the parent; outside xdist the base itself."""
+    base = tmp_path_factory.getbasetemp()
+    return base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+
+
+def made_once(folder: Path, make) -> Path:
+    """`folder`, filled by make(folder) in whichever worker of the session asks first; the others
+    wait on the lock and read the same folder (issue #24: a shared run used to keep every test that
+    reads it on one xdist worker, which then ran them all in a row). Done only when make returned:
+    a run that failed is made again, and fails again, in the next worker that asks."""
+    folder = Path(folder)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(folder) + ".lock"):
+        done = folder.with_name(folder.name + ".done")
+        if not done.exists():
+            shutil.rmtree(folder, ignore_errors=True)
+            make(folder)
+            done.touch()
+    return folder
 
 
 class Once:

@@ -5,15 +5,16 @@ session, at its first use, and kept: `claims_run` (`pytest claims/` offline, as 
 `dry_run` (one claim file on the exact-config random stand-ins) and `standins` (the stand-in
 checkpoints). Every test that reads one says in its docstring what it still checks.
 
-`make test` runs under `-n 2 --dist loadgroup` (issue #24). A session fixture lives once per
-worker, so the tests reading `claims_run` (eight tests, three of which start more claims runs of
-their own) share an `xdist_group` (set here) and land on one worker. `dry_run` and `standins` are
-not grouped: each family's dry run is read by one test, so the POS and IOI dry runs (the two
-heaviest tests) can run on different workers; a stand-in two workers need is written twice (a few
-seconds). Each worker gets its share of the cores (torch threads, and OMP_NUM_THREADS for the claims
-runs it starts): two workers each running torch on every core spin-wait on each other.
+`make test` runs under `-n 2 --dist loadgroup` (issue #24). `claims_run` and the stand-ins are made
+once for the whole session, by whichever xdist worker asks first, in the folder the workers share
+(claim_runs.made_once: a file lock); the other worker waits for it and reads it. So the tests that
+read them need no xdist group and spread over both workers (they used to share one group, and one
+worker ran the claims run and the three more runs of its readers in a row). Each worker gets its
+share of the cores (torch threads, and OMP_NUM_THREADS for the claims runs it starts): two workers
+each running torch on every core spin-wait on each other.
 """
 
+import json
 import os
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -27,12 +28,8 @@ import pytest  # noqa: E402
 # (imported by TransformerLens) cannot be imported twice in one process (pyarrow extension types).
 import transformer_lens.model_bridge  # noqa: E402, F401
 
-from claim_runs import CLAIMS_RUN_ARGS, DRY_RUNS, DRYRUN, ROOT, Once, claims_subprocess  # noqa: E402
+from claim_runs import CLAIMS_RUN_ARGS, DRY_RUNS, DRYRUN, ROOT, Once, claims_subprocess, made_once, session_root  # noqa: E402
 from standins import Standins  # noqa: E402
-
-# the fixtures below -> the xdist group of the tests that read them
-SHARED_GROUPS = {"claims_run": "claims_run"}
-
 
 _SERIAL_THREADS = []  # torch's thread count before a worker took its share: a serial run's
 
@@ -48,15 +45,6 @@ def pytest_configure(config):
     threads = share_cpu_threads()
     if threads is not None:
         os.environ["OMP_NUM_THREADS"] = str(threads)
-
-
-def pytest_collection_modifyitems(items):
-    """Tests reading a shared session run share an xdist group, so `-n N --dist loadgroup`
-    computes each run once, on one worker."""
-    for item in items:
-        groups = {SHARED_GROUPS[f] for f in getattr(item, "fixturenames", ()) if f in SHARED_GROUPS}
-        for group in sorted(groups)[:1]:  # one group per test
-            item.add_marker(pytest.mark.xdist_group(group))
 
 
 @pytest.fixture
@@ -85,8 +73,9 @@ def run_claims():
 
 @pytest.fixture(scope="session")
 def standins(tmp_path_factory) -> Standins:
-    """The stand-in checkpoints of the hub models, each written once per session at first use."""
-    return Standins(tmp_path_factory.mktemp("standins"))
+    """The stand-in checkpoints of the hub models, each written once per session (by the first
+    worker that needs it) at first use."""
+    return Standins(session_root(tmp_path_factory) / "standins")
 
 
 @pytest.fixture(scope="session")
@@ -108,5 +97,6 @@ def claims_run(tmp_path_factory) -> tuple[Path, dict]:
     """(report folder, results.json) of `pytest claims/ -p no:randomly --mc-claims-nonfatal`,
     serial, no model overrides, once per session: the toy claims on the shipped seeds, O1/O2 on
     the organism's shipped series, every hub-model claim skipped with its reason."""
-    folder = tmp_path_factory.mktemp("claims-run") / "serial"
-    return folder, claims_subprocess([ROOT / "claims"], folder, *CLAIMS_RUN_ARGS)
+    folder = made_once(session_root(tmp_path_factory) / "claims-run" / "serial",
+                       lambda f: claims_subprocess([ROOT / "claims"], f, *CLAIMS_RUN_ARGS))
+    return folder, json.loads((folder / "results.json").read_text())
