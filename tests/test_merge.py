@@ -30,13 +30,14 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture(scope="module")
-def shards(tmp_path_factory, claims_run):
-    """(serial report, [3 shard reports]) of the offline claims run, the serial one the session's."""
+def shards(tmp_path_factory, request):
+    """(serial report, [3 shard reports]) of the offline claims run, the serial one the session's,
+    asked for after the shards ran: another xdist worker may be making it meanwhile."""
     d = tmp_path_factory.mktemp("shards")
     for i in (1, 2, 3):
         claims_subprocess([ROOT / "claims"], d / f"shard{i}", *CLAIMS_RUN_ARGS, "--splits", "3", "--group", str(i),
                           "--durations-path", str(d / "none.json"))
-    return claims_run[0], [d / f"shard{i}" for i in (1, 2, 3)]
+    return request.getfixturevalue("claims_run")[0], [d / f"shard{i}" for i in (1, 2, 3)]
 
 
 def _doc(d: Path) -> dict:
