@@ -451,7 +451,7 @@ def patterns(bridge, text: str, layer: int = 0, max_tokens: int | None = None):
 @dataclass
 class HeadText:
     """One text's attention pattern [head, q, k] (numpy), string tokens and token classes: the
-    input of every role score. `HeadText.run` does the forward pass; `HeadText.from_activations`
+    input of every role score. `role_scores` does the forward passes; `HeadText.from_activations`
     takes a pattern computed elsewhere (the controls in tests/ build theirs) and classifies the
     same way."""
 
@@ -465,11 +465,6 @@ class HeadText:
         if pattern.ndim != 3 or pattern.shape[1:] != (len(str_tokens), len(str_tokens)):
             raise ValueError(f"pattern must be [head, {len(str_tokens)}, {len(str_tokens)}], got {pattern.shape}")
         return cls(pattern, list(str_tokens), classify(str_tokens, has_bos))
-
-    @classmethod
-    def run(cls, bridge, text: str, layer: int = 0, max_tokens: int | None = None) -> "HeadText":
-        pattern, str_tokens, _ = patterns(bridge, text, layer, max_tokens)
-        return cls.from_activations(str_tokens, pattern)
 
     def scores(self) -> dict[str, np.ndarray]:
         return {role: fn(self.pattern, self.classes) for role, fn in ROLES.items()}

@@ -257,13 +257,14 @@ def pytest_runtest_call(item):
 
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(item, call):
-    if call.excinfo is not None and call.excinfo.errisinstance(ONE_LINE):
+    one_line = call.excinfo is not None and call.excinfo.errisinstance(ONE_LINE)
+    if one_line:
         # the report shows one line (below): pytest need not format the whole traceback first. Each
         # entry's source is parsed; a claim erroring in a fixture has ~400 entries, and one bad
         # checkpoint's 31 claim errors cost 25 s of formatting on 2 cores (issue #24)
         call.excinfo.traceback = call.excinfo.traceback[-1:]
     rep = yield
-    if call.excinfo is not None and call.excinfo.errisinstance(ONE_LINE):
+    if one_line:
         rep.longrepr = _models.error_line(call.excinfo.value)
     if rep.when == "teardown":
         for record in item.stash.get(_EXTRA, []):
