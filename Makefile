@@ -42,13 +42,10 @@ test-slow: setup
 		--durations=15 $(PYTEST_ARGS)
 
 # The IOI and POS claims' controls (planted 8M / GPT-2 small stand-ins, the GPT-2 patching sweeps,
-# 1M-shaped constructed models): over an hour of CPU on a cold controls cache, so not in CI. Serial:
-# one process peaks at 15 GB (the 4 most recent control models held); two would not fit in 24 GB.
-# MALLOC_MMAP_THRESHOLD_ (glibc's own ceiling, 32 MiB) keeps the plugin's 1 GiB heap threshold off
-# here: it saves kernel time but holds more memory (the POS dry run's peak 2.38 -> 2.93 GB).
+# 1M-shaped constructed models): serial, one process holds the 4 most recent control models (README
+# "Tests and markers" has its time and peak memory).
 test-controls: setup
-	HF_HUB_OFFLINE=1 MALLOC_MMAP_THRESHOLD_=33554432 $(BIN)/pytest tests/test_controls.py -m controls \
-		--durations=15 $(PYTEST_ARGS)
+	HF_HUB_OFFLINE=1 $(BIN)/pytest tests/test_controls.py -m controls --durations=15 $(PYTEST_ARGS)
 
 clean-venv:
 	rm -rf $(VENV)

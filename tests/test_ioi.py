@@ -259,3 +259,18 @@ def test_resid_patching_is_exact_and_finds_the_hand_over(name_mover):
     assert r["value"] == 1.0 and r["ci"] == (1.0, 1.0) and r["END_curve"][1] > 0.9
 
 
+
+
+def test_planted_value_steps_read_the_last_block_as_the_whole_run():
+    """planted_value's bisection reads each step's mean from the last block alone
+    (ioi_controls._last_layer_run, resumed on the unplanted cache): the same END logits, logit
+    difference and probability as the whole planted model it stands for (planted_writers), on the
+    8M stand-in at I4.8m's and I12's settings (sharpen 2 and 4)."""
+    plain = ioi_controls.stand_in_run(ioi_controls.TS8M)
+    last = plain.bridge.cfg.n_layers - 1
+    for strength, sharpen in ((3.0, 2.0), (11.5, 4.0)):
+        step = ioi_controls._last_layer_run(plain, strength, sharpen)
+        whole = ioi_controls.planted_writers.__wrapped__(((last, strength),), sharpen)
+        assert torch.equal(step.logits, whole.logits) and torch.equal(step.ld, whole.ld)
+        for metric, mean in ioi_controls._MEAN.items():
+            assert mean(step) == mean(whole), metric

@@ -147,8 +147,9 @@ def test_unreadable_durations_file_is_a_warning_not_silence(tmp_path):
 
 
 def test_large_blocks_stay_on_the_heap_unless_the_user_set_malloc(monkeypatch):
-    """glibc's mmap threshold is raised (the page faults of freshly mapped activations cost the POS
-    dry run 29 s of kernel time on 2 cores); a MALLOC_MMAP_THRESHOLD_ the user set is left alone."""
+    """glibc's mmap and trim thresholds are raised (the page faults of freshly mapped or trimmed
+    activations cost the POS dry run 29 s of kernel time on 2 cores, the GPT-2 residual-patching
+    sweep half its time); a MALLOC_MMAP_THRESHOLD_ the user set is left alone."""
     import platform
     import sys
 

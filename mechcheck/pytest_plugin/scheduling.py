@@ -68,23 +68,27 @@ def share_cpu_threads() -> int | None:
 
 
 HEAP_UP_TO = 1 << 30  # allocations below 1 GiB come from the heap (mallopt M_MMAP_THRESHOLD)
+KEEP_FREE_TOP = 1 << 30  # the heap's free top is given back to the kernel only above 1 GiB (M_TRIM_THRESHOLD)
 
 
 def keep_large_blocks_on_the_heap() -> bool:
-    """On glibc, serve allocations below 1 GiB from the heap, not from a fresh mmap each; True when
-    applied. Why: glibc maps every block above its mmap threshold (32 MiB at most, by its own
-    adjustment) afresh and unmaps it when freed, so every batch's activations (one layer's
-    attention pattern of 32 texts is 34 MB) page-fault their memory in again: the POS dry run on
-    2 cores spent 29.5 s of its 72 s in the kernel, 4.2 s with the heap (57.6 s in all). A freed
-    block goes back to the heap and the next batch reuses it; results do not change (only where
-    memory comes from). The cost is memory held: that run's peak RSS 2.38 -> 2.93 GB. Left alone
-    where the user set MALLOC_MMAP_THRESHOLD_ (theirs wins: `make test-controls`, whose one process
-    peaks near 15 GB, sets glibc's own 32 MiB) and off glibc (no mallopt)."""
+    """On glibc, serve allocations below 1 GiB from the heap, not from a fresh mmap each, and keep
+    up to 1 GiB of freed heap top instead of giving it back; True when applied. Why: glibc maps
+    every block above its mmap threshold (32 MiB at most, by its own adjustment) afresh and unmaps
+    it when freed, and trims the heap's free top above 128 KiB, so every batch's activations (one
+    layer's attention pattern of 32 texts is 34 MB) page-fault their memory in again. The POS dry
+    run on 2 cores spent 29.5 s of its 72 s in the kernel, 4.2 s with the heap; the GPT-2
+    stand-in's residual-patching sweep (I16.gpt2, 120 prompts) 50.6 s of 98.8 s with the mmap
+    threshold alone, 0.7 s of 67.8 s with the trim threshold too (peak RSS 3.37 -> 3.19 GB). A
+    freed block goes back to the heap and the next batch reuses it; results do not change (only
+    where memory comes from). Left alone where the user set MALLOC_MMAP_THRESHOLD_ (theirs wins)
+    and off glibc (no mallopt)."""
     if os.environ.get("MALLOC_MMAP_THRESHOLD_") or not sys.platform.startswith("linux"):
         return False
     try:
         libc = ctypes.CDLL("libc.so.6")
-        return bool(libc.mallopt(-3, ctypes.c_int(HEAP_UP_TO)))  # -3: M_MMAP_THRESHOLD
+        # -3: M_MMAP_THRESHOLD, -1: M_TRIM_THRESHOLD
+        return bool(libc.mallopt(-3, ctypes.c_int(HEAP_UP_TO))) and bool(libc.mallopt(-1, ctypes.c_int(KEEP_FREE_TOP)))
     except (OSError, AttributeError):  # musl or another libc: nothing to set
         return False
 
