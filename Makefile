@@ -29,7 +29,7 @@ report: setup
 # --durations=15: the slowest tests, so a regression in the suite's own time shows in every run.
 # -n $(TEST_WORKERS) --dist loadgroup: the tests that read one shared run stay on one worker
 # (tests/conftest.py), the claims on one model too (mechcheck's scheduler); each worker gives torch
-# its share of the cores. 8.8 min on a quiet 2-core machine (README "Tests and markers").
+# its share of the cores. Under 6 min on a quiet 2-core machine (README "Tests and markers").
 test: setup
 	HF_HUB_OFFLINE=1 $(BIN)/pytest tests/ claims/ -m "not slow" --mc-claims-nonfatal \
 		-n $(TEST_WORKERS) --dist loadgroup --mc-report reports/test --durations=15 $(PYTEST_ARGS)

@@ -21,7 +21,7 @@ DRYRUN = ROOT / "reports" / "dryrun"  # the dry runs' reports (timings per claim
 # The dry run of each stand-in claim file: (claim file, hub models it needs, extra arguments).
 # IOI: 3 names (24 prompts) and without the four GPT-2 patching sweeps (slow: test_ioi.py).
 # IOI and POS: --mc-controls skip, their controls cost minutes each cold and are checked one by one
-# by tests/test_controls.py's generated tests in `make test-controls` (SLOW_CONTROLS).
+# by tests/test_controls.py's generated tests in `make test-controls` (SLOW_CONTROLS; CI runs it).
 DRY_RUNS = {
     "ioi": ("test_ioi_tinystories_8m.py", ("roneneldan/TinyStories-8M", "gpt2", "roneneldan/TinyStories-1M",
                                           "roneneldan/TinyStories-3M"),

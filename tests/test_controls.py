@@ -30,9 +30,9 @@ CLAIM_FILES = sorted(p.stem for p in (ROOT / "claims").glob("test_*.py"))
 # Claim files whose control models cost minutes each on a cold cache (the IOI thesis': planted 8M and
 # GPT-2 small stand-ins over the IOI prompts, patching sweeps; the POS paper's: 1M-shaped constructed
 # models over the paper's 631 tagged paragraphs, probes on 128 heads). Their generated control tests
-# are `slow` and `controls`: `make test-controls` checks every one of them (over an hour of CPU cold
-# on 2 cores, so not in CI's 30 minutes; the GPT-2 sweeps' controls are most of it);
-# `make test` keeps the toy, organism and blog controls and every check below.
+# are `slow` and `controls`: `make test-controls` checks every one of them in one process (about 19
+# minutes cold on 2 cores, the GPT-2 patching sweeps' controls a third of it; CI runs it after the slow
+# tier); `make test` keeps the toy, organism and blog controls and every check below.
 SLOW_CONTROLS = {"test_ioi_tinystories_8m", "test_pos_heads_tinystories_1m"}
 _COLD = [pytest.mark.slow, pytest.mark.controls]
 

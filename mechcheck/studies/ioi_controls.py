@@ -182,7 +182,12 @@ def s2_reader_heads(plants: tuple, name: str = TS8M):
     logits), ...)): each head's END output adds `logits` x a along IO - S, where a = +1/2 when S2
     holds S (the clean prompt) and -1/2 when it holds IO (the corrupted one), read from the
     embedding at S2 in the same forward pass. Patching such a head's output from the clean run
-    into the corrupted one restores its share: head patching finds exactly these heads."""
+    into the corrupted one restores its share: head patching finds exactly these heads.
+
+    The head-patching sweep resumes its passes for layers >= 1 at the patched layer
+    (path_patching._patched_run), where the embedding hook does not fire: the plants then use the
+    read of the sweep's last full pass (a layer-0 patch of the same corrupted prompts, as many rows),
+    which is what the resumed pass would read, as no head patch changes the embedding."""
     plain = stand_in_run(name)
     b, p, n = plain.bridge, plain.prompts, len(plain.prompts)
     s2 = p.pos_s2
