@@ -259,8 +259,6 @@ def test_resid_patching_is_exact_and_finds_the_hand_over(name_mover):
     assert r["value"] == 1.0 and r["ci"] == (1.0, 1.0) and r["END_curve"][1] > 0.9
 
 
-
-
 def test_planted_value_steps_read_the_last_block_as_the_whole_run():
     """planted_value's bisection reads each step's mean from the last block alone
     (ioi_controls._last_layer_run, resumed on the unplanted cache): the same END logits, logit

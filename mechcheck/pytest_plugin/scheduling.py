@@ -79,7 +79,7 @@ def keep_large_blocks_on_the_heap() -> bool:
     layer's attention pattern of 32 texts is 34 MB) page-fault their memory in again. The POS dry
     run on 2 cores spent 29.5 s of its 72 s in the kernel, 4.2 s with the heap; the GPT-2
     stand-in's residual-patching sweep (I16.gpt2, 120 prompts) 50.6 s of 98.8 s with the mmap
-    threshold alone, 0.7 s of 67.8 s with the trim threshold too (peak RSS 3.37 -> 3.19 GB). A
+    threshold alone, 0.9 s of 69.1 s with the trim threshold too (peak RSS 3.37 -> 3.29 GB). A
     freed block goes back to the heap and the next batch reuses it; results do not change (only
     where memory comes from). Left alone where the user set MALLOC_MMAP_THRESHOLD_ (theirs wins)
     and off glibc (no mallopt)."""
